@@ -1,0 +1,3 @@
+from stepdiff.projector.perceiver import PerceiverProjector, ProjectorConfig
+
+__all__ = ["PerceiverProjector", "ProjectorConfig"]

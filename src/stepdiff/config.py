@@ -1,0 +1,100 @@
+"""StepDiff model configuration: dataclasses, YAML presets and ``key=value`` overrides.
+
+Unknown keys are errors, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.resources
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stepdiff.errors import ConfigError
+from stepdiff.llm.loading import DEFAULT_LLM
+from stepdiff.projector import ProjectorConfig
+
+DEFAULT_ENCODER = "efficientnet-lite0"
+
+
+@dataclass(frozen=True)
+class StepDiffConfig:
+    """Which frozen parts to load and how to build the trainable projector."""
+
+    encoder: str = DEFAULT_ENCODER  # alias, Hugging Face id or local folder
+    llm: str = DEFAULT_LLM  # alias, GGUF file, Hugging Face id or local folder
+    num_frames: int = 8  # uniformly sampled frames per clip
+    prompt_format: str = "auto"  # auto | llama2 | chat | plain
+    max_length: int = 1024  # longest prompt + answer, in tokens
+    seed: int = 0  # projector initialisation
+    projector: ProjectorConfig = field(default_factory=ProjectorConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> StepDiffConfig:
+        values = dict(data)
+        projector = values.pop("projector", {}) or {}
+        _check_keys(values, cls, source)
+        _check_keys(projector, ProjectorConfig, f"{source}: projector")
+        try:
+            return cls(projector=ProjectorConfig(**projector), **values)
+        except TypeError as error:
+            raise ConfigError(f"{source}: {error}") from None
+
+
+def _check_keys(values: dict[str, Any], cls: type, source: str) -> None:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})"
+        )
+
+
+def preset_names() -> list[str]:
+    folder = importlib.resources.files("stepdiff") / "configs"
+    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_config(source: str | Path | None = None, overrides: list[str] | None = None) -> StepDiffConfig:
+    """Load a YAML file or a shipped preset name (``tiny``, ``cpu-default``), then apply
+    ``key=value`` overrides such as ``num_frames=4`` or ``projector.depth=3``."""
+    data: dict[str, Any] = {}
+    label = "defaults"
+    if source is not None:
+        path = Path(source)
+        if not path.is_file():
+            if str(source) not in preset_names():
+                raise ConfigError(
+                    f"config {str(source)!r}: no such file or preset "
+                    f"(presets: {', '.join(preset_names())})"
+                )
+            path = Path(str(importlib.resources.files("stepdiff") / "configs" / f"{source}.yaml"))
+        label = str(path)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: invalid YAML ({error})".splitlines()[0]) from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of keys to values")
+    for override in overrides or []:
+        _apply_override(data, override)
+    return StepDiffConfig.from_dict(data, label)
+
+
+def _apply_override(data: dict[str, Any], override: str) -> None:
+    key, sep, text = override.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {override!r}: expected key=value")
+    target = data
+    *parents, leaf = key.split(".")
+    for parent in parents:
+        target = target.setdefault(parent, {})
+        if not isinstance(target, dict):
+            raise ConfigError(f"override {override!r}: {parent!r} is not a section")
+    target[leaf] = yaml.safe_load(text)

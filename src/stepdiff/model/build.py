@@ -1,0 +1,88 @@
+"""Assemble a StepDiffModel from a config or a saved checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from stepdiff.config import StepDiffConfig
+from stepdiff.encoders.cache import FeatureCache
+from stepdiff.encoders.registry import build_frame_encoder
+from stepdiff.errors import ModelLoadError
+from stepdiff.llm.loading import load_frozen_llm
+from stepdiff.model.stepdiff import StepDiffModel, read_checkpoint_config, read_projector_weights
+from stepdiff.projector import PerceiverProjector
+
+
+def build_model(
+    config: StepDiffConfig,
+    *,
+    feature_cache: FeatureCache | None = None,
+    checkpoint: str | Path | None = None,
+) -> StepDiffModel:
+    """Load the frozen encoder and LLM, build the projector, optionally load its weights.
+
+    With ``checkpoint``, the projector weights come from that folder and ``config`` should
+    be the checkpoint's own (see ``load_model``).
+    """
+    encoder = build_frame_encoder(config.encoder)
+    llm = load_frozen_llm(config.llm)
+    embeddings = llm.model.get_input_embeddings().weight  # (V, H)
+    with torch.random.fork_rng():
+        torch.manual_seed(config.seed)
+        projector = PerceiverProjector(
+            input_dim=encoder.dim,
+            output_dim=llm.hidden_size,
+            config=config.projector,
+            output_std=float(embeddings.std()),
+        )
+    trained = False
+    if checkpoint is not None:
+        _load_projector_state(projector, read_projector_weights(checkpoint), checkpoint)
+        trained = True
+    model = StepDiffModel(
+        config, encoder, llm, projector, feature_cache=feature_cache, projector_trained=trained
+    )
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(name.startswith("projector.") for name in trainable), (
+        f"only the projector may train, but these require grad: {sorted(trainable)[:5]}"
+    )
+    return model
+
+
+def _load_projector_state(
+    projector: PerceiverProjector, state: dict[str, torch.Tensor], source: str | Path
+) -> None:
+    expected = projector.state_dict()
+    if set(state) != set(expected):
+        missing = sorted(set(expected) - set(state))
+        extra = sorted(set(state) - set(expected))
+        raise ModelLoadError(
+            f"{source}: projector weights do not match this model "
+            f"(missing {missing[:3]}, unexpected {extra[:3]})"
+        )
+    for name, tensor in state.items():
+        if tensor.shape != expected[name].shape:
+            raise ModelLoadError(
+                f"{source}: projector weight {name!r} has shape {tuple(tensor.shape)} but this "
+                f"encoder/LLM needs {tuple(expected[name].shape)} (checkpoint from another model?)"
+            )
+    projector.load_state_dict(state)
+
+
+def load_model(
+    folder: str | Path,
+    *,
+    feature_cache: FeatureCache | None = None,
+    overrides: dict[str, object] | None = None,
+) -> StepDiffModel:
+    """Rebuild a saved StepDiff model: its frozen parts by reference, its projector weights.
+
+    ``overrides`` may swap where a frozen part is loaded from (e.g. the same LLM from a
+    local folder instead of a hub id); shapes are still checked.
+    """
+    config = read_checkpoint_config(folder)
+    if overrides:
+        config = StepDiffConfig.from_dict({**config.to_dict(), **overrides}, str(folder))
+    return build_model(config, feature_cache=feature_cache, checkpoint=folder)

@@ -1,0 +1,263 @@
+"""StepDiffModel: frozen video encoder -> trainable Perceiver projector -> frozen LLM.
+
+Both videos of a pair go through the same projector and are spliced into one prompt
+(reference first, candidate second), so the LLM reads them together. Only the projector
+trains; the loss covers answer tokens only.
+
+Shapes: B pairs, T time steps, P tokens per step, D encoder width, N video tokens per
+video, H LLM width, L sequence length, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from stepdiff.config import StepDiffConfig
+from stepdiff.encoders.base import FrameEncoder
+from stepdiff.encoders.cache import FeatureCache
+from stepdiff.encoders.featurize import ClipFeaturizer
+from stepdiff.errors import ModelLoadError
+from stepdiff.llm.loading import FrozenLLM
+from stepdiff.llm.prompt import select_prompt_format, tokenise_sample
+from stepdiff.model.batching import IGNORE_INDEX, TokenBatch, collate
+from stepdiff.model.splice import splice_video_embeddings
+from stepdiff.projector import PerceiverProjector
+from stepdiff.video.clip import ClipRef
+
+CONFIG_FILE = "stepdiff_config.json"
+PROJECTOR_FILE = "projector.safetensors"
+CHECKPOINT_FORMAT = 1
+
+
+class StepDiffModel(nn.Module):
+    """Answer questions about a (reference, candidate) pair of videos."""
+
+    def __init__(
+        self,
+        config: StepDiffConfig,
+        encoder: FrameEncoder,
+        llm: FrozenLLM,
+        projector: PerceiverProjector,
+        *,
+        feature_cache: FeatureCache | None = None,
+        projector_trained: bool = False,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = encoder
+        self.llm = llm.model
+        self.tokenizer = llm.tokenizer
+        self.llm_name = llm.name
+        self.projector = projector
+        self.projector_trained = projector_trained
+        self.prompt_format = select_prompt_format(config.prompt_format, llm.name, llm.tokenizer)
+        self.featurizer = ClipFeaturizer(encoder, config.num_frames, feature_cache)
+
+    # ----- frozen parts stay frozen ------------------------------------------------
+    def train(self, mode: bool = True) -> StepDiffModel:
+        """Only the projector switches mode: the frozen parts always run in eval mode."""
+        self.projector.train(mode)
+        self.training = mode
+        return self
+
+    @property
+    def num_video_tokens(self) -> int:
+        return self.projector.config.num_latents
+
+    @property
+    def device(self) -> torch.device:
+        return self.projector.latents.device
+
+    # ----- inputs -------------------------------------------------------------------
+    def clip_features(self, clips: Sequence[ClipRef]) -> torch.Tensor:
+        """Decode, sample and encode clips (cached) -> (B, T, P, D)."""
+        return self.featurizer(clips).to(self.device)
+
+    def _tokenise(
+        self,
+        questions: Sequence[str],
+        answers: Sequence[str] | None,
+        *,
+        padding_side: str,
+        answer_end: bool = True,
+    ) -> TokenBatch:
+        if answers is not None and len(answers) != len(questions):
+            raise ValueError(f"{len(questions)} questions but {len(answers)} answers")
+        for index, answer in enumerate(answers or []):
+            if not answer.strip():
+                raise ValueError(f"sample {index}: the answer is empty, so it would carry no loss")
+        samples = [
+            tokenise_sample(
+                self.prompt_format,
+                question,
+                None if answers is None else answers[i],
+                self.num_video_tokens,
+                answer_end=answer_end,
+            )
+            for i, question in enumerate(questions)
+        ]
+        return collate(
+            samples,
+            pad_id=self.tokenizer.pad_token_id,
+            padding_side=padding_side,
+            max_length=self.config.max_length,
+            require_answers=answers is not None,
+        )
+
+    def _inputs_embeds(
+        self, batch: TokenBatch, reference: torch.Tensor, candidate: torch.Tensor
+    ) -> torch.Tensor:
+        """Token embeddings with both videos spliced in -> (B, L, H)."""
+        if reference.shape[0] != batch.input_ids.shape[0] or candidate.shape != reference.shape:
+            raise ValueError(
+                f"{batch.input_ids.shape[0]} questions but reference features "
+                f"{tuple(reference.shape)} and candidate features {tuple(candidate.shape)}"
+            )
+        pair = torch.stack([reference, candidate], dim=1)  # (B, 2, T, P, D)
+        batch_size = pair.shape[0]
+        video = self.projector(pair.flatten(0, 1))  # (B*2, N, H)
+        video = video.view(batch_size, 2, *video.shape[1:])  # (B, 2, N, H)
+        ids = batch.input_ids.to(self.device)
+        # Placeholders are not real ids: embed a stand-in, then overwrite those rows.
+        text = self.llm.get_input_embeddings()(ids.clamp(min=0))  # (B, L, H)
+        return splice_video_embeddings(ids, text, video)
+
+    def _logits(self, batch: TokenBatch, reference: torch.Tensor, candidate: torch.Tensor):
+        embeds = self._inputs_embeds(batch, reference, candidate)
+        mask = batch.attention_mask.to(self.device)
+        return self.llm(inputs_embeds=embeds, attention_mask=mask).logits  # (B, L, V)
+
+    # ----- training -----------------------------------------------------------------
+    def forward(
+        self,
+        reference: torch.Tensor,
+        candidate: torch.Tensor,
+        questions: Sequence[str],
+        answers: Sequence[str],
+    ) -> torch.Tensor:
+        """Mean cross-entropy over answer tokens. reference/candidate: (B, T, P, D)."""
+        batch = self._tokenise(questions, answers, padding_side="right")
+        logits = self._logits(batch, reference, candidate)  # (B, L, V)
+        labels = batch.labels.to(self.device)
+        # Position t predicts token t+1.
+        return nn.functional.cross_entropy(
+            logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX
+        )
+
+    # ----- scoring --------------------------------------------------------------------
+    @torch.no_grad()
+    def loglik(
+        self,
+        reference: torch.Tensor,
+        candidate: torch.Tensor,
+        questions: Sequence[str],
+        answers: Sequence[str],
+        *,
+        answer_end: bool = True,
+    ) -> torch.Tensor:
+        """Sum of log p(answer token | videos, question, previous tokens) per pair -> (B,)."""
+        batch = self._tokenise(questions, answers, padding_side="right", answer_end=answer_end)
+        logits = self._logits(batch, reference, candidate)[:, :-1]  # (B, L-1, V)
+        labels = batch.labels[:, 1:].to(self.device)  # (B, L-1)
+        scored = labels != IGNORE_INDEX
+        log_probs = torch.log_softmax(logits.float(), dim=-1)
+        picked = log_probs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (B, L-1)
+        return (picked * scored).sum(dim=1)
+
+    @torch.no_grad()
+    def p_yes(
+        self, reference: torch.Tensor, candidate: torch.Tensor, questions: Sequence[str]
+    ) -> torch.Tensor:
+        """P("YES") against "NO" for yes/no questions, from one batched forward -> (B,)."""
+        count = len(questions)
+        both = self.loglik(
+            torch.cat([reference, reference]),
+            torch.cat([candidate, candidate]),
+            list(questions) * 2,
+            ["YES"] * count + ["NO"] * count,
+            answer_end=False,
+        )  # (2B,)
+        return torch.softmax(both.view(2, count), dim=0)[0]
+
+    # ----- generation -----------------------------------------------------------------
+    @torch.no_grad()
+    def generate(
+        self,
+        reference: torch.Tensor,
+        candidate: torch.Tensor,
+        questions: Sequence[str],
+        max_new_tokens: int = 48,
+    ) -> list[str]:
+        """Greedy answers, one per (reference, candidate, question) row."""
+        batch = self._tokenise(questions, None, padding_side="left")
+        embeds = self._inputs_embeds(batch, reference, candidate)
+        output = self.llm.generate(
+            inputs_embeds=embeds,
+            attention_mask=batch.attention_mask.to(self.device),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=self.tokenizer.eos_token_id,
+        )  # (B, new tokens): with inputs_embeds only, generate returns just the new tokens
+        texts = self.tokenizer.batch_decode(output, skip_special_tokens=True)
+        return [text.strip() for text in texts]
+
+    def ask(
+        self,
+        reference: ClipRef,
+        candidate: ClipRef,
+        questions: Sequence[str],
+        max_new_tokens: int = 48,
+    ) -> list[str]:
+        """Answer several questions about one pair, encoding each video once."""
+        features = self.clip_features([reference, candidate])  # (2, T, P, D)
+        count = len(questions)
+        ref = features[0:1].expand(count, *features.shape[1:])
+        cand = features[1:2].expand(count, *features.shape[1:])
+        return self.generate(ref, cand, questions, max_new_tokens=max_new_tokens)
+
+    # ----- checkpoints ------------------------------------------------------------------
+    def save_pretrained(self, folder: str | Path) -> None:
+        """Write the projector weights and the config; frozen parts are referenced by name."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "format": CHECKPOINT_FORMAT,
+            "config": self.config.to_dict(),
+            "llm_hidden_size": self.projector.head.out_features,
+            "encoder_dim": self.projector.input_proj.in_features,
+        }
+        state = {k: v.detach().contiguous() for k, v in self.projector.state_dict().items()}
+        save_file(state, folder / f".{PROJECTOR_FILE}.tmp")
+        (folder / f".{CONFIG_FILE}.tmp").write_text(json.dumps(meta, indent=2))
+        (folder / f".{PROJECTOR_FILE}.tmp").replace(folder / PROJECTOR_FILE)
+        (folder / f".{CONFIG_FILE}.tmp").replace(folder / CONFIG_FILE)
+
+
+def read_checkpoint_config(folder: str | Path) -> StepDiffConfig:
+    """The config of a saved StepDiff model, with a clear error when it is not one."""
+    config_path = Path(folder) / CONFIG_FILE
+    if not config_path.is_file():
+        raise ModelLoadError(f"{config_path}: missing; not a StepDiff checkpoint folder")
+    try:
+        meta = json.loads(config_path.read_text())
+        return StepDiffConfig.from_dict(meta["config"], str(config_path))
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
+        raise ModelLoadError(f"{config_path}: unreadable checkpoint config ({error})") from None
+
+
+def read_projector_weights(folder: str | Path) -> dict[str, torch.Tensor]:
+    """The projector weights of a saved StepDiff model, with a clear error when corrupt."""
+    weights_path = Path(folder) / PROJECTOR_FILE
+    if not weights_path.is_file():
+        raise ModelLoadError(f"{weights_path}: missing; not a StepDiff checkpoint folder")
+    try:
+        return load_file(weights_path)
+    except Exception as error:  # safetensors raises its own error types for corrupt files
+        raise ModelLoadError(f"{weights_path}: corrupt projector weights ({error})") from None

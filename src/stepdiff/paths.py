@@ -1,0 +1,11 @@
+"""Where StepDiff keeps caches (features, de-quantised LLMs, demo clips)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def cache_root() -> Path:
+    """``$STEPDIFF_CACHE`` if set, else ``~/.cache/stepdiff``."""
+    return Path(os.environ.get("STEPDIFF_CACHE", Path.home() / ".cache" / "stepdiff"))

@@ -1,0 +1,140 @@
+"""StepDiffModel on tiny random-initialised parts: masking, training, scoring, checkpoints."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from stepdiff.config import load_config
+from stepdiff.errors import ConfigError, ModelLoadError, SpliceError
+from stepdiff.llm.prompt import VIDEO_TOKEN_ID
+from stepdiff.model import build_model, load_model, splice_video_embeddings
+from stepdiff.model.batching import IGNORE_INDEX
+from stepdiff.train.step import projector_optimizer, train_step
+
+QUESTIONS = [
+    "What is the main difference in tools?",
+    "Did the candidate stir faster?",
+    "Am I done yet?",
+]
+ANSWERS = ["A whisk instead of a spoon.", "Yes, much faster.", "No, keep going."]
+
+
+@pytest.fixture()
+def model():
+    return build_model(load_config("tiny"))
+
+
+def features(model, batch: int, seed: int) -> torch.Tensor:
+    """Random stand-ins for encoder tokens (B, T, P, D)."""
+    time_steps, tokens = model.encoder.tokens_shape(model.config.num_frames)
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, time_steps, tokens, model.encoder.dim, generator=generator)
+
+
+def test_splice_places_videos_in_order_and_checks_counts():
+    ids = torch.tensor([[5, VIDEO_TOKEN_ID, VIDEO_TOKEN_ID, 6, VIDEO_TOKEN_ID, VIDEO_TOKEN_ID]])
+    text = torch.zeros(1, 6, 3)
+    video = torch.arange(12, dtype=torch.float).view(1, 2, 2, 3)  # (B, V, N, H)
+    out = splice_video_embeddings(ids, text, video)
+    assert torch.equal(out[0, 1:3], video[0, 0])
+    assert torch.equal(out[0, 4:6], video[0, 1])
+    assert torch.equal(out[0, [0, 3]], torch.zeros(2, 3))
+    with pytest.raises(SpliceError, match="sample 0: prompt has 4 video placeholder tokens"):
+        splice_video_embeddings(ids, text, torch.zeros(1, 2, 3, 3))
+
+
+def test_labels_cover_exactly_the_answer_tokens(model):
+    batch = model._tokenise(QUESTIONS[:2], ANSWERS[:2], padding_side="right")
+    for row, (question, answer) in enumerate(zip(QUESTIONS[:2], ANSWERS[:2], strict=True)):
+        answer_text = model.prompt_format.answer(question, answer)
+        expected = model.tokenizer(answer_text, add_special_tokens=False)["input_ids"]
+        labelled = batch.labels[row][batch.labels[row] != IGNORE_INDEX].tolist()
+        assert labelled == expected
+        # The answer sits right after the prompt, and the end-of-turn marker is learned too.
+        assert model.tokenizer.decode(labelled).startswith(answer)
+        assert answer_text.endswith("<|im_end|>\n")
+    placeholders = (batch.input_ids == VIDEO_TOKEN_ID).sum(dim=1)
+    assert placeholders.tolist() == [2 * model.num_video_tokens] * 2
+
+
+def test_samples_are_never_silently_masked(model):
+    with pytest.raises(ValueError, match="sample 1: the answer is empty"):
+        model._tokenise(QUESTIONS[:2], ["fine", ""], padding_side="right")
+    with pytest.raises(ValueError, match="sample 0: .* exceed max_length"):
+        model._tokenise(["why? " * 400], ["x"], padding_side="right")
+
+
+def test_training_lowers_loss_and_touches_only_the_projector(model):
+    frozen_before = {
+        name: p.detach().clone()
+        for name, p in model.named_parameters()
+        if not name.startswith("projector.")
+    }
+    projector_before = {n: p.detach().clone() for n, p in model.projector.named_parameters()}
+    ref, cand = features(model, 2, seed=1), features(model, 2, seed=2)
+    optimizer = projector_optimizer(model, lr=1e-2)
+    losses = [train_step(model, optimizer, ref, cand, QUESTIONS[:2], ANSWERS[:2]) for _ in range(80)]
+    assert losses[-1] < 0.5 * losses[0], losses
+    for name, p in model.named_parameters():
+        if name in frozen_before:
+            assert torch.equal(p, frozen_before[name]), f"frozen weight {name} changed"
+    changed = [n for n, p in model.projector.named_parameters() if not torch.equal(p, projector_before[n])]
+    assert changed, "the projector did not train"
+    assert not model.llm.training and not model.encoder.training
+
+
+def test_save_and_load_give_identical_outputs(model, tmp_path):
+    ref, cand = features(model, 2, seed=3), features(model, 2, seed=4)
+    optimizer = projector_optimizer(model, lr=1e-2)
+    train_step(model, optimizer, ref, cand, QUESTIONS[:2], ANSWERS[:2])
+    model.eval()
+    before = model.loglik(ref, cand, QUESTIONS[:2], ANSWERS[:2])
+    model.save_pretrained(tmp_path / "ckpt")
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == [
+        "projector.safetensors",
+        "stepdiff_config.json",
+    ]
+    loaded = load_model(tmp_path / "ckpt")
+    assert loaded.projector_trained
+    assert torch.equal(loaded.loglik(ref, cand, QUESTIONS[:2], ANSWERS[:2]), before)
+
+
+def test_checkpoint_errors(model, tmp_path):
+    with pytest.raises(ModelLoadError, match="not a StepDiff checkpoint"):
+        load_model(tmp_path)
+    model.save_pretrained(tmp_path / "ckpt")
+    (tmp_path / "ckpt" / "projector.safetensors").write_bytes(b"\x00garbage")
+    with pytest.raises(ModelLoadError, match="corrupt projector weights"):
+        load_model(tmp_path / "ckpt")
+    model.save_pretrained(tmp_path / "ckpt")
+    with pytest.raises(ModelLoadError, match="checkpoint from another model"):
+        load_model(tmp_path / "ckpt", overrides={"llm": "tiny:hidden_size=48"})
+    with pytest.raises(ConfigError, match="unknown key 'nm_frames'"):
+        load_config("tiny", ["nm_frames=3"])
+
+
+def test_batched_scores_equal_one_by_one(model):
+    ref, cand = features(model, 3, seed=5), features(model, 3, seed=6)
+    batched = model.loglik(ref, cand, QUESTIONS, ANSWERS)
+    single = torch.cat([model.loglik(ref[i : i + 1], cand[i : i + 1], QUESTIONS[i : i + 1], ANSWERS[i : i + 1]) for i in range(3)])
+    torch.testing.assert_close(batched, single, atol=1e-5, rtol=1e-5)
+    p_batched = model.p_yes(ref, cand, QUESTIONS)
+    p_single = torch.cat([model.p_yes(ref[i : i + 1], cand[i : i + 1], QUESTIONS[i : i + 1]) for i in range(3)])
+    torch.testing.assert_close(p_batched, p_single, atol=1e-5, rtol=1e-5)
+    assert ((p_batched > 0) & (p_batched < 1)).all()
+
+
+def test_batched_generation_equals_one_by_one(model):
+    ref, cand = features(model, 3, seed=7), features(model, 3, seed=8)
+    batched = model.generate(ref, cand, QUESTIONS, max_new_tokens=6)
+    single = [model.generate(ref[i : i + 1], cand[i : i + 1], QUESTIONS[i : i + 1], max_new_tokens=6)[0] for i in range(3)]
+    assert batched == single
+    assert all(isinstance(text, str) for text in batched)
+
+
+def test_loglik_depends_on_the_videos_and_their_order(model):
+    ref, cand = features(model, 1, seed=9), features(model, 1, seed=10)
+    forward = model.loglik(ref, cand, QUESTIONS[:1], ANSWERS[:1])
+    swapped = model.loglik(cand, ref, QUESTIONS[:1], ANSWERS[:1])
+    assert not torch.allclose(forward, swapped)
