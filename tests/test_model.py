@@ -109,7 +109,7 @@ def test_checkpoint_errors(model, tmp_path):
         load_model(tmp_path / "ckpt")
     model.save_pretrained(tmp_path / "ckpt")
     with pytest.raises(ModelLoadError, match="checkpoint from another model"):
-        load_model(tmp_path / "ckpt", overrides={"llm": "tiny:hidden_size=48"})
+        load_model(tmp_path / "ckpt", overrides=["llm=tiny:hidden_size=48"])
     with pytest.raises(ConfigError, match="unknown key 'nm_frames'"):
         load_config("tiny", ["nm_frames=3"])
 

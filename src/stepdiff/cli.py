@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from stepdiff.errors import StepDiffError
+from stepdiff.errors import ConfigError, StepDiffError
 
 app = typer.Typer(
     help="Compare a candidate video of a procedural step with a reference video.",
@@ -75,20 +75,10 @@ def _model_from_options(
     feature_cache = FeatureCache() if cache else None
     with stderr.status("Loading models..."):
         if checkpoint is not None:
-            base = load_config(config, flags) if config else None
-            overrides_dict = base.to_dict() if base else _flags_to_dict(flags)
-            return load_model(checkpoint, feature_cache=feature_cache, overrides=overrides_dict)
+            if config is not None:
+                raise ConfigError("give either --config or --model (a checkpoint has its config)")
+            return load_model(checkpoint, feature_cache=feature_cache, overrides=flags)
         return build_model(load_config(config, flags), feature_cache=feature_cache)
-
-
-def _flags_to_dict(flags: list[str]) -> dict[str, object]:
-    import yaml
-
-    result: dict[str, object] = {}
-    for flag in flags:
-        key, _, value = flag.partition("=")
-        result[key] = yaml.safe_load(value)
-    return result
 
 
 @app.command()

@@ -35,6 +35,13 @@ class StepDiffConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def with_overrides(self, overrides: list[str], source: str = "config") -> StepDiffConfig:
+        """A copy with ``key=value`` overrides applied (e.g. ``projector.depth=3``)."""
+        data = self.to_dict()
+        for override in overrides:
+            _apply_override(data, override)
+        return StepDiffConfig.from_dict(data, source)
+
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> StepDiffConfig:
         values = dict(data)

@@ -33,6 +33,9 @@ def make_demo_clips(folder: Path | None = None) -> tuple[ClipRef, ClipRef]:
     for name, scene in (("reference", REFERENCE_SCENE), ("candidate", CANDIDATE_SCENE)):
         path = folder / f"{name}.mp4"
         if not path.is_file():
-            write_synthetic_clip(path, scene, seconds=4.0, fps=24, size=224)
+            # Render beside the target and rename, so an interrupted run leaves no half clip.
+            partial = path.with_name(f".{path.stem}.partial{path.suffix}")
+            write_synthetic_clip(partial, scene, seconds=4.0, fps=24, size=224)
+            partial.replace(path)
         clips.append(ClipRef(path))
     return clips[0], clips[1]

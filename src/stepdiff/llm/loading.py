@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers.utils import logging as hf_logging
 
 from stepdiff.errors import ModelLoadError
 from stepdiff.llm.tiny import build_tiny_llm
@@ -91,11 +92,15 @@ def _dequantise_gguf_to_folder(gguf_file: Path, target: Path) -> None:
 
 
 def _load_folder_or_id(source: str | Path) -> tuple[PreTrainedModel, object]:
+    # Loading a plain folder takes a second or two: a progress bar there is only noise.
+    hf_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
     except Exception as error:
         raise ModelLoadError(f"LLM {str(source)!r}: cannot load ({error})".splitlines()[0]) from error
+    finally:
+        hf_logging.enable_progress_bar()
     return model, tokenizer
 
 

@@ -75,14 +75,14 @@ def load_model(
     folder: str | Path,
     *,
     feature_cache: FeatureCache | None = None,
-    overrides: dict[str, object] | None = None,
+    overrides: list[str] | None = None,
 ) -> StepDiffModel:
     """Rebuild a saved StepDiff model: its frozen parts by reference, its projector weights.
 
-    ``overrides`` may swap where a frozen part is loaded from (e.g. the same LLM from a
-    local folder instead of a hub id); shapes are still checked.
+    ``overrides`` (``key=value``) may swap where a frozen part is loaded from (e.g. the
+    same LLM from a local folder instead of a hub id); shapes are still checked.
     """
     config = read_checkpoint_config(folder)
     if overrides:
-        config = StepDiffConfig.from_dict({**config.to_dict(), **overrides}, str(folder))
+        config = config.with_overrides(overrides, str(folder))
     return build_model(config, feature_cache=feature_cache, checkpoint=folder)

@@ -1,0 +1,84 @@
+"""Latency of one `stepdiff ask` with the default models: cold (a new process) and warm.
+
+Cold: a fresh `stepdiff ask` process with an empty feature cache (imports, model load,
+decoding, encoding, answering). Warm: the same question in a process where the model is
+loaded and the clips' features are cached. Peak RSS is read from the OS.
+
+    .venv/bin/python benchmarks/bench_ask.py [--repeats 3] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+QUESTION = "What is the main difference between these videos in the category Tools/Equipment?"
+
+
+def _cold(ref: Path, cand: Path, cache: Path, max_new_tokens: int) -> tuple[float, float]:
+    """Wall time (s) and peak RSS (GB) of one fresh `stepdiff ask` process."""
+    env = {**os.environ, "STEPDIFF_CACHE": str(cache)}
+    command = [sys.executable, "-m", "stepdiff.cli", "ask", str(ref), str(cand), "-q", QUESTION,
+               "--json", "--max-new-tokens", str(max_new_tokens)]
+    start = time.perf_counter()
+    subprocess.run(command, env=env, check=True, capture_output=True)
+    wall = time.perf_counter() - start
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return wall, peak_kb / 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each clip")
+    parser.add_argument("--max-new-tokens", type=int, default=24)
+    args = parser.parse_args()
+
+    from stepdiff.config import load_config
+    from stepdiff.demo import CANDIDATE_SCENE, REFERENCE_SCENE
+    from stepdiff.encoders.cache import FeatureCache
+    from stepdiff.llm.loading import load_frozen_llm
+    from stepdiff.model import build_model
+    from stepdiff.video.clip import ClipRef
+    from stepdiff.video.synthetic import write_synthetic_clip
+
+    work = Path(tempfile.mkdtemp(prefix="stepdiff-bench-"))
+    ref = write_synthetic_clip(work / "ref.mp4", REFERENCE_SCENE, seconds=args.seconds, size=(640, 360))
+    cand = write_synthetic_clip(work / "cand.mp4", CANDIDATE_SCENE, seconds=args.seconds, size=(640, 360))
+    load_frozen_llm(load_config("cpu-default").llm)  # de-quantise once, outside the timings
+
+    colds, peaks = [], []
+    for repeat in range(args.repeats):
+        wall, peak = _cold(ref, cand, work / f"cache-{repeat}", args.max_new_tokens)
+        colds.append(wall)
+        peaks.append(peak)
+
+    model = build_model(load_config("cpu-default"), feature_cache=FeatureCache(work / "warm"))
+    clips = [ClipRef(ref), ClipRef(cand)]
+    model.ask(*clips, [QUESTION], max_new_tokens=args.max_new_tokens)  # fills the cache
+    warms = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        model.ask(*clips, [QUESTION], max_new_tokens=args.max_new_tokens)
+        warms.append(time.perf_counter() - start)
+    this_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+
+    print(f"two {args.seconds:g} s 640x360 clips, answers of up to {args.max_new_tokens} tokens, "
+          f"{args.repeats} repeats (median)")
+    print("| measure | value |\n|---|---|")
+    print(f"| cold `stepdiff ask` (new process, empty feature cache) | {statistics.median(colds):.2f} s |")
+    print(f"| warm `model.ask` (model loaded, features cached) | {statistics.median(warms):.2f} s |")
+    print(f"| cold / warm | {statistics.median(colds) / statistics.median(warms):.1f}x |")
+    print(f"| peak RSS, cold process | {max(peaks):.2f} GB |")
+    print(f"| peak RSS, warm process | {this_peak:.2f} GB |")
+
+
+if __name__ == "__main__":
+    main()
