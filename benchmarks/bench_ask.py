@@ -25,8 +25,19 @@ QUESTION = "What is the main difference between these videos in the category Too
 def _cold(ref: Path, cand: Path, cache: Path, max_new_tokens: int) -> tuple[float, float]:
     """Wall time (s) and peak RSS (GB) of one fresh `stepdiff ask` process."""
     env = {**os.environ, "STEPDIFF_CACHE": str(cache)}
-    command = [sys.executable, "-m", "stepdiff.cli", "ask", str(ref), str(cand), "-q", QUESTION,
-               "--json", "--max-new-tokens", str(max_new_tokens)]
+    command = [
+        sys.executable,
+        "-m",
+        "stepdiff.cli",
+        "ask",
+        str(ref),
+        str(cand),
+        "-q",
+        QUESTION,
+        "--json",
+        "--max-new-tokens",
+        str(max_new_tokens),
+    ]
     start = time.perf_counter()
     subprocess.run(command, env=env, check=True, capture_output=True)
     wall = time.perf_counter() - start
@@ -50,8 +61,12 @@ def main() -> None:
     from stepdiff.video.synthetic import write_synthetic_clip
 
     work = Path(tempfile.mkdtemp(prefix="stepdiff-bench-"))
-    ref = write_synthetic_clip(work / "ref.mp4", REFERENCE_SCENE, seconds=args.seconds, size=(640, 360))
-    cand = write_synthetic_clip(work / "cand.mp4", CANDIDATE_SCENE, seconds=args.seconds, size=(640, 360))
+    ref = write_synthetic_clip(
+        work / "ref.mp4", REFERENCE_SCENE, seconds=args.seconds, size=(640, 360)
+    )
+    cand = write_synthetic_clip(
+        work / "cand.mp4", CANDIDATE_SCENE, seconds=args.seconds, size=(640, 360)
+    )
     load_frozen_llm(load_config("cpu-default").llm)  # de-quantise once, outside the timings
 
     colds, peaks = [], []
@@ -70,12 +85,15 @@ def main() -> None:
         warms.append(time.perf_counter() - start)
     this_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
 
-    print(f"two {args.seconds:g} s 640x360 clips, answers of up to {args.max_new_tokens} tokens, "
-          f"{args.repeats} repeats (median)")
+    print(
+        f"two {args.seconds:g} s 640x360 clips, answers of up to {args.max_new_tokens} tokens, "
+        f"{args.repeats} repeats (median)"
+    )
     print("| measure | value |\n|---|---|")
-    print(f"| cold `stepdiff ask` (new process, empty feature cache) | {statistics.median(colds):.2f} s |")
-    print(f"| warm `model.ask` (model loaded, features cached) | {statistics.median(warms):.2f} s |")
-    print(f"| cold / warm | {statistics.median(colds) / statistics.median(warms):.1f}x |")
+    cold, warm = statistics.median(colds), statistics.median(warms)
+    print(f"| cold `stepdiff ask` (new process, empty feature cache) | {cold:.2f} s |")
+    print(f"| warm `model.ask` (model loaded, features cached) | {warm:.2f} s |")
+    print(f"| cold / warm | {cold / warm:.1f}x |")
     print(f"| peak RSS, cold process | {max(peaks):.2f} GB |")
     print(f"| peak RSS, warm process | {this_peak:.2f} GB |")
 

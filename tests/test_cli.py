@@ -32,7 +32,17 @@ def run(*args: str):
 
 def test_ask_answers_each_question_as_json(clips):
     ref, cand = clips
-    result = run("ask", str(ref), f"{cand}@0.5-1.5", "-q", "What differs?", "-q", "Am I done?", "--json", *TINY)
+    result = run(
+        "ask",
+        str(ref),
+        f"{cand}@0.5-1.5",
+        "-q",
+        "What differs?",
+        "-q",
+        "Am I done?",
+        "--json",
+        *TINY,
+    )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert [a["question"] for a in payload["answers"]] == ["What differs?", "Am I done?"]
@@ -43,7 +53,9 @@ def test_ask_answers_each_question_as_json(clips):
     from stepdiff.video.clip import resolve_clip
 
     model = build_model(load_config("tiny"))
-    expected = model.ask(resolve_clip(str(ref)), resolve_clip(f"{cand}@0.5-1.5"), ["What differs?", "Am I done?"])
+    expected = model.ask(
+        resolve_clip(str(ref)), resolve_clip(f"{cand}@0.5-1.5"), ["What differs?", "Am I done?"]
+    )
     assert [a["answer"] for a in payload["answers"]] == expected
 
 
@@ -58,7 +70,17 @@ def test_ask_plain_output_and_untrained_note(clips):
 def test_ask_with_a_saved_checkpoint(clips, tmp_path):
     ref, cand = clips
     build_model(load_config("tiny")).save_pretrained(tmp_path / "ckpt")
-    result = run("ask", str(ref), str(cand), "-q", "Q?", "--model", str(tmp_path / "ckpt"), "--json", "--no-cache")
+    result = run(
+        "ask",
+        str(ref),
+        str(cand),
+        "-q",
+        "Q?",
+        "--model",
+        str(tmp_path / "ckpt"),
+        "--json",
+        "--no-cache",
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["projector_trained"] is True
 
@@ -66,7 +88,17 @@ def test_ask_with_a_saved_checkpoint(clips, tmp_path):
 def test_clip_ids_resolve_in_a_video_folder(clips, tmp_path):
     ref, cand = clips
     (tmp_path / "my_video_1.mp4").write_bytes(ref.read_bytes())
-    result = run("ask", "my_video_1_0.0_1.5", str(cand), "--video-dir", str(tmp_path), "-q", "Q?", "--json", *TINY)
+    result = run(
+        "ask",
+        "my_video_1_0.0_1.5",
+        str(cand),
+        "--video-dir",
+        str(tmp_path),
+        "-q",
+        "Q?",
+        "--json",
+        *TINY,
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["reference"] == f"{tmp_path / 'my_video_1.mp4'}@0-1.5"
 
@@ -80,8 +112,14 @@ def test_clip_ids_resolve_in_a_video_folder(clips, tmp_path):
         (lambda ref, cand, tmp: [str(tmp / "empty.mp4"), str(cand)], "empty.mp4"),
         (lambda ref, cand, tmp: [str(tmp / "corrupt.mp4"), str(cand)], "corrupt.mp4"),
         (lambda ref, cand, tmp: ["nouid_1_2", str(cand), "--video-dir", str(tmp)], "nouid"),
-        (lambda ref, cand, tmp: [str(ref), str(cand), "--set", "nm_frames=2"], "unknown key 'nm_frames'"),
-        (lambda ref, cand, tmp: [str(ref), str(cand), "--model", str(tmp)], "give either --config or --model"),
+        (
+            lambda ref, cand, tmp: [str(ref), str(cand), "--set", "nm_frames=2"],
+            "unknown key 'nm_frames'",
+        ),
+        (
+            lambda ref, cand, tmp: [str(ref), str(cand), "--model", str(tmp)],
+            "give either --config or --model",
+        ),
     ],
 )
 def test_bad_input_gives_one_line_and_status_1(clips, tmp_path, make_args, message):

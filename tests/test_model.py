@@ -74,12 +74,16 @@ def test_training_lowers_loss_and_touches_only_the_projector(model):
     projector_before = {n: p.detach().clone() for n, p in model.projector.named_parameters()}
     ref, cand = features(model, 2, seed=1), features(model, 2, seed=2)
     optimizer = projector_optimizer(model, lr=1e-2)
-    losses = [train_step(model, optimizer, ref, cand, QUESTIONS[:2], ANSWERS[:2]) for _ in range(80)]
+    losses = [
+        train_step(model, optimizer, ref, cand, QUESTIONS[:2], ANSWERS[:2]) for _ in range(80)
+    ]
     assert losses[-1] < 0.5 * losses[0], losses
     for name, p in model.named_parameters():
         if name in frozen_before:
             assert torch.equal(p, frozen_before[name]), f"frozen weight {name} changed"
-    changed = [n for n, p in model.projector.named_parameters() if not torch.equal(p, projector_before[n])]
+    changed = [
+        n for n, p in model.projector.named_parameters() if not torch.equal(p, projector_before[n])
+    ]
     assert changed, "the projector did not train"
     assert not model.llm.training and not model.encoder.training
 
@@ -117,10 +121,17 @@ def test_checkpoint_errors(model, tmp_path):
 def test_batched_scores_equal_one_by_one(model):
     ref, cand = features(model, 3, seed=5), features(model, 3, seed=6)
     batched = model.loglik(ref, cand, QUESTIONS, ANSWERS)
-    single = torch.cat([model.loglik(ref[i : i + 1], cand[i : i + 1], QUESTIONS[i : i + 1], ANSWERS[i : i + 1]) for i in range(3)])
+    single = torch.cat(
+        [
+            model.loglik(ref[i : i + 1], cand[i : i + 1], QUESTIONS[i : i + 1], ANSWERS[i : i + 1])
+            for i in range(3)
+        ]
+    )
     torch.testing.assert_close(batched, single, atol=1e-5, rtol=1e-5)
     p_batched = model.p_yes(ref, cand, QUESTIONS)
-    p_single = torch.cat([model.p_yes(ref[i : i + 1], cand[i : i + 1], QUESTIONS[i : i + 1]) for i in range(3)])
+    p_single = torch.cat(
+        [model.p_yes(ref[i : i + 1], cand[i : i + 1], QUESTIONS[i : i + 1]) for i in range(3)]
+    )
     torch.testing.assert_close(p_batched, p_single, atol=1e-5, rtol=1e-5)
     assert ((p_batched > 0) & (p_batched < 1)).all()
 
@@ -128,7 +139,10 @@ def test_batched_scores_equal_one_by_one(model):
 def test_batched_generation_equals_one_by_one(model):
     ref, cand = features(model, 3, seed=7), features(model, 3, seed=8)
     batched = model.generate(ref, cand, QUESTIONS, max_new_tokens=6)
-    single = [model.generate(ref[i : i + 1], cand[i : i + 1], QUESTIONS[i : i + 1], max_new_tokens=6)[0] for i in range(3)]
+    single = [
+        model.generate(ref[i : i + 1], cand[i : i + 1], QUESTIONS[i : i + 1], max_new_tokens=6)[0]
+        for i in range(3)
+    ]
     assert batched == single
     assert all(isinstance(text, str) for text in batched)
 

@@ -37,7 +37,8 @@ EncoderOption = Annotated[
     str | None, typer.Option(help="Frame encoder: efficientnet-lite0, tiny, HF id or folder.")
 ]
 LLMOption = Annotated[
-    str | None, typer.Option("--llm", help="LLM: smollm2-135m-instruct, GGUF file, HF id or folder.")
+    str | None,
+    typer.Option("--llm", help="LLM: smollm2-135m-instruct, GGUF file, HF id or folder."),
 ]
 FramesOption = Annotated[int | None, typer.Option("--frames", help="Frames sampled per clip.")]
 CacheOption = Annotated[
@@ -83,7 +84,9 @@ def _model_from_options(
 
 @app.command()
 def ask(
-    reference: Annotated[str, typer.Argument(help="Reference clip: PATH, PATH@START-END or clip id.")],
+    reference: Annotated[
+        str, typer.Argument(help="Reference clip: PATH, PATH@START-END or clip id.")
+    ],
     candidate: Annotated[str, typer.Argument(help="Candidate clip, same forms as REFERENCE.")],
     question: Annotated[
         list[str], typer.Option("--question", "-q", help="A question (repeatable).")
@@ -120,7 +123,9 @@ def ask(
         typer.echo(json.dumps(result, indent=2))
         return
     if not model.projector_trained:
-        stderr.print("[yellow]note:[/] the projector is untrained: answers ignore the videos' content.")
+        stderr.print(
+            "[yellow]note:[/] the projector is untrained: answers ignore the videos' content."
+        )
     for item in result["answers"]:
         typer.echo(f"Q: {item['question']}\nA: {item['answer']}\n")
 

@@ -65,10 +65,14 @@ def _check_keys(values: dict[str, Any], cls: type, source: str) -> None:
 
 def preset_names() -> list[str]:
     folder = importlib.resources.files("stepdiff") / "configs"
-    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+    return sorted(
+        p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")
+    )
 
 
-def load_config(source: str | Path | None = None, overrides: list[str] | None = None) -> StepDiffConfig:
+def load_config(
+    source: str | Path | None = None, overrides: list[str] | None = None
+) -> StepDiffConfig:
     """Load a YAML file or a shipped preset name (``tiny``, ``cpu-default``), then apply
     ``key=value`` overrides such as ``num_frames=4`` or ``projector.depth=3``."""
     data: dict[str, Any] = {}

@@ -11,12 +11,20 @@ from stepdiff.video.synthetic import SceneSpec, write_synthetic_clip
 # The reference stirs yellow food in a dark pan with a wooden spoon in circles; the
 # candidate whisks orange food back and forth in a red pot.
 REFERENCE_SCENE = SceneSpec(
-    vessel="pan", vessel_color=(60, 60, 60), tool="spoon", tool_color=(200, 160, 90),
-    food_color=(230, 200, 60), motion="circle",
+    vessel="pan",
+    vessel_color=(60, 60, 60),
+    tool="spoon",
+    tool_color=(200, 160, 90),
+    food_color=(230, 200, 60),
+    motion="circle",
 )
 CANDIDATE_SCENE = SceneSpec(
-    vessel="pot", vessel_color=(170, 40, 40), tool="whisk", tool_color=(190, 190, 200),
-    food_color=(235, 130, 40), motion="back_and_forth",
+    vessel="pot",
+    vessel_color=(170, 40, 40),
+    tool="whisk",
+    tool_color=(190, 190, 200),
+    food_color=(235, 130, 40),
+    motion="back_and_forth",
 )
 DEMO_QUESTIONS = [
     "What is the main difference between these videos in the category Tools/Equipment?",

@@ -8,4 +8,5 @@ from pathlib import Path
 
 def cache_root() -> Path:
     """``$STEPDIFF_CACHE`` if set, else ``~/.cache/stepdiff``."""
-    return Path(os.environ.get("STEPDIFF_CACHE", Path.home() / ".cache" / "stepdiff"))
+    env = os.environ.get("STEPDIFF_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "stepdiff"

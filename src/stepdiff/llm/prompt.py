@@ -59,7 +59,9 @@ class PromptFormat:
             full = self.tokenizer.apply_chat_template(messages, tokenize=False)
             prompt = self.prompt(question)
             if not full.startswith(prompt):
-                raise ConfigError("chat template renders the answer in a way that changes the prompt")
+                raise ConfigError(
+                    "chat template renders the answer in a way that changes the prompt"
+                )
             return full[len(prompt) :]
         return f"{answer}{self.tokenizer.eos_token}"
 

@@ -90,7 +90,9 @@ def find_video(video_dir: Path, video_uid: str) -> Path:
         candidate = video_dir / f"{video_uid}{ext}"
         if candidate.is_file():
             return candidate
-    raise ClipSpecError(f"video {video_uid!r} not found in {video_dir} (tried {', '.join(VIDEO_EXTENSIONS)})")
+    raise ClipSpecError(
+        f"video {video_uid!r} not found in {video_dir} (tried {', '.join(VIDEO_EXTENSIONS)})"
+    )
 
 
 def resolve_clip(spec: str | Path | ClipRef, video_dir: Path | None = None) -> ClipRef:

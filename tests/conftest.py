@@ -1,0 +1,47 @@
+"""Shared pytest fixtures.
+
+Test media is generated, never committed: session-scoped fixtures write it once per
+test run into pytest's temporary directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stepdiff.video.synthetic import write_synthetic_clip
+
+# --- generated video clips -------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A session-wide directory for generated media files."""
+    return tmp_path_factory.mktemp("media")
+
+
+@pytest.fixture(scope="session")
+def synthetic_clip_path(media_dir: Path) -> Path:
+    """4 s, 24 fps, 128x128 H.264 mp4 of the default scene (96 frames).
+
+    Frame i is shown at i / 24 s and carries i as its frame index code
+    (``decode_frame_index_code``); a keyframe every 24 frames.
+    """
+    return write_synthetic_clip(
+        media_dir / "synthetic.mp4", seconds=4.0, fps=24, size=128, frame_index_code=True
+    )
+
+
+@pytest.fixture(scope="session")
+def long_clip_path(media_dir: Path) -> Path:
+    """20 s, 24 fps, 128x128 H.264 mp4 (480 frames) with frame index codes and a
+    keyframe every 48 frames (2 s): ten GOPs to seek between."""
+    return write_synthetic_clip(
+        media_dir / "long.mp4",
+        seconds=20.0,
+        fps=24,
+        size=128,
+        frame_index_code=True,
+        keyframe_interval=48,
+    )
