@@ -26,38 +26,42 @@ PROMPT_FORMATS = ("auto", "llama2", "chat", "plain")
 
 @dataclass(frozen=True)
 class PromptFormat:
-    """Renders a question (and optionally its answer) around two video slots."""
+    """Renders a question (and optionally its answer) after a system text.
+
+    ``context`` is what the system text says about the videos: by default the two video
+    slots; text-only baselines pass descriptions of the videos, or nothing.
+    """
 
     kind: str  # "llama2" | "chat" | "plain"
     tokenizer: object
 
-    def prompt(self, question: str) -> str:
-        """Everything before the answer, with two VIDEO_SLOT markers."""
+    def _messages(self, question: str, context: str) -> list[dict[str, str]]:
+        return [
+            {"role": "system", "content": f"{SYSTEM_TEXT} {context}".strip()},
+            {"role": "user", "content": question},
+        ]
+
+    def prompt(self, question: str, context: str = VIDEOS_TEXT) -> str:
+        """Everything before the answer (with the VIDEO_SLOT markers of ``context``)."""
+        system = f"{SYSTEM_TEXT} {context}".strip()
         if self.kind == "llama2":
             # The paper's prompt, character for character.
-            return f"<s> [INST] <<SYS>> {SYSTEM_TEXT} {VIDEOS_TEXT} <</SYS>> {question} [/INST] "
+            return f"<s> [INST] <<SYS>> {system} <</SYS>> {question} [/INST] "
         if self.kind == "chat":
-            messages = [
-                {"role": "system", "content": f"{SYSTEM_TEXT} {VIDEOS_TEXT}"},
-                {"role": "user", "content": question},
-            ]
             return self.tokenizer.apply_chat_template(
-                messages, tokenize=False, add_generation_prompt=True
+                self._messages(question, context), tokenize=False, add_generation_prompt=True
             )
-        return f"{SYSTEM_TEXT} {VIDEOS_TEXT}\nQuestion: {question}\nAnswer: "
+        return f"{system}\nQuestion: {question}\nAnswer: "
 
-    def answer(self, question: str, answer: str) -> str:
+    def answer(self, question: str, answer: str, context: str = VIDEOS_TEXT) -> str:
         """The answer as the model should produce it, with the format's end marker."""
         if self.kind == "llama2":
             return f"{answer} </s>"
         if self.kind == "chat":
-            messages = [
-                {"role": "system", "content": f"{SYSTEM_TEXT} {VIDEOS_TEXT}"},
-                {"role": "user", "content": question},
-                {"role": "assistant", "content": answer},
-            ]
+            messages = self._messages(question, context)
+            messages.append({"role": "assistant", "content": answer})
             full = self.tokenizer.apply_chat_template(messages, tokenize=False)
-            prompt = self.prompt(question)
+            prompt = self.prompt(question, context)
             if not full.startswith(prompt):
                 raise ConfigError(
                     "chat template renders the answer in a way that changes the prompt"
@@ -100,15 +104,16 @@ def tokenise_sample(
     num_video_tokens: int,
     *,
     answer_end: bool = True,
+    context: str = VIDEOS_TEXT,
 ) -> TokenisedSample:
     """Tokenise prompt and answer; each video slot becomes ``num_video_tokens`` placeholders.
 
     ``answer_end=False`` leaves out the format's end marker (used to score a bare word
     such as "YES").
     """
-    pieces = fmt.prompt(question).split(VIDEO_SLOT)
-    if len(pieces) != 3:
-        raise ConfigError(f"prompt must hold exactly 2 video slots, found {len(pieces) - 1}")
+    pieces = fmt.prompt(question, context).split(VIDEO_SLOT)
+    if len(pieces) - 1 != context.count(VIDEO_SLOT):
+        raise ConfigError(f"question {question!r} must not contain the marker {VIDEO_SLOT}")
     prompt_ids: list[int] = []
     for index, piece in enumerate(pieces):
         if index:
@@ -116,5 +121,5 @@ def tokenise_sample(
         prompt_ids.extend(_text_ids(fmt.tokenizer, piece))
     if answer is None:
         return TokenisedSample(prompt_ids, [])
-    answer_text = fmt.answer(question, answer) if answer_end else answer
+    answer_text = fmt.answer(question, answer, context) if answer_end else answer
     return TokenisedSample(prompt_ids, _text_ids(fmt.tokenizer, answer_text))

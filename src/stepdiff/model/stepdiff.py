@@ -26,6 +26,7 @@ from stepdiff.errors import ModelLoadError
 from stepdiff.llm.loading import FrozenLLM
 from stepdiff.llm.prompt import select_prompt_format, tokenise_sample
 from stepdiff.model.batching import IGNORE_INDEX, TokenBatch, collate
+from stepdiff.model.scoring import answer_logprob, greedy_generate, yes_probability
 from stepdiff.model.splice import splice_video_embeddings
 from stepdiff.projector import PerceiverProjector
 from stepdiff.video.clip import ClipRef
@@ -163,12 +164,7 @@ class StepDiffModel(nn.Module):
     ) -> torch.Tensor:
         """Sum of log p(answer token | videos, question, previous tokens) per pair -> (B,)."""
         batch = self._tokenise(questions, answers, padding_side="right", answer_end=answer_end)
-        logits = self._logits(batch, reference, candidate)[:, :-1]  # (B, L-1, V)
-        labels = batch.labels[:, 1:].to(self.device)  # (B, L-1)
-        scored = labels != IGNORE_INDEX
-        log_probs = torch.log_softmax(logits.float(), dim=-1)
-        picked = log_probs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (B, L-1)
-        return (picked * scored).sum(dim=1)
+        return answer_logprob(self._logits(batch, reference, candidate), batch.labels)
 
     @torch.no_grad()
     def p_yes(
@@ -183,7 +179,7 @@ class StepDiffModel(nn.Module):
             ["YES"] * count + ["NO"] * count,
             answer_end=False,
         )  # (2B,)
-        return torch.softmax(both.view(2, count), dim=0)[0]
+        return yes_probability(both)
 
     # ----- generation -----------------------------------------------------------------
     @torch.no_grad()
@@ -197,16 +193,8 @@ class StepDiffModel(nn.Module):
         """Greedy answers, one per (reference, candidate, question) row."""
         batch = self._tokenise(questions, None, padding_side="left")
         embeds = self._inputs_embeds(batch, reference, candidate)
-        output = self.llm.generate(
-            inputs_embeds=embeds,
-            attention_mask=batch.attention_mask.to(self.device),
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            pad_token_id=self.tokenizer.pad_token_id,
-            eos_token_id=self.tokenizer.eos_token_id,
-        )  # (B, new tokens): with inputs_embeds only, generate returns just the new tokens
-        texts = self.tokenizer.batch_decode(output, skip_special_tokens=True)
-        return [text.strip() for text in texts]
+        mask = batch.attention_mask.to(self.device)
+        return greedy_generate(self.llm, self.tokenizer, embeds, mask, max_new_tokens)
 
     def ask(
         self,

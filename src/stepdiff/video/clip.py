@@ -7,7 +7,7 @@ themselves contain ``_``, so ids are split from the right, twice.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from stepdiff.errors import ClipSpecError
@@ -23,6 +23,9 @@ class ClipRef:
     path: Path
     start: float | None = None
     end: float | None = None
+    # The official clip id it was resolved from, if any: a label for text-based baselines
+    # and reports, not part of the clip's identity.
+    clip_id: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if (self.start is None) != (self.end is None):
@@ -113,7 +116,8 @@ def resolve_clip(spec: str | Path | ClipRef, video_dir: Path | None = None) -> C
         return ClipRef(Path(path_text), start, end)
     if video_dir is not None:
         clip_id = parse_clip_id(text)
-        return ClipRef(find_video(Path(video_dir), clip_id.video_uid), clip_id.start, clip_id.end)
+        path = find_video(Path(video_dir), clip_id.video_uid)
+        return ClipRef(path, clip_id.start, clip_id.end, clip_id=text)
     missing = path_text if sep else text
     raise ClipSpecError(
         f"clip {text!r}: file {missing!r} not found (give a video path, PATH@START-END, "

@@ -1,0 +1,1 @@
+"""Every model evaluated on the benchmark, StepDiff included, behind one PairScorer interface."""

@@ -1,0 +1,99 @@
+"""Text-only LLM baselines: blind (the question alone) and Socratic (text descriptions of
+both clips in place of the videos), on the same frozen LLM as StepDiff."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+from stepdiff.llm.loading import FrozenLLM
+from stepdiff.llm.prompt import select_prompt_format, tokenise_sample
+from stepdiff.model.batching import collate
+from stepdiff.model.scoring import answer_logprob, greedy_generate, yes_probability
+from stepdiff.video.clip import ClipRef
+
+Describer = Callable[[ClipRef], str]
+
+
+class TextLLMScorer:
+    """Scores pairs with a text-only prompt built from ``describe`` (None = blind)."""
+
+    def __init__(
+        self,
+        llm: FrozenLLM,
+        describe: Describer | None = None,
+        *,
+        name: str | None = None,
+        prompt_format: str = "auto",
+        max_new_tokens: int = 32,
+        max_length: int = 2048,
+    ) -> None:
+        self.llm = llm
+        self.describe = describe
+        self.name = name or ("blind-llm" if describe is None else "socratic")
+        self.format = select_prompt_format(prompt_format, llm.name, llm.tokenizer)
+        self.max_new_tokens = max_new_tokens
+        self.max_length = max_length
+
+    def _context(self, ref: ClipRef, cand: ClipRef) -> str:
+        if self.describe is None:
+            return ""
+        return (
+            f"Here is the first video: {self.describe(ref)} "
+            f"Here is the second video: {self.describe(cand)}"
+        )
+
+    def _batch(self, refs, cands, questions, answers, *, padding_side, answer_end=True):
+        samples = [
+            tokenise_sample(
+                self.format,
+                question,
+                None if answers is None else answers[i],
+                num_video_tokens=0,
+                answer_end=answer_end,
+                context=self._context(refs[i], cands[i]),
+            )
+            for i, question in enumerate(questions)
+        ]
+        return collate(
+            samples,
+            self.llm.tokenizer.pad_token_id,
+            padding_side=padding_side,
+            max_length=self.max_length,
+            require_answers=answers is not None,
+        )
+
+    @torch.no_grad()
+    def generate(self, refs, cands, questions) -> list[str]:
+        batch = self._batch(refs, cands, questions, None, padding_side="left")
+        embeds = self.llm.model.get_input_embeddings()(batch.input_ids)  # (B, L, H)
+        return greedy_generate(
+            self.llm.model, self.llm.tokenizer, embeds, batch.attention_mask, self.max_new_tokens
+        )
+
+    @torch.no_grad()
+    def _loglik(self, refs, cands, questions, answers, answer_end: bool = True) -> torch.Tensor:
+        batch = self._batch(
+            refs, cands, questions, answers, padding_side="right", answer_end=answer_end
+        )
+        logits = self.llm.model(
+            input_ids=batch.input_ids, attention_mask=batch.attention_mask
+        ).logits  # (B, L, V)
+        return answer_logprob(logits, batch.labels)
+
+    def loglik(self, refs, cands, questions, answers) -> list[float]:
+        return self._loglik(refs, cands, questions, answers).tolist()
+
+    def p_yes(
+        self, refs: Sequence[ClipRef], cands: Sequence[ClipRef], questions: Sequence[str]
+    ) -> list[float]:
+        count = len(questions)
+        both = self._loglik(
+            [*refs, *refs],
+            [*cands, *cands],
+            [*questions, *questions],
+            ["YES"] * count + ["NO"] * count,
+            answer_end=False,
+        )
+        return yes_probability(both).tolist()
