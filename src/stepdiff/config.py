@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from stepdiff.errors import ConfigError
+from stepdiff.errors import ConfigError, first_line
 from stepdiff.llm.loading import DEFAULT_LLM
 from stepdiff.projector import ProjectorConfig
 
@@ -90,7 +90,7 @@ def load_config(
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as error:
-            raise ConfigError(f"{path}: invalid YAML ({error})".splitlines()[0]) from None
+            raise ConfigError(f"{path}: invalid YAML ({first_line(error)})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of keys to values")
     for override in overrides or []:

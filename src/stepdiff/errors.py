@@ -24,3 +24,13 @@ class ModelLoadError(StepDiffError):
 
 class SpliceError(StepDiffError):
     """Video placeholders in a prompt and the video embeddings given disagree in number."""
+
+
+class DataFormatError(StepDiffError):
+    """A benchmark or prediction file breaks its format (message: file, line, field)."""
+
+
+def first_line(error: BaseException) -> str:
+    """An exception as one short line (library errors often span many), for messages."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")

@@ -20,7 +20,7 @@ from einops import rearrange
 from torch import nn
 
 from stepdiff.encoders.base import IMAGENET_MEAN, IMAGENET_STD, FrameEncoder
-from stepdiff.errors import ConfigError, ModelLoadError
+from stepdiff.errors import ConfigError, ModelLoadError, first_line
 
 # Full image-text checkpoints whose vision tower loads on its own: loading just the
 # tower skips the text weights (half the file for CLIP) and its tokenizer.
@@ -66,11 +66,6 @@ def _looks_like_path(spec: str) -> bool:
     return Path(spec).expanduser().exists() or spec.startswith(("/", "./", "../", "~", "\\"))
 
 
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
-
-
 def _triple(value: Any, fallback: tuple[float, float, float]) -> tuple[float, float, float]:
     if isinstance(value, int | float):
         return (float(value),) * 3
@@ -92,7 +87,7 @@ def _side(value: Any) -> int | None:
     return None
 
 
-def _read_preprocessor(source: str) -> dict[str, Any]:
+def read_preprocessor_config(source: str) -> dict[str, Any]:
     """The folder's/repo's preprocessor_config.json as a dict ({} when it has none).
 
     Read as JSON rather than through AutoImageProcessor: only mean, std and size are
@@ -133,7 +128,7 @@ def _load_model(source: str, spec: str) -> tuple[nn.Module, Any]:
     except Exception as error:  # OSError, ValueError, KeyError...: all reported as one line
         hint = "; offline? use a local model folder" if "connect" in str(error) else ""
         raise ModelLoadError(
-            f"vision encoder {spec!r}: cannot load ({_first_line(error)}){hint}"
+            f"vision encoder {spec!r}: cannot load ({first_line(error)}){hint}"
         ) from None
     missing = sorted(
         key
@@ -179,7 +174,7 @@ class HFVisionEncoder(FrameEncoder):
         self.model_type: str = str(config.model_type)
         self.cache_id = f"hf:{source}"
 
-        processor = _read_preprocessor(source)
+        processor = read_preprocessor_config(source)
         default_mean, default_std = DEFAULT_NORMALISATION.get(
             self.model_type, (IMAGENET_MEAN, IMAGENET_STD)
         )

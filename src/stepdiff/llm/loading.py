@@ -18,7 +18,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from transformers.utils import logging as hf_logging
 
-from stepdiff.errors import ModelLoadError
+from stepdiff.errors import ModelLoadError, first_line
 from stepdiff.llm.tiny import build_tiny_llm
 from stepdiff.paths import cache_root
 from stepdiff.specs import parse_int_options
@@ -72,7 +72,7 @@ def _dequantise_gguf_to_folder(gguf_file: Path, target: Path) -> None:
             gguf_file.parent, gguf_file=gguf_file.name, dtype=torch.float32
         )
     except Exception as error:  # transformers raises many types for unreadable files
-        raise ModelLoadError(f"{gguf_file}: cannot read GGUF model ({error})") from error
+        raise ModelLoadError(f"{gguf_file}: cannot read GGUF model ({first_line(error)})") from None
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
@@ -100,9 +100,7 @@ def _load_folder_or_id(source: str | Path) -> tuple[PreTrainedModel, object]:
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
     except Exception as error:
-        raise ModelLoadError(
-            f"LLM {str(source)!r}: cannot load ({error})".splitlines()[0]
-        ) from error
+        raise ModelLoadError(f"LLM {str(source)!r}: cannot load ({first_line(error)})") from error
     finally:
         hf_logging.enable_progress_bar()
     return model, tokenizer
