@@ -79,7 +79,8 @@ def test_socratic_reads_the_descriptions_and_batches_exactly(clips):
     p = scorer.p_yes(refs, cands, ["Same tool? Answer YES or NO."] * 3)
     assert all(0 < value < 1 for value in p)
     assert scorer._context(clips[0], clips[1]) == (
-        "Here is the first video: a wooden spoon stirs Here is the second video: a metal whisk beats"
+        "Here is the first video: a wooden spoon stirs. "
+        "Here is the second video: a metal whisk beats."
     )
 
 

@@ -13,12 +13,14 @@ import typer
 from rich.console import Console
 
 from stepdiff.errors import ConfigError, StepDiffError
+from stepdiff.eval.cli import score
 
 app = typer.Typer(
     help="Compare a candidate video of a procedural step with a reference video.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+app.command("score")(score)
 stderr = Console(stderr=True)
 
 ConfigOption = Annotated[

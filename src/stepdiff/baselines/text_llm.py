@@ -37,12 +37,11 @@ class TextLLMScorer:
         self.max_length = max_length
 
     def _context(self, ref: ClipRef, cand: ClipRef) -> str:
+        """The paper's video sentences with descriptions where the videos would be."""
         if self.describe is None:
             return ""
-        return (
-            f"Here is the first video: {self.describe(ref)} "
-            f"Here is the second video: {self.describe(cand)}"
-        )
+        first, second = (self.describe(clip).strip().rstrip(".") for clip in (ref, cand))
+        return f"Here is the first video: {first}. Here is the second video: {second}."
 
     def _batch(self, refs, cands, questions, answers, *, padding_side, answer_end=True):
         samples = [

@@ -1,0 +1,320 @@
+"""Score predictions on a StepDiff benchmark file: the official numbers, then extras.
+
+``score_files`` reads and validates a ground-truth file and a prediction file and
+returns a :class:`ScoreReport`: the official script's results (exactly), every metric
+with a percentile-bootstrap confidence interval, and a per-category breakdown.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stepdiff.data.categories import Task, category_order
+from stepdiff.data.formats import (
+    CaptionPrediction,
+    DiffCapItem,
+    DiffMCQItem,
+    DiffRankItem,
+    ScorePrediction,
+    read_ground_truth,
+    read_predictions,
+)
+from stepdiff.eval import metrics as M
+from stepdiff.eval.metrics import WeightedStatistic
+
+DEFAULT_BOOTSTRAP = 1000
+DEFAULT_SEED = 0
+DEFAULT_CONFIDENCE = 0.95
+
+# The metric each task's per-category chart shows (a NaN-safe one for DiffRank, since a
+# single constant prediction row turns the official mean into NaN).
+MAIN_METRIC = {
+    Task.DIFFCAP: "CIDEr-D",
+    Task.DIFFMCQ: "accuracy",
+    Task.DIFFRANK: "Kendall tau-b (NaN-safe)",
+}
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    """One metric's value and bootstrap interval (None when not computed or undefined)."""
+
+    name: str
+    value: float
+    ci: tuple[float, float] | None = None
+    official_key: str | None = None  # its key in the official script's results dict
+
+    @property
+    def official(self) -> bool:
+        return self.official_key is not None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "value": _finite_or_none(self.value),
+            "ci": None if self.ci is None else [_finite_or_none(v) for v in self.ci],
+            "official": self.official,
+            "official_key": self.official_key,
+        }
+
+
+@dataclass(frozen=True)
+class CategoryResult:
+    """All metrics restricted to the items of one category."""
+
+    category: str
+    count: int
+    metrics: tuple[MetricResult, ...]
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def metric(self, name: str) -> MetricResult:
+        return _find(self.metrics, name)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "category": self.category,
+            "count": self.count,
+            "counts": dict(self.counts),
+            "metrics": [m.to_json() for m in self.metrics],
+        }
+
+
+@dataclass(frozen=True)
+class ScoreReport:
+    """The result of scoring one prediction file against one ground-truth file."""
+
+    task: Task
+    count: int
+    official: dict[str, float]  # exactly the official script's printed results
+    metrics: tuple[MetricResult, ...]  # official ones first, then extras
+    per_category: tuple[CategoryResult, ...]
+    counts: dict[str, int]
+    main_metric: str
+    bootstrap: int
+    seed: int
+    confidence: float
+    notes: tuple[str, ...] = ()
+    gt_path: str | None = None
+    pred_path: str | None = None
+
+    def metric(self, name: str) -> MetricResult:
+        """The overall metric called ``name`` (e.g. "BLEU-1", "accuracy")."""
+        return _find(self.metrics, name)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict; NaN and infinities become null (JSON has no NaN)."""
+        return {
+            "task": self.task.value,
+            "ground_truth": self.gt_path,
+            "predictions": self.pred_path,
+            "count": self.count,
+            "official": {k: _finite_or_none(v) for k, v in self.official.items()},
+            "metrics": [m.to_json() for m in self.metrics],
+            "counts": dict(self.counts),
+            "per_category": [c.to_json() for c in self.per_category],
+            "main_metric": self.main_metric,
+            "bootstrap": {
+                "resamples": self.bootstrap,
+                "seed": self.seed,
+                "confidence": self.confidence,
+                "method": "percentile, resampling items with replacement",
+            },
+            "notes": list(self.notes),
+        }
+
+
+def _find(metrics: Sequence[MetricResult], name: str) -> MetricResult:
+    for metric in metrics:
+        if metric.name == name:
+            return metric
+    raise KeyError(f"no metric {name!r} (have {', '.join(m.name for m in metrics)})")
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+# --- per-task preparation: official numbers, statistics, counts, notes -----------------
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    official: dict[str, float]
+    statistics: list[WeightedStatistic]
+    exact: dict[str, float]  # overall values taken verbatim from the official scorers
+    flags: dict[str, np.ndarray]  # per-item booleans counted overall and per category
+    notes: tuple[str, ...]
+
+
+def _prepare_diffcap(items: Sequence[DiffCapItem], preds: Sequence[Any]) -> _Prepared:
+    scores = M.caption_scores([i.text for i in items], [p.generated_text for p in preds])
+    official = scores.official
+    exact = {
+        "BLEU-1": official["BLEU"],
+        "CIDEr-D": official["CIDEr"],
+        "ROUGE-L": official["ROUGE-L"],
+        "BLEU-4": scores.bleu[3],
+    }
+    empty = np.array([not p.generated_text.strip() for p in preds])
+    notes = (
+        "Official DiffCap numbers: pycocoevalcap on raw whitespace-split strings (no PTB "
+        "tokeniser); 'BLEU' is corpus BLEU-1; CIDEr-D as returned (not x100).",
+        "Confidence intervals resample per-item scores: BLEU from per-item n-gram "
+        "statistics re-aggregated into corpus BLEU, CIDEr-D and ROUGE-L as means of "
+        "per-item scores. Per-category CIDEr-D is the mean of per-item CIDEr-D with the "
+        "IDF of the full set (the official script run on one category alone would "
+        "compute IDF on that category).",
+    )
+    return _Prepared(official, scores.statistics(), exact, {"empty_predictions": empty}, notes)
+
+
+def _prepare_diffmcq(items: Sequence[DiffMCQItem], preds: Sequence[Any]) -> _Prepared:
+    scores = np.array([p.scores for p in preds], dtype=np.float64)  # (n, 4)
+    gold = np.array([i.gold_index for i in items])
+    official = {"accuracy": M.mcq_accuracy(scores, gold)}
+    notes = (
+        "Official DiffMCQ accuracy: argmax of the 4 scores (first on ties) vs the gold "
+        "option; chance is 0.25.",
+    )
+    flags = {"tied_top_score": M.tied_top_rows(scores)}
+    return _Prepared(official, M.mcq_statistics(scores, gold), dict(official), flags, notes)
+
+
+def _prepare_diffrank(items: Sequence[DiffRankItem], preds: Sequence[Any]) -> _Prepared:
+    predicted = np.array([p.scores for p in preds], dtype=np.float64)  # (n, 4)
+    target = np.array([i.scores for i in items], dtype=np.float64)  # (n, 4)
+    taus = M.kendall_tau_b_rows(predicted, target)
+    official = {"ktau": M.official_mean_tau(taus)}
+    nan_rows = np.isnan(taus)
+    notes = [
+        "Official DiffRank figure: scipy.stats.kendalltau (tau-b) per row, np.mean over "
+        "rows; a row of equal scores (predicted or annotated) gives NaN and makes that mean "
+        "NaN.",
+    ]
+    if nan_rows.any():
+        notes.append(
+            f"{int(nan_rows.sum())} of {len(taus)} rows have a NaN tau (constant scores): "
+            "the official mean is NaN; the NaN-safe mean ignores those rows. Break ties "
+            "in your scores."
+        )
+    return _Prepared(
+        official,
+        M.rank_statistics(taus),
+        {"Kendall tau-b": official["ktau"]},
+        {"nan_rows": nan_rows},
+        tuple(notes),
+    )
+
+
+_PREPARE = {
+    Task.DIFFCAP: _prepare_diffcap,
+    Task.DIFFMCQ: _prepare_diffmcq,
+    Task.DIFFRANK: _prepare_diffrank,
+}
+
+
+# --- assembling the report -------------------------------------------------------------
+
+
+def _result(
+    statistic: WeightedStatistic,
+    subset: np.ndarray | None,
+    bootstrap: int,
+    seed: int,
+    confidence: float,
+    exact: float | None = None,
+) -> MetricResult:
+    value = statistic.value(subset) if exact is None else float(exact)
+    ci = None
+    # A NaN point estimate (official DiffRank mean with a NaN row) has no interval.
+    if bootstrap > 0 and math.isfinite(value):
+        distribution = statistic.bootstrap(bootstrap, seed, subset)
+        ci = M.percentile_interval(distribution, confidence)
+    return MetricResult(statistic.name, value, ci, statistic.official_key)
+
+
+def score_records(
+    task: Task | str,
+    items: Sequence[Any],
+    predictions: Sequence[Any],
+    *,
+    bootstrap: int = DEFAULT_BOOTSTRAP,
+    seed: int = DEFAULT_SEED,
+    confidence: float = DEFAULT_CONFIDENCE,
+) -> ScoreReport:
+    """Score in-memory ground-truth items against predictions (same order, same length).
+
+    ``bootstrap`` resamples (0 = no intervals) with a fixed ``seed`` make the intervals
+    reproducible; each category is resampled within itself.
+    """
+    task = Task(task)
+    if len(items) != len(predictions):
+        raise ValueError(f"{len(predictions)} predictions for {len(items)} items")
+    if not items:
+        raise ValueError("nothing to score: no items")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence {confidence} must lie strictly between 0 and 1")
+    expected = CaptionPrediction if task is Task.DIFFCAP else ScorePrediction
+    if not all(isinstance(p, expected) for p in predictions):
+        raise TypeError(f"{task.value} predictions must be {expected.__name__} records")
+    prepared = _PREPARE[task](items, predictions)
+    overall = tuple(
+        _result(s, None, bootstrap, seed, confidence, prepared.exact.get(s.name))
+        for s in prepared.statistics
+    )
+    categories = np.array([item.category for item in items])
+    per_category = []
+    for category in category_order(set(categories.tolist())):
+        subset = np.flatnonzero(categories == category)
+        per_category.append(
+            CategoryResult(
+                category,
+                len(subset),
+                tuple(_result(s, subset, bootstrap, seed, confidence) for s in prepared.statistics),
+                {name: int(flag[subset].sum()) for name, flag in prepared.flags.items()},
+            )
+        )
+    return ScoreReport(
+        task=task,
+        count=len(items),
+        official=prepared.official,
+        metrics=overall,
+        per_category=tuple(per_category),
+        counts={name: int(flag.sum()) for name, flag in prepared.flags.items()},
+        main_metric=MAIN_METRIC[task],
+        bootstrap=bootstrap,
+        seed=seed,
+        confidence=confidence,
+        notes=prepared.notes,
+    )
+
+
+def score_files(
+    task: Task | str,
+    gt_path: str | Path,
+    pred_path: str | Path,
+    *,
+    bootstrap: int = DEFAULT_BOOTSTRAP,
+    seed: int = DEFAULT_SEED,
+    confidence: float = DEFAULT_CONFIDENCE,
+) -> ScoreReport:
+    """Read, validate and score a prediction file against an official ground-truth file.
+
+    Raises :class:`~stepdiff.errors.DataFormatError` (one line: file, line, field) for
+    any malformed input, including a prediction file whose length differs from the
+    ground truth's.
+    """
+    task = Task(task)
+    items = read_ground_truth(gt_path, task)
+    predictions = read_predictions(pred_path, task, expected_count=len(items))
+    report = score_records(
+        task, items, predictions, bootstrap=bootstrap, seed=seed, confidence=confidence
+    )
+    # Reports name their inputs, so a saved report.json says what it measured.
+    return replace(report, gt_path=str(gt_path), pred_path=str(pred_path))
