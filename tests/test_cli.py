@@ -118,7 +118,7 @@ def test_clip_ids_resolve_in_a_video_folder(clips, tmp_path):
         ),
         (
             lambda ref, cand, tmp: [str(ref), str(cand), "--model", str(tmp)],
-            "give either --config or --model",
+            "give either a config or a checkpoint",
         ),
     ],
 )

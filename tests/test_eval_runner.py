@@ -207,3 +207,47 @@ def test_stepdiff_predictions_do_not_depend_on_batch_size(bench, tmp_path):
     )
     for a, b in zip(one.read_text().splitlines(), many.read_text().splitlines(), strict=True):
         assert json.loads(a)["scores"] == pytest.approx(json.loads(b)["scores"], rel=1e-5)
+
+
+def test_eval_command_predicts_and_scores(bench, tmp_path):
+    from typer.testing import CliRunner
+
+    from stepdiff.cli import app
+
+    common = ["--gt", str(bench / "diffmcq.jsonl"), "--videos", str(bench / "videos")]
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--task",
+            "diffmcq",
+            *common,
+            "--out",
+            str(tmp_path / "s"),
+            "--scorer",
+            "stepdiff",
+            "--config",
+            "tiny",
+            "--no-cache",
+            "--bootstrap",
+            "50",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "accuracy" in result.stdout
+    written = sorted(p.name for p in (tmp_path / "s").iterdir())
+    assert written == [
+        "per_category.png",
+        "predictions.jsonl",
+        "report.json",
+        "report.md",
+        "run.json",
+    ]
+    report = json.loads((tmp_path / "s" / "report.json").read_text())
+    assert report["official"]["accuracy"] in {0.0, 0.2, 0.4, 0.6, 0.8, 1.0}
+    bad = CliRunner().invoke(
+        app,
+        ["eval", "--task", "diffmcq", *common, "--out", str(tmp_path / "b"), "--scorer", "oracle"],
+    )
+    assert bad.exit_code == 1
+    assert bad.stderr.strip().startswith("error: scorer 'oracle': expected one of")

@@ -90,7 +90,7 @@ def test_alignment_head_learns_to_retrieve_descriptions(tmp_path):
     head = train_alignment_head(pooled, texts, epochs=150)
     retrieved = (head(pooled) @ texts.T).argmax(dim=1)
     assert (retrieved == torch.arange(24)).float().mean() == 1.0
-    head.save(tmp_path, encoder="tiny", text_embedder="fake")
+    head.save(tmp_path, encoder="tiny", text_embedder="fake", num_frames=4)
     loaded, meta = AlignmentHead.load(tmp_path)
     assert meta["encoder"] == "tiny"
     torch.testing.assert_close(loaded(pooled), head(pooled))

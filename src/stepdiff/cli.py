@@ -12,8 +12,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from stepdiff.errors import ConfigError, StepDiffError
-from stepdiff.eval.cli import score
+from stepdiff.errors import StepDiffError
+from stepdiff.eval.cli import evaluate, score
 
 app = typer.Typer(
     help="Compare a candidate video of a procedural step with a reference video.",
@@ -21,6 +21,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("score")(score)
+app.command("eval")(evaluate)
 stderr = Console(stderr=True)
 
 ConfigOption = Annotated[
@@ -62,26 +63,22 @@ def _model_from_options(
     config: str | None,
     checkpoint: Path | None,
     overrides: list[str] | None,
-    encoder: str | None,
-    llm: str | None,
-    frames: int | None,
-    cache: bool,
+    encoder: str | None = None,
+    llm: str | None = None,
+    frames: int | None = None,
+    cache: bool = True,
 ):
-    from stepdiff.config import load_config
     from stepdiff.encoders.cache import FeatureCache
-    from stepdiff.model import build_model, load_model
+    from stepdiff.model.build import load_model_from
 
     flags = list(overrides or [])
     flags += [f"encoder={encoder}"] if encoder else []
     flags += [f"llm={llm}"] if llm else []
     flags += [f"num_frames={frames}"] if frames else []
-    feature_cache = FeatureCache() if cache else None
     with stderr.status("Loading models..."):
-        if checkpoint is not None:
-            if config is not None:
-                raise ConfigError("give either --config or --model (a checkpoint has its config)")
-            return load_model(checkpoint, feature_cache=feature_cache, overrides=flags)
-        return build_model(load_config(config, flags), feature_cache=feature_cache)
+        return load_model_from(
+            config, checkpoint, flags, feature_cache=FeatureCache() if cache else None
+        )
 
 
 @app.command()

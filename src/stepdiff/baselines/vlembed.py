@@ -97,10 +97,16 @@ class AlignmentHead(nn.Module):
     def forward(self, pooled: torch.Tensor) -> torch.Tensor:
         return nn.functional.normalize(self.net(pooled), dim=-1)
 
-    def save(self, folder: Path, encoder: str, text_embedder: str) -> None:
+    def save(self, folder: Path, encoder: str, text_embedder: str, num_frames: int) -> None:
+        """Weights plus what produced the inputs (encoder, frames, text space)."""
         folder.mkdir(parents=True, exist_ok=True)
         save_file(self.state_dict(), folder / "alignment_head.safetensors")
-        meta = {"dims": self.dims, "encoder": encoder, "text_embedder": text_embedder}
+        meta = {
+            "dims": self.dims,
+            "encoder": encoder,
+            "num_frames": num_frames,
+            "text_embedder": text_embedder,
+        }
         (folder / "alignment_head.json").write_text(json.dumps(meta, indent=2))
 
     @classmethod
@@ -197,3 +203,17 @@ class VLEmbedScorer:
     def p_yes(self, refs, cands, questions) -> list[float]:
         ref, cand, _ = self._pairs(refs, cands)
         return ((1 + (ref * cand).sum(-1)) / 2).tolist()
+
+
+def load_aligned_space(folder: Path, *, cache: bool = True) -> AlignedSpace:
+    """The offline joint space whose alignment head was saved in ``folder``."""
+    from stepdiff.encoders.cache import FeatureCache
+    from stepdiff.encoders.registry import build_frame_encoder
+
+    head, meta = AlignmentHead.load(folder)
+    featurizer = ClipFeaturizer(
+        build_frame_encoder(meta["encoder"]),
+        num_frames=int(meta["num_frames"]),
+        cache=FeatureCache() if cache else None,
+    )
+    return AlignedSpace(featurizer, head, TextEmbedder(meta["text_embedder"]))

@@ -52,3 +52,68 @@ def score(
     if paths is not None:
         written = ", ".join(str(path) for path in paths.values())
         stderr.print(f"Wrote {written}", markup=False, highlight=False, soft_wrap=True)
+
+
+def evaluate(
+    task: Annotated[Task, typer.Option("--task", help="Benchmark task.", case_sensitive=False)],
+    gt: Annotated[Path, typer.Option("--gt", help="Ground-truth JSONL (official format).")],
+    videos: Annotated[
+        Path, typer.Option("--videos", help="Folder holding <video_uid>.<ext> for the clip ids.")
+    ],
+    out: Annotated[
+        Path, typer.Option(help="Folder for predictions.jsonl and the report (resumable).")
+    ],
+    scorer: Annotated[
+        str,
+        typer.Option(
+            "--scorer",
+            help="stepdiff, single-video, blind-llm, socratic-oracle, random, "
+            "vlembed:<CLIP/SigLIP id or folder>, vlembed-aligned:<head folder>.",
+        ),
+    ] = "stepdiff",
+    config: Annotated[
+        str | None, typer.Option("--config", "-c", help="Model config file or preset.")
+    ] = None,
+    checkpoint: Annotated[
+        Path | None, typer.Option("--model", "-m", help="Saved StepDiff model folder.")
+    ] = None,
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a config key (repeatable).")
+    ] = None,
+    clips: Annotated[
+        Path | None, typer.Option(help="SynthKitchen clips.jsonl (for socratic-oracle).")
+    ] = None,
+    caption_pool: Annotated[
+        Path | None,
+        typer.Option(help="DiffCap JSONL whose captions VLEmbed retrieves answers from."),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Benchmark items per batch.")] = 8,
+    bootstrap: Annotated[int, typer.Option(min=0, help="Bootstrap resamples for CIs.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of random scorers and the bootstrap.")] = 0,
+    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Cache features.")] = True,
+) -> None:
+    """Predict with a scorer on a benchmark file, then score the predictions."""
+    from stepdiff.baselines.registry import ScorerOptions, build_scorer
+    from stepdiff.cli import stderr, user_errors
+    from stepdiff.data.formats import read_diffcap
+    from stepdiff.eval.report import markdown_table, write_report
+    from stepdiff.eval.runner import run_predictions
+    from stepdiff.eval.score import score_files
+
+    with user_errors():
+        pool = [t for item in read_diffcap(caption_pool) for t in item.text] if caption_pool else []
+        options = ScorerOptions(
+            config=config,
+            checkpoint=checkpoint,
+            overrides=list(overrides or []),
+            cache=cache,
+            seed=seed,
+            clips=clips,
+            caption_pool=pool,
+        )
+        with stderr.status(f"Loading {scorer}..."):
+            built = build_scorer(scorer, options)
+        predictions = run_predictions(task, gt, videos, built, out, batch_size=batch_size)
+        report = score_files(task, gt, predictions, bootstrap=bootstrap, seed=seed)
+        write_report(report, out)
+    typer.echo(markdown_table(report), nl=False)

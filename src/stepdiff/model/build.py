@@ -6,10 +6,10 @@ from pathlib import Path
 
 import torch
 
-from stepdiff.config import StepDiffConfig
+from stepdiff.config import StepDiffConfig, load_config
 from stepdiff.encoders.cache import FeatureCache
 from stepdiff.encoders.registry import build_frame_encoder
-from stepdiff.errors import ModelLoadError
+from stepdiff.errors import ConfigError, ModelLoadError
 from stepdiff.llm.loading import load_frozen_llm
 from stepdiff.model.stepdiff import StepDiffModel, read_checkpoint_config, read_projector_weights
 from stepdiff.projector import PerceiverProjector
@@ -86,3 +86,19 @@ def load_model(
     if overrides:
         config = config.with_overrides(overrides, str(folder))
     return build_model(config, feature_cache=feature_cache, checkpoint=folder)
+
+
+def load_model_from(
+    config: str | Path | None = None,
+    checkpoint: str | Path | None = None,
+    overrides: list[str] | None = None,
+    *,
+    feature_cache: FeatureCache | None = None,
+) -> StepDiffModel:
+    """A model from a config (file or preset) or from a checkpoint folder, not both, with
+    ``key=value`` overrides applied."""
+    if checkpoint is not None:
+        if config is not None:
+            raise ConfigError("give either a config or a checkpoint (a checkpoint has its config)")
+        return load_model(checkpoint, feature_cache=feature_cache, overrides=overrides)
+    return build_model(load_config(config, overrides), feature_cache=feature_cache)

@@ -1,0 +1,105 @@
+"""Build any scorer by name: StepDiff or one of the paper's baselines.
+
+Names: ``stepdiff``, ``single-video``, ``blind-llm``, ``socratic-oracle`` (ground-truth
+descriptions of SynthKitchen clips), ``random``, ``vlembed:<CLIP/SigLIP id or folder>``
+and ``vlembed-aligned:<alignment head folder>`` (the offline joint space).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from stepdiff.baselines.base import PairScorer, SingleVideoScorer, StepDiffScorer
+from stepdiff.errors import ConfigError
+
+SCORER_NAMES = (
+    "stepdiff",
+    "single-video",
+    "blind-llm",
+    "socratic-oracle",
+    "random",
+    "vlembed:<model>",
+    "vlembed-aligned:<folder>",
+)
+
+
+@dataclass
+class ScorerOptions:
+    """Where a scorer's parts come from (the model options mirror `stepdiff ask`)."""
+
+    config: str | None = None
+    checkpoint: Path | None = None
+    overrides: list[str] = field(default_factory=list)
+    cache: bool = True
+    seed: int = 0
+    clips: Path | None = None  # SynthKitchen clips.jsonl, for socratic-oracle
+    caption_pool: list[str] = field(default_factory=list)  # DiffCap answers for VLEmbed
+    max_new_tokens: int = 32
+
+
+def _model(options: ScorerOptions):
+    from stepdiff.encoders.cache import FeatureCache
+    from stepdiff.model.build import load_model_from
+
+    cache = FeatureCache() if options.cache else None
+    return load_model_from(
+        options.config, options.checkpoint, options.overrides, feature_cache=cache
+    )
+
+
+def _llm(options: ScorerOptions):
+    from stepdiff.config import load_config
+    from stepdiff.llm.loading import load_frozen_llm
+    from stepdiff.model.stepdiff import read_checkpoint_config
+
+    if options.checkpoint is not None:
+        config = read_checkpoint_config(options.checkpoint).with_overrides(options.overrides)
+    else:
+        config = load_config(options.config, options.overrides)
+    return load_frozen_llm(config.llm), config
+
+
+def _text_scorer(options: ScorerOptions, describe: Callable | None, name: str) -> PairScorer:
+    from stepdiff.baselines.text_llm import TextLLMScorer
+
+    llm, config = _llm(options)
+    return TextLLMScorer(
+        llm,
+        describe,
+        name=name,
+        prompt_format=config.prompt_format,
+        max_new_tokens=options.max_new_tokens,
+    )
+
+
+def build_scorer(name: str, options: ScorerOptions | None = None) -> PairScorer:
+    """The scorer called ``name`` (see SCORER_NAMES)."""
+    options = options or ScorerOptions()
+    if name == "stepdiff":
+        return StepDiffScorer(_model(options), max_new_tokens=options.max_new_tokens)
+    if name == "single-video":
+        return SingleVideoScorer(_model(options), max_new_tokens=options.max_new_tokens)
+    if name == "random":
+        from stepdiff.baselines.random import RandomScorer
+
+        return RandomScorer(options.seed)
+    if name == "blind-llm":
+        return _text_scorer(options, None, name)
+    if name == "socratic-oracle":
+        from stepdiff.baselines.describers import OracleDescriber
+
+        if options.clips is None:
+            raise ConfigError("socratic-oracle needs --clips (a SynthKitchen clips.jsonl)")
+        return _text_scorer(options, OracleDescriber.from_file(options.clips), name)
+    if name.startswith("vlembed:"):
+        from stepdiff.baselines.vlembed import HFJointSpace, VLEmbedScorer
+
+        return VLEmbedScorer(HFJointSpace(name.partition(":")[2]), options.caption_pool)
+    if name.startswith("vlembed-aligned:"):
+        from stepdiff.baselines.vlembed import VLEmbedScorer, load_aligned_space
+
+        space = load_aligned_space(Path(name.partition(":")[2]), cache=options.cache)
+        return VLEmbedScorer(space, options.caption_pool)
+    raise ConfigError(f"scorer {name!r}: expected one of {', '.join(SCORER_NAMES)}")
