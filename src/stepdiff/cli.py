@@ -20,6 +20,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+from stepdiff.synthkitchen.cli import synthkitchen_app  # noqa: E402
+
+app.add_typer(synthkitchen_app, name="synthkitchen")
 app.command("score")(score)
 app.command("eval")(evaluate)
 stderr = Console(stderr=True)
