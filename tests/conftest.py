@@ -45,3 +45,17 @@ def long_clip_path(media_dir: Path) -> Path:
         frame_index_code=True,
         keyframe_interval=48,
     )
+
+
+# --- a small rendered SynthKitchen benchmark ------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def small_synthkitchen(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small SynthKitchen build (90 clips in 30 silent videos, every benchmark file);
+    read-only for tests (copy it before changing anything). About 5 s to render."""
+    from stepdiff.synthkitchen.builder import build_benchmark
+
+    out = tmp_path_factory.mktemp("synthkitchen_small")
+    build_benchmark(out, "small", seed=0, render=True, audio=False, workers=1)
+    return out

@@ -12,17 +12,20 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from stepdiff.baselines.cli import baselines_app
 from stepdiff.errors import StepDiffError
 from stepdiff.eval.cli import evaluate, score
+from stepdiff.synthkitchen.cli import synthkitchen_app
 
+# Subcommands live beside their library code and import it only when they run, so
+# `stepdiff --help` stays fast.
 app = typer.Typer(
     help="Compare a candidate video of a procedural step with a reference video.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-from stepdiff.synthkitchen.cli import synthkitchen_app  # noqa: E402
-
 app.add_typer(synthkitchen_app, name="synthkitchen")
+app.add_typer(baselines_app, name="baselines")
 app.command("score")(score)
 app.command("eval")(evaluate)
 stderr = Console(stderr=True)
