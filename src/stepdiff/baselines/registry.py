@@ -1,7 +1,8 @@
 """Build any scorer by name: StepDiff or one of the paper's baselines.
 
-Names: ``stepdiff``, ``single-video``, ``blind-llm``, ``socratic-oracle`` (ground-truth
-descriptions of SynthKitchen clips), ``random``, ``vlembed:<CLIP/SigLIP id or folder>``
+Names: ``stepdiff``, ``single-video``, ``blind-llm``, ``socratic`` (descriptions from
+object tags and narration), ``socratic-oracle`` (ground-truth descriptions of
+SynthKitchen clips), ``random``, ``vlembed:<CLIP/SigLIP id or folder>``
 and ``vlembed-aligned:<alignment head folder>`` (the offline joint space).
 """
 
@@ -18,6 +19,7 @@ SCORER_NAMES = (
     "stepdiff",
     "single-video",
     "blind-llm",
+    "socratic",
     "socratic-oracle",
     "random",
     "vlembed:<model>",
@@ -87,6 +89,10 @@ def build_scorer(name: str, options: ScorerOptions | None = None) -> PairScorer:
         return RandomScorer(options.seed)
     if name == "blind-llm":
         return _text_scorer(options, None, name)
+    if name == "socratic":
+        from stepdiff.datagen.describe import SourceDescriber
+
+        return _text_scorer(options, SourceDescriber(), name)
     if name == "socratic-oracle":
         from stepdiff.baselines.describers import OracleDescriber
 
