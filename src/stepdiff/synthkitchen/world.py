@@ -32,15 +32,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-CATEGORIES = (
-    "Ingredients",
-    "Tools/Equipment",
-    "Technique",
-    "Actions",
-    "Visuals",
-    "Serving / Presentation",
-)
-"""The official StepDiff category strings, in the order benchmarks list them."""
+# The benchmark's categories are SynthKitchen's too (re-exported for its modules).
+from stepdiff.data.categories import CATEGORIES as CATEGORIES
 
 CATEGORY_ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "Ingredients": ("ingredient", "ingredient_color", "quantity"),
