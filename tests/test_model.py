@@ -152,3 +152,17 @@ def test_loglik_depends_on_the_videos_and_their_order(model):
     forward = model.loglik(ref, cand, QUESTIONS[:1], ANSWERS[:1])
     swapped = model.loglik(cand, ref, QUESTIONS[:1], ANSWERS[:1])
     assert not torch.allclose(forward, swapped)
+
+
+def test_p_yes_reads_a_single_token_no_from_the_yes_pass(model):
+    # "N" is one byte token for the tiny tokenizer: P(YES) then comes from one forward pass,
+    # and must equal the two-answer likelihood comparison.
+    ref, cand = features(model, 3, seed=11), features(model, 3, seed=12)
+    one_pass = model.p_yes(ref, cand, QUESTIONS, no="N")
+    yes = model.loglik(ref, cand, QUESTIONS, ["YES"] * 3, answer_end=False)
+    no = model.loglik(ref, cand, QUESTIONS, ["N"] * 3, answer_end=False)
+    torch.testing.assert_close(one_pass, torch.sigmoid(yes - no), atol=1e-5, rtol=1e-5)
+    # "NO" is two tokens: both answers are scored.
+    two = model.p_yes(ref, cand, QUESTIONS)
+    yes_no = torch.stack([yes, model.loglik(ref, cand, QUESTIONS, ["NO"] * 3, answer_end=False)])
+    torch.testing.assert_close(two, torch.softmax(yes_no, dim=0)[0], atol=1e-5, rtol=1e-5)

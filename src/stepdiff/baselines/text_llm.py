@@ -10,7 +10,7 @@ import torch
 from stepdiff.llm.loading import FrozenLLM
 from stepdiff.llm.prompt import select_prompt_format, tokenise_sample
 from stepdiff.model.batching import collate
-from stepdiff.model.scoring import answer_logprob, greedy_generate, yes_probability
+from stepdiff.model.scoring import answer_logprob, greedy_generate, p_yes_from_forward
 from stepdiff.video.clip import ClipRef
 
 Describer = Callable[[ClipRef], str]
@@ -72,27 +72,24 @@ class TextLLMScorer:
         )
 
     @torch.no_grad()
-    def _loglik(self, refs, cands, questions, answers, answer_end: bool = True) -> torch.Tensor:
+    def _forward(self, refs, cands, questions, answers, answer_end: bool = True):
+        """Logits (B, L, V) and answer-only labels (B, L) of prompt + answer."""
         batch = self._batch(
             refs, cands, questions, answers, padding_side="right", answer_end=answer_end
         )
-        logits = self.llm.model(
-            input_ids=batch.input_ids, attention_mask=batch.attention_mask
-        ).logits  # (B, L, V)
-        return answer_logprob(logits, batch.labels)
+        logits = self.llm.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
+        return logits.logits, batch.labels
 
     def loglik(self, refs, cands, questions, answers) -> list[float]:
-        return self._loglik(refs, cands, questions, answers).tolist()
+        return answer_logprob(*self._forward(refs, cands, questions, answers)).tolist()
 
     def p_yes(
         self, refs: Sequence[ClipRef], cands: Sequence[ClipRef], questions: Sequence[str]
     ) -> list[float]:
-        count = len(questions)
-        both = self._loglik(
-            [*refs, *refs],
-            [*cands, *cands],
-            [*questions, *questions],
-            ["YES"] * count + ["NO"] * count,
-            answer_end=False,
-        )
-        return yes_probability(both).tolist()
+        def forward(answers: list[str]):
+            copies = len(answers) // len(questions)
+            return self._forward(
+                [*refs] * copies, [*cands] * copies, [*questions] * copies, answers, False
+            )
+
+        return p_yes_from_forward(forward, len(questions), self.llm.tokenizer).tolist()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from stepdiff.model.batching import IGNORE_INDEX
@@ -39,3 +41,29 @@ def greedy_generate(
 def yes_probability(yes_then_no: torch.Tensor) -> torch.Tensor:
     """P(YES) against NO from stacked log-likelihoods: (2B,) = [YES x B, NO x B] -> (B,)."""
     return torch.softmax(yes_then_no.view(2, -1), dim=0)[0]
+
+
+# Given answers for k copies of a batch of B prompts (k*B rows, copy-major), the logits
+# (k*B, L, V) and answer-only labels (k*B, L) of prompt + answer.
+AnswerForward = Callable[[list[str]], tuple[torch.Tensor, torch.Tensor]]
+
+
+def p_yes_from_forward(
+    forward: AnswerForward, count: int, tokenizer, yes: str = "YES", no: str = "NO"
+) -> torch.Tensor:
+    """P(yes) against no for ``count`` prompts -> (B,).
+
+    When ``no`` is a single token (as "NO" is for most tokenizers), one forward over
+    prompt + ``yes`` suffices: log p(no) is read at the position that predicts the
+    answer's first token. Otherwise both answers are scored, in one batch of 2B rows.
+    """
+    no_ids = tokenizer(no, add_special_tokens=False)["input_ids"]
+    if len(no_ids) != 1:
+        logits, labels = forward([yes] * count + [no] * count)
+        return yes_probability(answer_logprob(logits, labels))
+    logits, labels = forward([yes] * count)
+    log_yes = answer_logprob(logits, labels)  # (B,)
+    first = (labels != IGNORE_INDEX).int().argmax(dim=1).to(logits.device)  # (B,)
+    before_answer = logits[torch.arange(count, device=logits.device), first - 1]  # (B, V)
+    log_no = torch.log_softmax(before_answer.float(), dim=-1)[:, no_ids[0]]
+    return yes_probability(torch.cat([log_yes, log_no]))

@@ -26,7 +26,7 @@ from stepdiff.errors import ModelLoadError
 from stepdiff.llm.loading import FrozenLLM
 from stepdiff.llm.prompt import select_prompt_format, tokenise_sample
 from stepdiff.model.batching import IGNORE_INDEX, TokenBatch, collate
-from stepdiff.model.scoring import answer_logprob, greedy_generate, yes_probability
+from stepdiff.model.scoring import answer_logprob, greedy_generate, p_yes_from_forward
 from stepdiff.model.splice import splice_video_embeddings
 from stepdiff.projector import PerceiverProjector
 from stepdiff.video.clip import ClipRef
@@ -168,18 +168,26 @@ class StepDiffModel(nn.Module):
 
     @torch.no_grad()
     def p_yes(
-        self, reference: torch.Tensor, candidate: torch.Tensor, questions: Sequence[str]
+        self,
+        reference: torch.Tensor,
+        candidate: torch.Tensor,
+        questions: Sequence[str],
+        *,
+        yes: str = "YES",
+        no: str = "NO",
     ) -> torch.Tensor:
-        """P("YES") against "NO" for yes/no questions, from one batched forward -> (B,)."""
-        count = len(questions)
-        both = self.loglik(
-            torch.cat([reference, reference]),
-            torch.cat([candidate, candidate]),
-            list(questions) * 2,
-            ["YES"] * count + ["NO"] * count,
-            answer_end=False,
-        )  # (2B,)
-        return yes_probability(both)
+        """P("YES") against "NO" for yes/no questions, batched -> (B,)."""
+
+        def forward(answers: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+            copies = len(answers) // len(questions)
+            batch = self._tokenise(
+                list(questions) * copies, answers, padding_side="right", answer_end=False
+            )
+            ref = reference.repeat(copies, 1, 1, 1)  # (k*B, T, P, D)
+            cand = candidate.repeat(copies, 1, 1, 1)
+            return self._logits(batch, ref, cand), batch.labels
+
+        return p_yes_from_forward(forward, len(questions), self.tokenizer, yes, no)
 
     # ----- generation -----------------------------------------------------------------
     @torch.no_grad()
