@@ -47,6 +47,7 @@ def main() -> None:
             "random",
             "blind-llm",
             "single-video",
+            "socratic",
             "socratic-oracle",
             "vlembed-aligned",
             "stepdiff",
