@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stepdiff.data.formats import write_atomic
 from stepdiff.synthkitchen.differences import CategoryComparison, compare, similarity_scores
 from stepdiff.synthkitchen.render import (
     DEFAULT_FPS,
@@ -52,7 +53,6 @@ from stepdiff.synthkitchen.render import (
     is_current,
     layout_video,
     render_video,
-    write_atomic,
 )
 from stepdiff.synthkitchen.world import (
     CATEGORIES,

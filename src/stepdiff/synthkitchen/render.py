@@ -39,6 +39,7 @@ from typing import Any
 import av
 import numpy as np
 
+from stepdiff.data.formats import write_atomic
 from stepdiff.synthkitchen.world import (
     COLORS,
     FINAL_STATE_STYLES,
@@ -703,20 +704,6 @@ def is_current(
     except (OSError, ValueError, KeyError):
         return False
     return recorded == spec_hash(clips, fps=fps, size=size, audio=audio)
-
-
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write ``data`` to ``path`` via a temporary file and ``os.replace``, so a reader (or
-    an interrupted build) never sees a half-written file."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def render_video(
