@@ -59,3 +59,18 @@ def small_synthkitchen(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("synthkitchen_small")
     build_benchmark(out, "small", seed=0, render=True, audio=False, workers=1)
     return out
+
+
+# --- the official DiffRank release file (read from beside the repository) ---------------
+
+REAL_DIFFRANK = (
+    Path(__file__).resolve().parents[2] / "shared/data/stepdiff_release/diffrank_dataset.jsonl"
+)
+
+
+@pytest.fixture(scope="session")
+def real_diffrank_path() -> Path:
+    """The released DiffRank file; tests using it skip when it is not beside the repo."""
+    if not REAL_DIFFRANK.is_file():
+        pytest.skip("real DiffRank file not available")
+    return REAL_DIFFRANK

@@ -24,15 +24,6 @@ from stepdiff.data import (
 )
 from stepdiff.errors import DataFormatError, StepDiffError
 
-# The real release file lives beside the repository, never inside it.
-REAL_DIFFRANK = (
-    Path(__file__).resolve().parents[1].parent
-    / "shared"
-    / "data"
-    / "stepdiff_release"
-    / "diffrank_dataset.jsonl"
-)
-
 A, B, C, D = (
     "vidA_1_2",
     "vid_with_underscores_3.5_7.25",
@@ -283,9 +274,8 @@ def test_writing_nan_is_refused_without_touching_the_file(tmp_path):
 # --- the real DiffRank release file -------------------------------------------------------
 
 
-@pytest.mark.skipif(not REAL_DIFFRANK.is_file(), reason="real DiffRank file not available")
-def test_real_diffrank_file_loads_with_the_documented_facts():
-    items = read_diffrank(REAL_DIFFRANK)
+def test_real_diffrank_file_loads_with_the_documented_facts(real_diffrank_path):
+    items = read_diffrank(real_diffrank_path)
     assert len(items) == 4080
     assert Counter(item.category for item in items) == {
         "Visuals": 902,

@@ -4,7 +4,6 @@ bootstrap, and scoring the real DiffRank file (when present)."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,17 +19,6 @@ from stepdiff.data import (
 )
 from stepdiff.eval import metrics as M
 from stepdiff.eval.score import score_records
-
-REAL_DIFFRANK = (
-    Path(__file__).resolve().parents[1].parent
-    / "shared"
-    / "data"
-    / "stepdiff_release"
-    / "diffrank_dataset.jsonl"
-)
-needs_real_file = pytest.mark.skipif(
-    not REAL_DIFFRANK.is_file(), reason="real DiffRank file not available"
-)
 
 CLIPS = ("vidA_0_5", "vidB_1_6", "vidC_2_7", "vidD_3_8")
 BETA2 = 1.2**2  # pycocoevalcap's ROUGE-L beta
@@ -293,11 +281,10 @@ def test_no_bootstrap_means_no_intervals():
 
 
 @pytest.fixture(scope="module")
-def real_items() -> list[DiffRankItem]:
-    return read_diffrank(REAL_DIFFRANK)
+def real_items(real_diffrank_path) -> list[DiffRankItem]:
+    return read_diffrank(real_diffrank_path)
 
 
-@needs_real_file
 def test_random_predictions_on_the_real_file_give_tau_near_zero(real_items):
     rng = np.random.default_rng(0)
     report = score_records(
@@ -308,7 +295,6 @@ def test_random_predictions_on_the_real_file_give_tau_near_zero(real_items):
     assert low < 0 < high
 
 
-@needs_real_file
 def test_ground_truth_with_tie_breaking_noise_gives_tau_near_one(real_items):
     annotated = np.array([item.scores for item in real_items], dtype=float)
     # Deterministic noise far below the score step breaks ties without reordering.
@@ -320,7 +306,6 @@ def test_ground_truth_with_tie_breaking_noise_gives_tau_near_one(real_items):
     assert report.counts == {"nan_rows": 0}
 
 
-@needs_real_file
 def test_vectorised_tau_equals_the_official_scipy_loop_on_real_rows(real_items):
     annotated = np.array([item.scores for item in real_items[:600]])
     predicted = np.random.default_rng(1).integers(0, 4, size=annotated.shape)  # with ties
