@@ -129,7 +129,7 @@ def ask(
         return
     if not model.projector_trained:
         stderr.print(
-            "[yellow]note:[/] the projector is untrained: answers ignore the videos' content."
+            "[yellow]note:[/] the projector is untrained: answers do not yet reflect the videos."
         )
     for item in result["answers"]:
         typer.echo(f"Q: {item['question']}\nA: {item['answer']}\n")
@@ -150,7 +150,7 @@ def demo(
     with user_errors():
         reference, candidate = make_demo_clips(out)
         stderr.print(f"Reference clip: {reference}\nCandidate clip: {candidate}", highlight=False)
-        model = _model_from_options(config, checkpoint, None, None, None, None, True)
+        model = _model_from_options(config, checkpoint, overrides=None)
         if not model.projector_trained:
             stderr.print(
                 "[yellow]note:[/] no trained projector ships yet, so the projector is untrained "
