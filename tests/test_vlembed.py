@@ -83,6 +83,29 @@ def test_hf_joint_space_scores_pairs(tiny_clip_folder, clips):
     assert scorer.generate([clips[0]], [clips[1]], ["q"])[0] in scorer.caption_pool
 
 
+class CountingSpace:
+    """A joint space that records which clips it was asked to embed."""
+
+    def __init__(self) -> None:
+        self.asked: list[ClipRef] = []
+
+    def embed_clips(self, clips):
+        self.asked.extend(clips)
+        return torch.nn.functional.normalize(torch.randn(len(clips), 4), dim=-1)
+
+    def embed_texts(self, texts):
+        return torch.nn.functional.normalize(torch.ones(len(texts), 4), dim=-1)
+
+
+def test_each_clip_is_embedded_once_per_scorer(clips):
+    space = CountingSpace()
+    scorer = VLEmbedScorer(space)
+    first = scorer.p_yes([clips[0]] * 3, clips, ["q"] * 3)
+    again = scorer.p_yes([clips[0]] * 3, clips, ["q"] * 3)
+    assert sorted(str(c) for c in space.asked) == sorted(str(c) for c in clips)
+    assert first == again and first[0] == pytest.approx(1.0, abs=1e-6)
+
+
 def test_alignment_head_learns_to_retrieve_descriptions(tmp_path):
     generator = torch.Generator().manual_seed(0)
     pooled = torch.randn(24, 40, generator=generator)

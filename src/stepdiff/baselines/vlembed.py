@@ -181,9 +181,19 @@ class VLEmbedScorer:
         self.space = space
         self.caption_pool = list(dict.fromkeys(caption_pool))
         self._pool_embeddings: torch.Tensor | None = None
+        # Benchmarks reuse clips heavily (a DiffRank reference appears with 4 targets, MCQ
+        # options share clips): embed each clip once per scorer, not once per occurrence.
+        self._clip_embeddings: dict[ClipRef, torch.Tensor] = {}
+
+    def _embed(self, clips: Sequence[ClipRef]) -> torch.Tensor:
+        """Unit-norm clip embeddings (B, E), computing only clips not seen before."""
+        missing = [c for c in dict.fromkeys(clips) if c not in self._clip_embeddings]
+        if missing:
+            self._clip_embeddings.update(zip(missing, self.space.embed_clips(missing), strict=True))
+        return torch.stack([self._clip_embeddings[c] for c in clips])
 
     def _pairs(self, refs: Sequence[ClipRef], cands: Sequence[ClipRef]):
-        embedded = self.space.embed_clips([*refs, *cands])  # (2B, E)
+        embedded = self._embed([*refs, *cands])  # (2B, E)
         ref, cand = embedded[: len(refs)], embedded[len(refs) :]
         return ref, cand, nn.functional.normalize(ref + cand, dim=-1)
 

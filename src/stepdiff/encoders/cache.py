@@ -69,10 +69,6 @@ class FeatureCache:
         self.hits = 0
         self.misses = 0
 
-    def key(self, cache_id: str, clip: ClipRef, num_frames: int, image_size: int) -> str:
-        """Same as :func:`feature_key` (for callers holding only the cache)."""
-        return feature_key(cache_id, clip, num_frames, image_size)
-
     def path(self, key: str) -> Path:
         """The file of ``key`` (two-level layout keeps directories small)."""
         return self.root / key[:2] / f"{key}{_SUFFIX}"
