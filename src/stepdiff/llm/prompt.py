@@ -21,6 +21,8 @@ SYSTEM_TEXT = (
     "Answer in a single sentence."
 )
 VIDEOS_TEXT = f"Here is the first video: {VIDEO_SLOT}. Here is the second video: {VIDEO_SLOT}."
+# Single-video samples (the VCLM baseline's training data) show one video.
+SINGLE_VIDEO_TEXT = f"Here is the video: {VIDEO_SLOT}."
 PROMPT_FORMATS = ("auto", "llama2", "chat", "plain")
 
 
@@ -92,6 +94,26 @@ class TokenisedSample:
     prompt_ids: list[int]
     answer_ids: list[int]
 
+    def ids_and_labels(self) -> tuple[list[int], list[bool]]:
+        """All ids, and which of them carry loss (the answer's)."""
+        ids = self.prompt_ids + self.answer_ids
+        return ids, [False] * len(self.prompt_ids) + [True] * len(self.answer_ids)
+
+
+@dataclass(frozen=True)
+class InterleavedSample:
+    """A (video, narration, video, narration, ...) sequence; loss on the narrations."""
+
+    ids: list[int]
+    is_target: list[bool]
+
+    @property
+    def answer_ids(self) -> list[int]:
+        return [i for i, target in zip(self.ids, self.is_target, strict=True) if target]
+
+    def ids_and_labels(self) -> tuple[list[int], list[bool]]:
+        return self.ids, self.is_target
+
 
 def _text_ids(tokenizer: object, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -123,3 +145,33 @@ def tokenise_sample(
         return TokenisedSample(prompt_ids, [])
     answer_text = fmt.answer(question, answer, context) if answer_end else answer
     return TokenisedSample(prompt_ids, _text_ids(fmt.tokenizer, answer_text))
+
+
+def tokenise_interleaved(
+    tokenizer: object, narrations: list[str], num_video_tokens: int
+) -> InterleavedSample:
+    """Each video's placeholders followed by its narration, then the end-of-text token.
+
+    The interleaved stage (paper Sec. 3.3) teaches the projector to produce tokens the
+    LLM can talk about: it predicts each clip's narration from the clips so far. No chat
+    template: this is language modelling over a transcript, not an instruction.
+    """
+    ids: list[int] = []
+    is_target: list[bool] = []
+    bos = getattr(tokenizer, "bos_token_id", None)
+    if bos is not None:
+        ids.append(bos)
+        is_target.append(False)
+    for index, narration in enumerate(narrations):
+        if not narration.strip():
+            raise ValueError(f"narration {index} is empty, so it would carry no loss")
+        ids.extend([VIDEO_TOKEN_ID] * num_video_tokens)
+        is_target.extend([False] * num_video_tokens)
+        text = _text_ids(tokenizer, f" {narration.strip()}")
+        ids.extend(text)
+        is_target.extend([True] * len(text))
+    eos = getattr(tokenizer, "eos_token_id", None)
+    if eos is not None:
+        ids.append(eos)
+        is_target.append(True)
+    return InterleavedSample(ids, is_target)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from stepdiff.llm.prompt import TokenisedSample
+from stepdiff.llm.prompt import InterleavedSample, TokenisedSample
 
 IGNORE_INDEX = -100  # label value that cross-entropy skips
 
@@ -20,7 +20,7 @@ class TokenBatch:
 
 
 def collate(
-    samples: Sequence[TokenisedSample],
+    samples: Sequence[TokenisedSample | InterleavedSample],
     pad_id: int,
     *,
     padding_side: str = "right",
@@ -37,13 +37,13 @@ def collate(
     for index, sample in enumerate(samples):
         if require_answers and not sample.answer_ids:
             raise ValueError(f"sample {index}: the answer is empty, so it would carry no loss")
-        ids = sample.prompt_ids + sample.answer_ids
+        ids, is_target = sample.ids_and_labels()
         if max_length is not None and len(ids) > max_length:
             raise ValueError(
                 f"sample {index}: {len(ids)} tokens exceed max_length {max_length} "
                 "(shorten the question or answer, or raise max_length)"
             )
-        labels = [IGNORE_INDEX] * len(sample.prompt_ids) + sample.answer_ids
+        labels = [i if target else IGNORE_INDEX for i, target in zip(ids, is_target, strict=True)]
         rows.append((ids, labels))
     length = max(len(ids) for ids, _ in rows)
     input_ids = torch.full((len(rows), length), pad_id, dtype=torch.long)

@@ -24,7 +24,12 @@ from stepdiff.encoders.cache import FeatureCache
 from stepdiff.encoders.featurize import ClipFeaturizer
 from stepdiff.errors import ModelLoadError
 from stepdiff.llm.loading import FrozenLLM
-from stepdiff.llm.prompt import select_prompt_format, tokenise_sample
+from stepdiff.llm.prompt import (
+    InterleavedSample,
+    TokenisedSample,
+    select_prompt_format,
+    tokenise_sample,
+)
 from stepdiff.model.batching import IGNORE_INDEX, TokenBatch, collate
 from stepdiff.model.scoring import answer_logprob, greedy_generate, p_yes_from_forward
 from stepdiff.model.splice import splice_video_embeddings
@@ -68,12 +73,17 @@ class StepDiffModel(nn.Module):
         return self
 
     @property
+    def projector_module(self) -> PerceiverProjector:
+        """The projector itself, also when a trainer wrapped it for data parallelism."""
+        return getattr(self.projector, "module", self.projector)
+
+    @property
     def num_video_tokens(self) -> int:
-        return self.projector.config.num_latents
+        return self.projector_module.config.num_latents
 
     @property
     def device(self) -> torch.device:
-        return self.projector.latents.device
+        return self.projector_module.latents.device
 
     # ----- inputs -------------------------------------------------------------------
     def clip_features(self, clips: Sequence[ClipRef]) -> torch.Tensor:
@@ -103,38 +113,56 @@ class StepDiffModel(nn.Module):
             )
             for i, question in enumerate(questions)
         ]
+        return self.collate(samples, padding_side=padding_side, require_answers=answers is not None)
+
+    def collate(
+        self,
+        samples: Sequence[TokenisedSample | InterleavedSample],
+        *,
+        padding_side: str = "right",
+        require_answers: bool = True,
+    ) -> TokenBatch:
+        """Pad tokenised samples into one batch (answer-only labels)."""
         return collate(
             samples,
             pad_id=self.tokenizer.pad_token_id,
             padding_side=padding_side,
             max_length=self.config.max_length,
-            require_answers=answers is not None,
+            require_answers=require_answers,
         )
 
-    def _inputs_embeds(
-        self, batch: TokenBatch, reference: torch.Tensor, candidate: torch.Tensor
-    ) -> torch.Tensor:
-        """Token embeddings with both videos spliced in -> (B, L, H)."""
-        if reference.shape[0] != batch.input_ids.shape[0] or candidate.shape != reference.shape:
+    def project_videos(self, videos: torch.Tensor) -> torch.Tensor:
+        """Video tokens for the LLM: (B, V, T, P, D) -> (B, V, N, H)."""
+        batch_size, num_videos = videos.shape[:2]
+        tokens = self.projector(videos.flatten(0, 1))  # (B*V, N, H)
+        return tokens.view(batch_size, num_videos, *tokens.shape[1:])
+
+    def _inputs_embeds(self, batch: TokenBatch, videos: torch.Tensor) -> torch.Tensor:
+        """Token embeddings with the videos (B, V, T, P, D) spliced in -> (B, L, H)."""
+        if videos.shape[0] != batch.input_ids.shape[0]:
             raise ValueError(
-                f"{batch.input_ids.shape[0]} questions but reference features "
-                f"{tuple(reference.shape)} and candidate features {tuple(candidate.shape)}"
+                f"{batch.input_ids.shape[0]} prompts but video features {tuple(videos.shape)}"
             )
-        pair = torch.stack([reference, candidate], dim=1)  # (B, 2, T, P, D)
-        batch_size = pair.shape[0]
-        video = self.projector(pair.flatten(0, 1))  # (B*2, N, H)
-        video = video.view(batch_size, 2, *video.shape[1:])  # (B, 2, N, H)
         ids = batch.input_ids.to(self.device)
         # Placeholders are not real ids: embed a stand-in, then overwrite those rows.
         text = self.llm.get_input_embeddings()(ids.clamp(min=0))  # (B, L, H)
-        return splice_video_embeddings(ids, text, video)
+        return splice_video_embeddings(ids, text, self.project_videos(videos))
 
-    def _logits(self, batch: TokenBatch, reference: torch.Tensor, candidate: torch.Tensor):
-        embeds = self._inputs_embeds(batch, reference, candidate)
+    def _logits(self, batch: TokenBatch, videos: torch.Tensor) -> torch.Tensor:
+        embeds = self._inputs_embeds(batch, videos)
         mask = batch.attention_mask.to(self.device)
         return self.llm(inputs_embeds=embeds, attention_mask=mask).logits  # (B, L, V)
 
     # ----- training -----------------------------------------------------------------
+    def loss(self, batch: TokenBatch, videos: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy over the labelled tokens; videos (B, V, T, P, D) in prompt order."""
+        logits = self._logits(batch, videos)  # (B, L, V)
+        labels = batch.labels.to(self.device)
+        # Position t predicts token t+1.
+        return nn.functional.cross_entropy(
+            logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX
+        )
+
     def forward(
         self,
         reference: torch.Tensor,
@@ -144,12 +172,7 @@ class StepDiffModel(nn.Module):
     ) -> torch.Tensor:
         """Mean cross-entropy over answer tokens. reference/candidate: (B, T, P, D)."""
         batch = self._tokenise(questions, answers, padding_side="right")
-        logits = self._logits(batch, reference, candidate)  # (B, L, V)
-        labels = batch.labels.to(self.device)
-        # Position t predicts token t+1.
-        return nn.functional.cross_entropy(
-            logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX
-        )
+        return self.loss(batch, _pair(reference, candidate))
 
     # ----- scoring --------------------------------------------------------------------
     @torch.no_grad()
@@ -164,7 +187,7 @@ class StepDiffModel(nn.Module):
     ) -> torch.Tensor:
         """Sum of log p(answer token | videos, question, previous tokens) per pair -> (B,)."""
         batch = self._tokenise(questions, answers, padding_side="right", answer_end=answer_end)
-        return answer_logprob(self._logits(batch, reference, candidate), batch.labels)
+        return answer_logprob(self._logits(batch, _pair(reference, candidate)), batch.labels)
 
     @torch.no_grad()
     def p_yes(
@@ -185,7 +208,7 @@ class StepDiffModel(nn.Module):
             )
             ref = reference.repeat(copies, 1, 1, 1)  # (k*B, T, P, D)
             cand = candidate.repeat(copies, 1, 1, 1)
-            return self._logits(batch, ref, cand), batch.labels
+            return self._logits(batch, _pair(ref, cand)), batch.labels
 
         return p_yes_from_forward(forward, len(questions), self.tokenizer, yes, no)
 
@@ -200,7 +223,7 @@ class StepDiffModel(nn.Module):
     ) -> list[str]:
         """Greedy answers, one per (reference, candidate, question) row."""
         batch = self._tokenise(questions, None, padding_side="left")
-        embeds = self._inputs_embeds(batch, reference, candidate)
+        embeds = self._inputs_embeds(batch, _pair(reference, candidate))
         mask = batch.attention_mask.to(self.device)
         return greedy_generate(self.llm, self.tokenizer, embeds, mask, max_new_tokens)
 
@@ -226,14 +249,25 @@ class StepDiffModel(nn.Module):
         meta = {
             "format": CHECKPOINT_FORMAT,
             "config": self.config.to_dict(),
-            "llm_hidden_size": self.projector.head.out_features,
-            "encoder_dim": self.projector.input_proj.in_features,
+            "llm_hidden_size": self.projector_module.head.out_features,
+            "encoder_dim": self.projector_module.input_proj.in_features,
         }
-        state = {k: v.detach().contiguous() for k, v in self.projector.state_dict().items()}
+        state = self.projector_module.state_dict()
+        state = {k: v.detach().contiguous() for k, v in state.items()}
         save_file(state, folder / f".{PROJECTOR_FILE}.tmp")
         (folder / f".{CONFIG_FILE}.tmp").write_text(json.dumps(meta, indent=2))
         (folder / f".{PROJECTOR_FILE}.tmp").replace(folder / PROJECTOR_FILE)
         (folder / f".{CONFIG_FILE}.tmp").replace(folder / CONFIG_FILE)
+
+
+def _pair(reference: torch.Tensor, candidate: torch.Tensor) -> torch.Tensor:
+    """Stack a batch of pairs in prompt order: 2 x (B, T, P, D) -> (B, 2, T, P, D)."""
+    if candidate.shape != reference.shape:
+        raise ValueError(
+            f"reference features {tuple(reference.shape)} and candidate features "
+            f"{tuple(candidate.shape)} differ in shape"
+        )
+    return torch.stack([reference, candidate], dim=1)
 
 
 def read_checkpoint_config(folder: str | Path) -> StepDiffConfig:

@@ -87,6 +87,14 @@ class BuildSize:
 SIZES: dict[str, BuildSize] = {
     # 90 clips.
     "small": BuildSize(train_videos=10, test_videos=10, heldout_videos=10),
+    # Training-sized train split (300 clips), evaluation splits small enough for a CPU.
+    "medium": BuildSize(
+        train_videos=100,
+        test_videos=20,
+        heldout_videos=20,
+        rows_per_category=24,
+        train_pairs_per_clip=6,
+    ),
     # 10x the clips.
     "large": BuildSize(
         train_videos=100,
