@@ -39,22 +39,22 @@ class StepDiffConfig:
         """A copy with ``key=value`` overrides applied (e.g. ``projector.depth=3``)."""
         data = self.to_dict()
         for override in overrides:
-            _apply_override(data, override)
+            apply_override(data, override)
         return StepDiffConfig.from_dict(data, source)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> StepDiffConfig:
         values = dict(data)
         projector = values.pop("projector", {}) or {}
-        _check_keys(values, cls, source)
-        _check_keys(projector, ProjectorConfig, f"{source}: projector")
+        check_keys(values, cls, source)
+        check_keys(projector, ProjectorConfig, f"{source}: projector")
         try:
             return cls(projector=ProjectorConfig(**projector), **values)
         except TypeError as error:
             raise ConfigError(f"{source}: {error}") from None
 
 
-def _check_keys(values: dict[str, Any], cls: type, source: str) -> None:
+def check_keys(values: dict[str, Any], cls: type, source: str) -> None:
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
@@ -94,11 +94,11 @@ def load_config(
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of keys to values")
     for override in overrides or []:
-        _apply_override(data, override)
+        apply_override(data, override)
     return StepDiffConfig.from_dict(data, label)
 
 
-def _apply_override(data: dict[str, Any], override: str) -> None:
+def apply_override(data: dict[str, Any], override: str) -> None:
     key, sep, text = override.partition("=")
     if not sep or not key:
         raise ConfigError(f"override {override!r}: expected key=value")

@@ -39,7 +39,7 @@ def build_model(
         )
     trained = False
     if checkpoint is not None:
-        _load_projector_state(projector, read_projector_weights(checkpoint), checkpoint)
+        load_projector_state(projector, read_projector_weights(checkpoint), checkpoint)
         trained = True
     model = StepDiffModel(
         config, encoder, llm, projector, feature_cache=feature_cache, projector_trained=trained
@@ -51,7 +51,7 @@ def build_model(
     return model
 
 
-def _load_projector_state(
+def load_projector_state(
     projector: PerceiverProjector, state: dict[str, torch.Tensor], source: str | Path
 ) -> None:
     expected = projector.state_dict()

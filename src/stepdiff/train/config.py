@@ -1,0 +1,206 @@
+"""Training configuration: one YAML file (or shipped preset) plus ``key=value`` overrides.
+
+Unknown keys are errors, and every check that needs no model runs before any compute.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.resources
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stepdiff.config import apply_override, check_keys
+from stepdiff.errors import ConfigError, first_line
+
+DATA_KINDS = ("pair_qa", "interleaved", "single_video")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Training data: JSONL files per kind, and how often each kind is drawn."""
+
+    pair_qa: tuple[str, ...] = ()  # {reference, candidate, question, answer} per line
+    interleaved: tuple[str, ...] = ()  # {clips: [...], narrations: [...]} per line
+    single_video: tuple[str, ...] = ()  # {clip_id, question, answer} per line
+    video_dir: str = "."  # where clip ids resolve
+    # Relative frequency of each kind's micro-batches; kinds with no files are ignored.
+    mix: dict[str, float] = field(default_factory=lambda: {"pair_qa": 1.0})
+    max_items: int | None = None  # use only the first N items of each kind
+
+
+@dataclass(frozen=True)
+class DevConfig:
+    """Periodic evaluation on a dev split (official DiffMCQ / DiffRank files)."""
+
+    diffmcq: str | None = None
+    diffrank: str | None = None
+    video_dir: str | None = None  # defaults to data.video_dir
+    max_items: int | None = 32  # first N rows of each file, to keep evaluation cheap
+    batch_size: int = 8
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = 0
+    schedule: str = "cosine"  # cosine | linear | constant (after warm-up)
+    min_lr_ratio: float = 0.1  # final lr = lr * min_lr_ratio (cosine, linear)
+    grad_clip: float | None = 1.0
+
+
+SCHEDULES = ("cosine", "linear", "constant")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything one training run needs; ``fingerprint`` identifies it for resuming."""
+
+    out: str = "runs/train"
+    model: str = "cpu-default"  # model preset or YAML file (see stepdiff.config)
+    model_overrides: tuple[str, ...] = ()  # e.g. ["projector.width=256"]
+    init_from: str | None = None  # checkpoint folder to start the projector from
+    data: DataConfig = field(default_factory=DataConfig)
+    dev: DevConfig = field(default_factory=DevConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    batch_size: int = 4  # samples per micro-batch per process
+    grad_accum: int = 1  # micro-batches per optimiser step
+    max_steps: int = 100  # optimiser steps
+    eval_every: int = 0  # steps; 0 = only at the end when a dev file is given
+    save_every: int = 50  # steps; a checkpoint is always written at the end
+    keep_checkpoints: int = 2
+    log_every: int = 1
+    seed: int = 0
+    tensorboard: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def fingerprint(self) -> str:
+        """A hash of everything that changes the result; the output folder is not part."""
+        data = self.to_dict()
+        data.pop("out")
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> TrainConfig:
+        values = dict(data)
+        sections = {}
+        for name, section_cls in (("data", DataConfig), ("dev", DevConfig), ("optim", OptimConfig)):
+            section = values.pop(name, {}) or {}
+            if not isinstance(section, dict):
+                raise ConfigError(f"{source}: {name} must be a mapping")
+            check_keys(section, section_cls, f"{source}: {name}")
+            sections[name] = section
+        check_keys(values, cls, source)
+        data_section = sections["data"]
+        for kind in DATA_KINDS:
+            data_section[kind] = _as_paths(data_section.get(kind, ()), f"{source}: data.{kind}")
+        if "betas" in sections["optim"]:
+            sections["optim"]["betas"] = tuple(sections["optim"]["betas"])
+        if "model_overrides" in values:
+            values["model_overrides"] = tuple(values["model_overrides"] or ())
+        try:
+            config = cls(
+                data=DataConfig(**data_section),
+                dev=DevConfig(**sections["dev"]),
+                optim=OptimConfig(**sections["optim"]),
+                **values,
+            )
+        except TypeError as error:
+            raise ConfigError(f"{source}: {error}") from None
+        config.check(source)
+        return config
+
+    def check(self, source: str = "config") -> None:
+        """Value checks that need no model or data."""
+        positive = {
+            "batch_size": self.batch_size,
+            "grad_accum": self.grad_accum,
+            "max_steps": self.max_steps,
+            "keep_checkpoints": self.keep_checkpoints,
+            "log_every": self.log_every,
+            "save_every": self.save_every,
+        }
+        for name, value in positive.items():
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{source}: {name} must be a positive integer, got {value!r}")
+        if self.optim.schedule not in SCHEDULES:
+            raise ConfigError(
+                f"{source}: optim.schedule {self.optim.schedule!r}: expected one of "
+                f"{', '.join(SCHEDULES)}"
+            )
+        if not self.optim.lr > 0:
+            raise ConfigError(f"{source}: optim.lr must be positive")
+        unknown = sorted(set(self.data.mix) - set(DATA_KINDS))
+        if unknown:
+            raise ConfigError(
+                f"{source}: data.mix has unknown kind {unknown[0]!r} "
+                f"(kinds: {', '.join(DATA_KINDS)})"
+            )
+        if any(w < 0 for w in self.data.mix.values()):
+            raise ConfigError(f"{source}: data.mix weights must not be negative")
+        if not self.active_kinds():
+            raise ConfigError(
+                f"{source}: no training data: give data.pair_qa, data.interleaved or "
+                "data.single_video files with a positive data.mix weight"
+            )
+        if "single_video" in self.active_kinds() and len(self.active_kinds()) > 1:
+            raise ConfigError(
+                f"{source}: single_video data trains a one-video model (the VCLM baseline); "
+                "do not mix it with pair or interleaved data"
+            )
+
+    def active_kinds(self) -> dict[str, float]:
+        """Kinds with files and a positive weight -> weight."""
+        return {
+            kind: float(self.data.mix.get(kind, 0.0))
+            for kind in DATA_KINDS
+            if getattr(self.data, kind) and self.data.mix.get(kind, 0.0) > 0
+        }
+
+
+def _as_paths(value: Any, label: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{label}: expected a file path or a list of file paths")
+    return tuple(value)
+
+
+def train_preset_names() -> list[str]:
+    folder = importlib.resources.files("stepdiff") / "configs" / "train"
+    return sorted(
+        p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")
+    )
+
+
+def load_train_config(source: str | Path, overrides: list[str] | None = None) -> TrainConfig:
+    """A YAML file or a shipped training preset (``tiny``, ``synthkitchen-cpu`` ...) with
+    ``key=value`` overrides such as ``optim.lr=3e-4`` or ``max_steps=10``."""
+    path = Path(source)
+    if not path.is_file():
+        if str(source) not in train_preset_names():
+            raise ConfigError(
+                f"training config {str(source)!r}: no such file or preset "
+                f"(presets: {', '.join(train_preset_names())})"
+            )
+        path = Path(
+            str(importlib.resources.files("stepdiff") / "configs" / "train" / f"{source}.yaml")
+        )
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: invalid YAML ({first_line(error)})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys to values")
+    for override in overrides or []:
+        apply_override(data, override)
+    return TrainConfig.from_dict(data, str(path))

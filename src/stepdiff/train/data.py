@@ -1,0 +1,144 @@
+"""Training records (pair QA, interleaved, single video) and the mixture sampler.
+
+The sampler is a pure function of (seed, micro-batch index), so a resumed run draws
+exactly the batches an uninterrupted run would have drawn.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stepdiff.data.formats import read_jsonl
+from stepdiff.errors import DataFormatError
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    """One training sample: clip ids in prompt order and its text.
+
+    pair_qa: clips (reference, candidate), question, answer.
+    single_video: clips (clip,), question, answer.
+    interleaved: clips (c1, c2, ...), narrations (n1, n2, ...), one per clip.
+    """
+
+    kind: str
+    clips: tuple[str, ...]
+    question: str = ""
+    answer: str = ""
+    narrations: tuple[str, ...] = ()
+
+
+def _text(obj: dict[str, Any], name: str, where: str) -> str:
+    value = obj.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise DataFormatError(f"{where}: field {name!r} must be a non-empty string")
+    return value.strip()
+
+
+def _texts(obj: dict[str, Any], name: str, where: str) -> tuple[str, ...]:
+    value = obj.get(name)
+    if not isinstance(value, list) or not value:
+        raise DataFormatError(f"{where}: field {name!r} must be a non-empty list of strings")
+    for index, item in enumerate(value):
+        if not isinstance(item, str) or not item.strip():
+            raise DataFormatError(f"{where}: field {name!r}[{index}] must be a non-empty string")
+    return tuple(item.strip() for item in value)
+
+
+def _parse(kind: str, obj: dict[str, Any], where: str) -> TrainingRecord:
+    if kind == "pair_qa":
+        clips = (_text(obj, "reference", where), _text(obj, "candidate", where))
+        return TrainingRecord(
+            kind, clips, _text(obj, "question", where), _text(obj, "answer", where)
+        )
+    if kind == "single_video":
+        return TrainingRecord(
+            kind,
+            (_text(obj, "clip_id", where),),
+            _text(obj, "question", where),
+            _text(obj, "answer", where),
+        )
+    clips = _texts(obj, "clips", where)
+    narrations = _texts(obj, "narrations", where)
+    if len(clips) != len(narrations):
+        raise DataFormatError(
+            f"{where}: {len(clips)} clips but {len(narrations)} narrations (one per clip)"
+        )
+    return TrainingRecord(kind, clips, narrations=narrations)
+
+
+def read_training_records(
+    kind: str, paths: Sequence[str | Path], max_items: int | None = None
+) -> list[TrainingRecord]:
+    """Every record of one kind from its files, checked field by field (file:line errors)."""
+    records: list[TrainingRecord] = []
+    for path in paths:
+        for line, obj in read_jsonl(path):
+            records.append(_parse(kind, obj, f"{path}:{line}"))
+    if kind == "interleaved":
+        lengths = {len(r.clips) for r in records}
+        if len(lengths) > 1:
+            raise DataFormatError(
+                f"{', '.join(map(str, paths))}: interleaved sequences must all have the same "
+                f"number of clips (found {sorted(lengths)})"
+            )
+    if not records:
+        raise DataFormatError(f"{', '.join(map(str, paths))}: no {kind} records (empty dataset)")
+    return records[:max_items] if max_items else records
+
+
+class MixtureSampler:
+    """Micro-batch index -> (kind, item indices), deterministic in (seed, index).
+
+    Each micro-batch holds one kind (kinds may differ in videos per sample); the kind is
+    drawn with the mixture weights. Within a kind, items come from a fresh permutation
+    per epoch, so every item is seen once before any is seen twice.
+    """
+
+    def __init__(
+        self, sizes: dict[str, int], weights: dict[str, float], batch_size: int, seed: int
+    ) -> None:
+        self.kinds = sorted(k for k in weights if weights[k] > 0 and sizes.get(k, 0) > 0)
+        if not self.kinds:
+            raise ValueError("no kind has both items and a positive weight")
+        self.sizes = sizes
+        self.weights = [weights[k] for k in self.kinds]
+        self.batch_size = batch_size
+        self.seed = seed
+        self._kind_of: list[str] = []  # memo: kind of micro-batch 0, 1, ...
+        self._ordinal: list[int] = []  # memo: how many earlier micro-batches had that kind
+        self._seen: dict[str, int] = dict.fromkeys(self.kinds, 0)
+        self._permutations: dict[tuple[str, int], list[int]] = {}
+
+    def kind(self, index: int) -> str:
+        while len(self._kind_of) <= index:
+            rng = random.Random(f"{self.seed}:kind:{len(self._kind_of)}")
+            kind = rng.choices(self.kinds, weights=self.weights)[0]
+            self._kind_of.append(kind)
+            self._ordinal.append(self._seen[kind])
+            self._seen[kind] += 1
+        return self._kind_of[index]
+
+    def _permutation(self, kind: str, epoch: int) -> list[int]:
+        key = (kind, epoch)
+        if key not in self._permutations:
+            order = list(range(self.sizes[kind]))
+            random.Random(f"{self.seed}:{kind}:epoch:{epoch}").shuffle(order)
+            self._permutations = {k: v for k, v in self._permutations.items() if k[0] != kind}
+            self._permutations[key] = order
+        return self._permutations[key]
+
+    def batch(self, index: int) -> tuple[str, list[int]]:
+        """The kind and item indices of micro-batch ``index``."""
+        kind = self.kind(index)
+        ordinal = self._ordinal[index]
+        size = self.sizes[kind]
+        start = ordinal * self.batch_size
+        items = []
+        for position in range(start, start + self.batch_size):
+            items.append(self._permutation(kind, position // size)[position % size])
+        return kind, items

@@ -1,0 +1,394 @@
+"""Projector-only instruction tuning (paper Sec. 3.3), on one CPU, one GPU or many.
+
+``train(config)`` checks the config and data, builds the model (frozen encoder and LLM),
+encodes every training clip once, then runs optimiser steps over a seeded mixture of pair
+QA and interleaved (or single-video) micro-batches with gradient accumulation and a
+learning-rate schedule. It logs to ``metrics.jsonl`` and TensorBoard, evaluates on a dev
+split, and writes atomic checkpoints it resumes from exactly: a resumed run draws the same
+batches, restores optimiser, schedule and random state, and logs the same losses as an
+uninterrupted one. Multi-GPU and multi-node runs go through ``accelerate launch``: the
+projector (the only trained part) is wrapped for data parallelism and each process takes
+its slice of every global micro-batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from stepdiff.config import StepDiffConfig, load_config
+from stepdiff.data.formats import write_atomic
+from stepdiff.encoders.cache import FeatureCache
+from stepdiff.errors import ConfigError, ModelLoadError
+from stepdiff.llm.prompt import (
+    SINGLE_VIDEO_TEXT,
+    VIDEOS_TEXT,
+    tokenise_interleaved,
+    tokenise_sample,
+)
+from stepdiff.model.batching import TokenBatch
+from stepdiff.model.build import build_model, load_projector_state
+from stepdiff.model.stepdiff import StepDiffModel, read_checkpoint_config, read_projector_weights
+from stepdiff.train.checkpoint import (
+    TrainerState,
+    list_checkpoints,
+    load_trainer_state,
+    restore_rng,
+    rng_state,
+    save_checkpoint,
+    save_model_atomically,
+)
+from stepdiff.train.config import TrainConfig
+from stepdiff.train.data import MixtureSampler, TrainingRecord, read_training_records
+from stepdiff.train.dev_eval import DevEvaluator
+from stepdiff.train.features import FeatureBank
+from stepdiff.train.schedule import lr_factor
+
+CONFIG_FILE = "train_config.json"
+METRICS_FILE = "metrics.jsonl"
+FINAL_DIR = "model"
+REPORT_FILE = "training_report.json"
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    model_dir: Path | None  # the final model; None when stopped early
+    steps: int
+    losses: list[float]  # per optimiser step, this process's view (mean over micro-batches)
+    dev: dict[str, float]
+
+
+# ----- checks before any compute ---------------------------------------------------------
+def read_all_records(config: TrainConfig) -> dict[str, list[TrainingRecord]]:
+    return {
+        kind: read_training_records(kind, getattr(config.data, kind), config.data.max_items)
+        for kind in config.active_kinds()
+    }
+
+
+def _same_frozen_parts(a: StepDiffConfig, b: StepDiffConfig) -> bool:
+    return (a.encoder, a.llm, a.num_frames, a.projector) == (
+        b.encoder,
+        b.llm,
+        b.num_frames,
+        b.projector,
+    )
+
+
+def check_init_checkpoint(config: TrainConfig, model_config: StepDiffConfig) -> None:
+    if config.init_from is None:
+        return
+    other = read_checkpoint_config(config.init_from)
+    if not _same_frozen_parts(other, model_config):
+        raise ModelLoadError(
+            f"{config.init_from}: checkpoint is for another model (encoder {other.encoder}, "
+            f"llm {other.llm}, projector {other.projector}); this run builds encoder "
+            f"{model_config.encoder}, llm {model_config.llm}, projector {model_config.projector}"
+        )
+
+
+def check_out_dir(config: TrainConfig) -> Path:
+    """The output folder; it may only hold a run of the same config (then we resume)."""
+    out = Path(config.out)
+    saved = out / CONFIG_FILE
+    if saved.is_file():
+        previous = json.loads(saved.read_text()).get("fingerprint")
+        if previous != config.fingerprint():
+            raise ConfigError(
+                f"{out}: holds a run with another config; use another out= to start a new run"
+            )
+    return out
+
+
+# ----- batches ----------------------------------------------------------------------------
+def tokenise_records(model: StepDiffModel, records: list[TrainingRecord]) -> TokenBatch:
+    """Tokenise one micro-batch (all of one kind) with answer-only (or narration) labels."""
+    samples = []
+    for record in records:
+        if record.kind == "interleaved":
+            samples.append(
+                tokenise_interleaved(
+                    model.tokenizer, list(record.narrations), model.num_video_tokens
+                )
+            )
+        else:
+            context = VIDEOS_TEXT if record.kind == "pair_qa" else SINGLE_VIDEO_TEXT
+            samples.append(
+                tokenise_sample(
+                    model.prompt_format,
+                    record.question,
+                    record.answer,
+                    model.num_video_tokens,
+                    context=context,
+                )
+            )
+    return model.collate(samples)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}"),
+        TimeRemainingColumn(),
+    )
+
+
+# ----- the run ------------------------------------------------------------------------------
+class Trainer:
+    def __init__(self, config: TrainConfig, *, show_progress: bool = True) -> None:
+        from accelerate import Accelerator  # imported here: it is slow to import
+
+        self.config = config
+        self.show_progress = show_progress
+        self.out = check_out_dir(config)
+        self.model_config = load_config(config.model, list(config.model_overrides))
+        check_init_checkpoint(config, self.model_config)
+        self.records = read_all_records(config)
+        self.dev = DevEvaluator(config.dev, config.data.video_dir)
+        self._check_tensorboard()
+        self.accelerator = Accelerator()
+        self.world = self.accelerator.num_processes
+        self.sampler = MixtureSampler(
+            {kind: len(records) for kind, records in self.records.items()},
+            config.active_kinds(),
+            config.batch_size * self.world,
+            config.seed,
+        )
+
+    def _check_tensorboard(self) -> None:
+        if not self.config.tensorboard:
+            return
+        try:
+            import tensorboard  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                "tensorboard is not installed: pip install 'stepdiff[train]', "
+                "or set tensorboard=false"
+            ) from None
+
+    # -- setup
+    def build(self) -> None:
+        config = self.config
+        self.model = build_model(self.model_config, feature_cache=FeatureCache())
+        if config.init_from is not None:
+            load_projector_state(
+                self.model.projector, read_projector_weights(config.init_from), config.init_from
+            )
+        self.model.to(self.accelerator.device)
+        clip_ids = {c for records in self.records.values() for r in records for c in r.clips}
+        self.bank = FeatureBank.build(
+            self.model.featurizer,
+            clip_ids,
+            config.data.video_dir,
+            show_progress=self.show_progress and self.accelerator.is_main_process,
+        )
+        params = list(self.model.projector.parameters())
+        optim = config.optim
+        self.optimizer = torch.optim.AdamW(
+            params, lr=optim.lr, weight_decay=optim.weight_decay, betas=optim.betas
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: lr_factor(step, config.max_steps, optim)
+        )
+        if self.world > 1:
+            self.model.projector = self.accelerator.prepare_model(self.model.projector)
+
+    def resume(self) -> int:
+        """Restore the latest checkpoint of this run; the number of steps it had done."""
+        checkpoints = list_checkpoints(self.out / "checkpoints")
+        if not checkpoints:
+            return 0
+        latest = checkpoints[-1]
+        state = load_trainer_state(latest)
+        if state.fingerprint != self.config.fingerprint():
+            raise ConfigError(f"{latest}: checkpoint of another config")
+        load_projector_state(self.model.projector_module, read_projector_weights(latest), latest)
+        self.optimizer.load_state_dict(state.optimizer)
+        self.scheduler.load_state_dict(state.scheduler)
+        restore_rng(state.rng)
+        return state.step
+
+    # -- steps
+    def micro_batch(self, index: int) -> tuple[TokenBatch, torch.Tensor]:
+        kind, items = self.sampler.batch(index)
+        # This process's slice of the global micro-batch.
+        mine = items[self.accelerator.process_index :: self.world]
+        records = [self.records[kind][i] for i in mine]
+        videos = self.bank.videos([r.clips for r in records]).to(self.accelerator.device)
+        return tokenise_records(self.model, records), videos  # videos (B, V, T, P, D)
+
+    def step(self, step: int) -> float:
+        """One optimiser step (0-based ``step``): accumulate, clip, update; mean loss."""
+        accum = self.config.grad_accum
+        total = 0.0
+        for micro in range(accum):
+            batch, videos = self.micro_batch(step * accum + micro)
+            last = micro == accum - 1
+            sync = (
+                contextlib.nullcontext()
+                if last or self.world == 1
+                else self.accelerator.no_sync(self.model.projector)
+            )
+            with sync, self.accelerator.autocast():
+                loss = self.model.loss(batch, videos) / accum
+                self.accelerator.backward(loss)
+            total += float(loss.detach())
+        if self.config.optim.grad_clip:
+            torch.nn.utils.clip_grad_norm_(
+                self.model.projector.parameters(), self.config.optim.grad_clip
+            )
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return total
+
+    def save(self, step: int) -> None:
+        if self.accelerator.is_main_process:
+            state = TrainerState(
+                step=step,
+                optimizer=self.optimizer.state_dict(),
+                scheduler=self.scheduler.state_dict(),
+                rng=rng_state(),
+                fingerprint=self.config.fingerprint(),
+            )
+            save_checkpoint(
+                self.out / "checkpoints", self.model, state, self.config.keep_checkpoints
+            )
+        self.accelerator.wait_for_everyone()
+
+
+class MetricsLog:
+    """``metrics.jsonl`` (one line per logged step) and TensorBoard scalars; on resume,
+    lines after the restored step are dropped so the file matches an uninterrupted run."""
+
+    def __init__(self, out: Path, resumed_step: int, tensorboard: bool, enabled: bool) -> None:
+        self.enabled = enabled
+        self.path = out / METRICS_FILE
+        self.writer = None
+        if not enabled:
+            return
+        kept = []
+        if self.path.is_file():
+            for line in self.path.read_text().splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    break  # a torn last line
+                if row.get("step", 0) <= resumed_step:
+                    kept.append(line)
+        write_atomic(self.path, "".join(f"{line}\n" for line in kept))
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            # purge_step hides events after the checkpoint that a crash left behind.
+            self.writer = SummaryWriter(str(out / "tensorboard"), purge_step=resumed_step + 1)
+
+    def log(self, step: int, values: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        with self.path.open("a") as handle:
+            handle.write(json.dumps({"step": step, **values}) + "\n")
+        if self.writer is not None:
+            for name, value in values.items():
+                self.writer.add_scalar(name, value, step)
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def train(
+    config: TrainConfig,
+    *,
+    show_progress: bool = True,
+    stop_after: int | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+) -> TrainResult:
+    """Run (or resume) training to ``config.max_steps``; ``stop_after`` ends the process
+    after that many steps without a final checkpoint, as a crash would (for tests)."""
+    trainer = Trainer(config, show_progress=show_progress)
+    main = trainer.accelerator.is_main_process
+    if main:
+        trainer.out.mkdir(parents=True, exist_ok=True)
+        write_atomic(
+            trainer.out / CONFIG_FILE,
+            json.dumps({"fingerprint": config.fingerprint(), "config": config.to_dict()}, indent=2),
+        )
+    trainer.build()
+    start = trainer.resume()
+    log = MetricsLog(trainer.out, start, config.tensorboard, enabled=main)
+    losses: list[float] = []
+    dev: dict[str, float] = {}
+    samples_per_step = config.batch_size * config.grad_accum * trainer.world
+    trainer.model.train()
+    with _progress() if show_progress and main else contextlib.nullcontext() as progress:
+        task = None
+        if progress is not None:
+            task = progress.add_task("training", total=config.max_steps, completed=start, loss="-")
+        for step in range(start, config.max_steps):
+            began = time.perf_counter()
+            loss = trainer.step(step)
+            seconds = time.perf_counter() - began
+            done = step + 1
+            losses.append(loss)
+            values: dict[str, float] = {}
+            if done % config.log_every == 0 or done == config.max_steps:
+                values = {
+                    "loss": loss,
+                    "lr": trainer.scheduler.get_last_lr()[0],
+                    "samples_per_s": samples_per_step / seconds,
+                }
+            at_end = done == config.max_steps
+            if (
+                trainer.dev
+                and main
+                and ((config.eval_every and done % config.eval_every == 0) or at_end)
+            ):
+                dev = trainer.dev(trainer.model)
+                values.update({f"dev/{k}": v for k, v in dev.items()})
+            if values:
+                log.log(done, values)
+            if on_step is not None:
+                on_step(done, loss)
+            if progress is not None:
+                progress.update(task, completed=done, loss=f"{loss:.3f}")
+            if stop_after is not None and done >= stop_after and not at_end:
+                log.close()
+                return TrainResult(trainer.out, None, done, losses, dev)
+            if done % config.save_every == 0 or at_end:
+                trainer.save(done)
+    log.close()
+    model_dir = trainer.out / FINAL_DIR
+    if main:
+        report = _report(config, trainer, losses, dev, start)
+        save_model_atomically(
+            trainer.model, model_dir, {REPORT_FILE: json.dumps(report, indent=2).encode()}
+        )
+    trainer.accelerator.wait_for_everyone()
+    return TrainResult(trainer.out, model_dir, config.max_steps, losses, dev)
+
+
+def _report(
+    config: TrainConfig, trainer: Trainer, losses: list[float], dev: dict[str, float], start: int
+) -> dict[str, Any]:
+    return {
+        "steps": config.max_steps,
+        "resumed_from_step": start,
+        "samples_seen": config.max_steps * config.batch_size * config.grad_accum * trainer.world,
+        "data": {kind: len(records) for kind, records in trainer.records.items()},
+        "final_loss": losses[-1] if losses else None,
+        "dev": dev,
+        "config": config.to_dict(),
+    }

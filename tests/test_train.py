@@ -1,0 +1,156 @@
+"""The training loop on tiny models: loss goes down, resume is exact, bad input fails early."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from stepdiff.errors import ConfigError, DataFormatError, ModelLoadError
+from stepdiff.eval.questions import difference_question
+from stepdiff.train.config import load_train_config
+from stepdiff.train.trainer import METRICS_FILE, train
+
+
+def _pair_qa(benchmark: Path, out: Path, limit: int = 12) -> Path:
+    """Pair QA lines from the SynthKitchen training pairs (question per category)."""
+    lines = []
+    for line in (benchmark / "train_pairs.jsonl").read_text().splitlines()[:limit]:
+        pair = json.loads(line)
+        category, diffs = next((c, d) for c, d in pair["differences"].items() if d)
+        lines.append(
+            {
+                "reference": pair["reference"],
+                "candidate": pair["candidate"],
+                "question": difference_question(category),
+                "answer": diffs[0]["captions"][0],
+            }
+        )
+    path = out / "qa.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    return path
+
+
+def _interleaved(benchmark: Path, out: Path) -> Path:
+    clips = [json.loads(line) for line in (benchmark / "clips.jsonl").read_text().splitlines()]
+    train = [c for c in clips if c["split"] == "train"][:6]
+    rows = [
+        {
+            "clips": [a["clip_id"], b["clip_id"]],
+            "narrations": [f"I {a['keystep']} now.", f"Then I {b['keystep']}."],
+        }
+        for a, b in zip(train[::2], train[1::2], strict=True)
+    ]
+    path = out / "interleaved.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _config(tmp_path: Path, benchmark: Path, *extra: str):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    qa = _pair_qa(benchmark, tmp_path)
+    overrides = [
+        f"out={tmp_path / 'run'}",
+        f"data.pair_qa={qa}",
+        f"data.video_dir={benchmark / 'videos'}",
+        "tensorboard=true",
+        *extra,
+    ]
+    return load_train_config("tiny", overrides)
+
+
+def test_training_lowers_the_loss_and_writes_a_loadable_model(tmp_path, small_synthkitchen):
+    config = _config(
+        tmp_path, small_synthkitchen, "max_steps=24", "save_every=12", "optim.lr=0.003"
+    )
+    result = train(config, show_progress=False)
+    assert len(result.losses) == 24
+    assert sum(result.losses[-3:]) / 3 < sum(result.losses[:3]) / 3 * 0.85
+    rows = [json.loads(line) for line in (result.out / METRICS_FILE).read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, 25))
+    assert rows[0]["lr"] > 0 and rows[0]["samples_per_s"] > 0
+    assert list((result.out / "tensorboard").glob("events.out.tfevents.*"))
+    from stepdiff.model.build import load_model
+
+    model = load_model(result.model_dir)
+    assert model.projector_trained
+    report = json.loads((result.model_dir / "training_report.json").read_text())
+    assert report["steps"] == 24 and report["data"] == {"pair_qa": 12}
+
+
+def test_resume_after_a_crash_repeats_the_uninterrupted_run(tmp_path, small_synthkitchen):
+    whole = _config(tmp_path / "a", small_synthkitchen)
+    split = _config(tmp_path / "b", small_synthkitchen)
+    uninterrupted = train(whole, show_progress=False)
+    # Crash after step 3: the last checkpoint is step 2, so step 3 is redone.
+    crashed = train(split, show_progress=False, stop_after=3)
+    assert crashed.model_dir is None and crashed.steps == 3
+    resumed = train(split, show_progress=False)
+    assert resumed.losses == uninterrupted.losses[2:]
+    a = load_file(uninterrupted.model_dir / "projector.safetensors")
+    b = load_file(resumed.model_dir / "projector.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    metrics_a = (uninterrupted.out / METRICS_FILE).read_text().splitlines()
+    metrics_b = (resumed.out / METRICS_FILE).read_text().splitlines()
+    assert _without_timing(metrics_a) == _without_timing(metrics_b)
+
+
+def _without_timing(lines: list[str]) -> list[dict]:
+    return [{k: v for k, v in json.loads(x).items() if k != "samples_per_s"} for x in lines]
+
+
+def test_mixture_with_interleaved_data_and_init_from(tmp_path, small_synthkitchen):
+    first = _config(tmp_path / "i", small_synthkitchen, "max_steps=2")
+    interleaved = _interleaved(small_synthkitchen, tmp_path)
+    stage1 = load_train_config(
+        "tiny",
+        [
+            f"out={tmp_path / 'interleaved'}",
+            f"data.interleaved={interleaved}",
+            "data.pair_qa=[]",
+            "data.mix={interleaved: 1.0}",
+            f"data.video_dir={small_synthkitchen / 'videos'}",
+            "max_steps=2",
+            "tensorboard=false",
+        ],
+    )
+    pre = train(stage1, show_progress=False)
+    mixed = load_train_config(
+        "tiny",
+        [
+            f"out={tmp_path / 'mixed'}",
+            f"init_from={pre.model_dir}",
+            f"data.pair_qa={first.data.pair_qa[0]}",
+            f"data.interleaved={interleaved}",
+            "data.mix={pair_qa: 0.5, interleaved: 0.5}",
+            f"data.video_dir={small_synthkitchen / 'videos'}",
+            "max_steps=4",
+            "tensorboard=false",
+        ],
+    )
+    result = train(mixed, show_progress=False)
+    assert len(result.losses) == 4 and all(loss > 0 for loss in result.losses)
+
+
+def test_bad_input_fails_before_compute(tmp_path, small_synthkitchen):
+    with pytest.raises(ConfigError, match="unknown key 'learning_rate'"):
+        _config(tmp_path, small_synthkitchen, "optim.learning_rate=1")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    config = _config(tmp_path, small_synthkitchen, f"data.pair_qa={empty}")
+    with pytest.raises(DataFormatError, match="empty"):
+        train(config, show_progress=False)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"reference": "a", "candidate": "b", "question": "q?"}\n')
+    config = _config(tmp_path, small_synthkitchen, f"data.pair_qa={bad}")
+    with pytest.raises(DataFormatError, match=r"bad.jsonl:1: field 'answer'"):
+        train(config, show_progress=False)
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "stepdiff_config.json").write_text("{not json")
+    config = _config(tmp_path, small_synthkitchen, f"init_from={corrupt}")
+    with pytest.raises(ModelLoadError, match="unreadable checkpoint config"):
+        train(config, show_progress=False)
