@@ -72,6 +72,7 @@ def test_training_lowers_the_loss_and_writes_a_loadable_model(tmp_path, small_sy
     rows = [json.loads(line) for line in (result.out / METRICS_FILE).read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(1, 25))
     assert rows[0]["lr"] > 0 and rows[0]["samples_per_s"] > 0
+    assert 0 < rows[0]["mfu"] < 1 and rows[0]["tflops_per_s"] > 0
     assert list((result.out / "tensorboard").glob("events.out.tfevents.*"))
     from stepdiff.model.build import load_model
 
@@ -98,8 +99,11 @@ def test_resume_after_a_crash_repeats_the_uninterrupted_run(tmp_path, small_synt
     assert _without_timing(metrics_a) == _without_timing(metrics_b)
 
 
+TIMING = {"samples_per_s", "tflops_per_s", "mfu"}
+
+
 def _without_timing(lines: list[str]) -> list[dict]:
-    return [{k: v for k, v in json.loads(x).items() if k != "samples_per_s"} for x in lines]
+    return [{k: v for k, v in json.loads(x).items() if k not in TIMING} for x in lines]
 
 
 def test_mixture_with_interleaved_data_and_init_from(tmp_path, small_synthkitchen):

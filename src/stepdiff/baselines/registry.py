@@ -3,7 +3,9 @@
 Names: ``stepdiff``, ``single-video``, ``blind-llm``, ``socratic`` (descriptions from
 object tags and narration), ``socratic-oracle`` (ground-truth descriptions of
 SynthKitchen clips), ``random``, ``vlembed:<CLIP/SigLIP id or folder>``
-and ``vlembed-aligned:<alignment head folder>`` (the offline joint space).
+``vlembed-aligned:<alignment head folder>`` (the offline joint space), and the trained
+model baselines ``vclm:<folder>`` (a projector trained on single-video data only, given
+both videos) and ``interleaved:<folder>`` (the interleaved stage before pair QA tuning).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stepdiff.baselines.base import PairScorer, SingleVideoScorer, StepDiffScorer
+from stepdiff.encoders.cache import FeatureCache
 from stepdiff.errors import ConfigError
 
 SCORER_NAMES = (
@@ -24,6 +27,8 @@ SCORER_NAMES = (
     "random",
     "vlembed:<model>",
     "vlembed-aligned:<folder>",
+    "vclm:<model folder>",
+    "interleaved:<model folder>",
 )
 
 
@@ -42,7 +47,6 @@ class ScorerOptions:
 
 
 def _model(options: ScorerOptions):
-    from stepdiff.encoders.cache import FeatureCache
     from stepdiff.model.build import load_model_from
 
     cache = FeatureCache() if options.cache else None
@@ -99,6 +103,15 @@ def build_scorer(name: str, options: ScorerOptions | None = None) -> PairScorer:
         if options.clips is None:
             raise ConfigError("socratic-oracle needs --clips (a SynthKitchen clips.jsonl)")
         return _text_scorer(options, OracleDescriber.from_file(options.clips), name)
+    if name.split(":", 1)[0] in ("vclm", "interleaved") and ":" in name:
+        from stepdiff.model.build import load_model
+
+        kind, _, folder = name.partition(":")
+        cache = FeatureCache() if options.cache else None
+        model = load_model(folder, feature_cache=cache, overrides=options.overrides)
+        scorer = StepDiffScorer(model, max_new_tokens=options.max_new_tokens)
+        scorer.name = kind
+        return scorer
     if name.startswith("vlembed:"):
         from stepdiff.baselines.vlembed import HFJointSpace, VLEmbedScorer
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.resources
 from pathlib import Path
 
 import torch
@@ -11,7 +12,12 @@ from stepdiff.encoders.cache import FeatureCache
 from stepdiff.encoders.registry import build_frame_encoder
 from stepdiff.errors import ConfigError, ModelLoadError
 from stepdiff.llm.loading import load_frozen_llm
-from stepdiff.model.stepdiff import StepDiffModel, read_checkpoint_config, read_projector_weights
+from stepdiff.model.stepdiff import (
+    PROJECTOR_FILE,
+    StepDiffModel,
+    read_checkpoint_config,
+    read_projector_weights,
+)
 from stepdiff.projector import PerceiverProjector
 
 
@@ -88,6 +94,17 @@ def load_model(
     return build_model(config, feature_cache=feature_cache, checkpoint=folder)
 
 
+# The projector trained on SynthKitchen that ships inside the package (with its config
+# and evaluation report); the default whenever no config or checkpoint is named.
+PACKAGED_MODEL = "pretrained/synthkitchen-cpu"
+
+
+def packaged_model_dir() -> Path | None:
+    """The shipped trained model folder, or None when this install has none."""
+    folder = Path(str(importlib.resources.files("stepdiff") / PACKAGED_MODEL))
+    return folder if (folder / PROJECTOR_FILE).is_file() else None
+
+
 def load_model_from(
     config: str | Path | None = None,
     checkpoint: str | Path | None = None,
@@ -96,9 +113,33 @@ def load_model_from(
     feature_cache: FeatureCache | None = None,
 ) -> StepDiffModel:
     """A model from a config (file or preset) or from a checkpoint folder, not both, with
-    ``key=value`` overrides applied."""
+    ``key=value`` overrides applied. With neither and no overrides: the shipped trained
+    model when the package has one, else the untrained ``cpu-default`` model."""
+    if config is None and checkpoint is None and not overrides:
+        checkpoint = packaged_model_dir()
     if checkpoint is not None:
         if config is not None:
             raise ConfigError("give either a config or a checkpoint (a checkpoint has its config)")
         return load_model(checkpoint, feature_cache=feature_cache, overrides=overrides)
     return build_model(load_config(config, overrides), feature_cache=feature_cache)
+
+
+def export_model(source: str | Path, dest: str | Path, *, half: bool = True) -> Path:
+    """Copy a trained model folder for shipping: projector weights (fp16 by default, which
+    halves the size; they load back into fp32 parameters), config and any reports."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    source, dest = Path(source), Path(dest)
+    weights = read_projector_weights(source)
+    read_checkpoint_config(source)
+    dest.mkdir(parents=True, exist_ok=True)
+    for item in source.iterdir():
+        if item.is_file() and item.name != PROJECTOR_FILE and item.suffix in {".json", ".md"}:
+            shutil.copy2(item, dest / item.name)
+    dtype = torch.float16 if half else torch.float32
+    state = {k: v.to(dtype).contiguous() for k, v in weights.items()}
+    save_file(state, dest / f".{PROJECTOR_FILE}.tmp")
+    (dest / f".{PROJECTOR_FILE}.tmp").replace(dest / PROJECTOR_FILE)
+    return dest

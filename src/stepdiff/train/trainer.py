@@ -50,6 +50,12 @@ from stepdiff.train.config import TrainConfig
 from stepdiff.train.data import MixtureSampler, TrainingRecord, read_training_records
 from stepdiff.train.dev_eval import DevEvaluator
 from stepdiff.train.features import FeatureBank
+from stepdiff.train.flops import (
+    llm_matmul_params,
+    measure_gemm_peak,
+    projector_training_flops,
+    training_flops_per_sample,
+)
 from stepdiff.train.schedule import lr_factor
 
 CONFIG_FILE = "train_config.json"
@@ -203,6 +209,29 @@ class Trainer:
         )
         if self.world > 1:
             self.model.projector = self.accelerator.prepare_model(self.model.projector)
+        self._count_flops_setup()
+
+    def _count_flops_setup(self) -> None:
+        """What model-FLOPs accounting needs, and this device's fp32 GEMM peak (for MFU)."""
+        llm_config = self.model.llm.config
+        some = next(iter(self.bank.features.values()))  # (T, P, D)
+        projector = self.model.projector_module
+        self.flop_args = {
+            "llm_params": llm_matmul_params(self.model.llm),
+            "projector_params": sum(p.numel() for p in projector.parameters()),
+            "video_tokens_in": some.shape[0] * some.shape[1],
+            "num_latents": projector.config.num_latents,
+            "llm_layers": llm_config.num_hidden_layers,
+            "llm_width": llm_config.hidden_size,
+            "projector_per_video": projector_training_flops(
+                projector.config,
+                projector.input_proj.in_features,
+                projector.head.out_features,
+                some.shape[0] * some.shape[1],
+            ),
+        }
+        self.peak_flops = measure_gemm_peak(device=self.accelerator.device)
+        self.step_flops = 0.0
 
     def resume(self) -> int:
         """Restore the latest checkpoint of this run; the number of steps it had done."""
@@ -232,6 +261,7 @@ class Trainer:
         """One optimiser step (0-based ``step``): accumulate, clip, update; mean loss."""
         accum = self.config.grad_accum
         total = 0.0
+        self.step_flops = 0.0  # model FLOPs of this step, all processes
         for micro in range(accum):
             batch, videos = self.micro_batch(step * accum + micro)
             last = micro == accum - 1
@@ -239,6 +269,13 @@ class Trainer:
                 contextlib.nullcontext()
                 if last or self.world == 1
                 else self.accelerator.no_sync(self.model.projector)
+            )
+            self.step_flops += (
+                self.world
+                * batch.input_ids.shape[0]
+                * training_flops_per_sample(
+                    seq_len=batch.input_ids.shape[1], num_videos=videos.shape[1], **self.flop_args
+                )
             )
             with sync, self.accelerator.autocast():
                 loss = self.model.loss(batch, videos) / accum
@@ -349,6 +386,9 @@ def train(
                     "loss": loss,
                     "lr": trainer.scheduler.get_last_lr()[0],
                     "samples_per_s": samples_per_step / seconds,
+                    "tflops_per_s": trainer.step_flops / seconds / 1e12,
+                    # Against the measured fp32 GEMM peak of one device, times processes.
+                    "mfu": trainer.step_flops / seconds / (trainer.peak_flops * trainer.world),
                 }
             at_end = done == config.max_steps
             if (
@@ -389,6 +429,7 @@ def _report(
         "samples_seen": config.max_steps * config.batch_size * config.grad_accum * trainer.world,
         "data": {kind: len(records) for kind, records in trainer.records.items()},
         "final_loss": losses[-1] if losses else None,
+        "gemm_peak_tflops": trainer.peak_flops / 1e12,
         "dev": dev,
         "config": config.to_dict(),
     }
