@@ -34,7 +34,7 @@ from stepdiff.llm.prompt import (
     tokenise_interleaved,
     tokenise_sample,
 )
-from stepdiff.model.batching import TokenBatch
+from stepdiff.model.batching import IGNORE_INDEX, TokenBatch
 from stepdiff.model.build import build_model, load_projector_state
 from stepdiff.model.stepdiff import StepDiffModel, read_checkpoint_config, read_projector_weights
 from stepdiff.train.checkpoint import (
@@ -216,8 +216,11 @@ class Trainer:
         llm_config = self.model.llm.config
         some = next(iter(self.bank.features.values()))  # (T, P, D)
         projector = self.model.projector_module
+        # The vocabulary projection runs only on labelled positions (see StepDiffModel.loss),
+        # so it is counted per labelled token, not per position.
+        self.head_params = self.model.llm.get_output_embeddings().weight.numel()
         self.flop_args = {
-            "llm_params": llm_matmul_params(self.model.llm),
+            "llm_params": llm_matmul_params(self.model.llm) - self.head_params,
             "projector_params": sum(p.numel() for p in projector.parameters()),
             "video_tokens_in": some.shape[0] * some.shape[1],
             "num_latents": projector.config.num_latents,
@@ -257,6 +260,15 @@ class Trainer:
         videos = self.bank.videos([r.clips for r in records]).to(self.accelerator.device)
         return tokenise_records(self.model, records), videos  # videos (B, V, T, P, D)
 
+    def _flops(self, batch: TokenBatch, num_videos: int) -> float:
+        """Model FLOPs of one micro-batch on one process (padded length, as executed)."""
+        rows, length = batch.input_ids.shape
+        per_sample = training_flops_per_sample(
+            seq_len=length, num_videos=num_videos, **self.flop_args
+        )
+        labelled = int((batch.labels[:, 1:] != IGNORE_INDEX).sum())
+        return rows * per_sample + 4.0 * self.head_params * labelled  # head: fwd + bwd to inputs
+
     def step(self, step: int) -> float:
         """One optimiser step (0-based ``step``): accumulate, clip, update; mean loss."""
         accum = self.config.grad_accum
@@ -270,13 +282,7 @@ class Trainer:
                 if last or self.world == 1
                 else self.accelerator.no_sync(self.model.projector)
             )
-            self.step_flops += (
-                self.world
-                * batch.input_ids.shape[0]
-                * training_flops_per_sample(
-                    seq_len=batch.input_ids.shape[1], num_videos=videos.shape[1], **self.flop_args
-                )
-            )
+            self.step_flops += self.world * self._flops(batch, videos.shape[1])
             with sync, self.accelerator.autocast():
                 loss = self.model.loss(batch, videos) / accum
                 self.accelerator.backward(loss)
