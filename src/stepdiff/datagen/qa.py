@@ -1,0 +1,248 @@
+"""Question-answer pairs comparing two clips (paper Sec. 3.2, step 3).
+
+Two writers produce the same record (:class:`~stepdiff.datagen.records.QARawRecord`):
+
+- :func:`generate_llm_qa`: the paper's way. The versioned ``qa`` prompt gets both step
+  descriptions; the LLM replies with a summary of the differences and 3 QA pairs,
+  which :func:`~stepdiff.datagen.prompting.parse_qa_reply` reads. A reply that does
+  not parse becomes a record with ``error`` set and no QA (counted, never fatal).
+- :func:`rubric_qa`: for SynthKitchen, whose clips carry full ground truth. It writes
+  the summary and QA from :func:`~stepdiff.synthkitchen.differences.compare`: questions
+  about the most severe differences ("What is the main difference in tools between the
+  two videos?") answered with a ground-truth caption, and a yes/no question about one
+  attribute ("Did both videos use the same vessel?"). Deterministic for (seed, pair);
+  records say ``model="rubric"``. The offline default LLM (SmolLM2-135M) writes poor QA,
+  so this is what SynthKitchen runs use unless ``--qa-source llm`` is asked for.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from stepdiff.datagen.records import PairRecord, QARawRecord
+from stepdiff.errors import DataFormatError, first_line
+from stepdiff.synthkitchen.differences import CategoryComparison, Difference, compare
+from stepdiff.synthkitchen.world import (
+    GARNISH_PHRASES,
+    INGREDIENTS,
+    MOTION_PHRASES,
+    SPEED_PHRASES,
+    ClipSpec,
+    plate_phrase,
+    tool_phrase,
+    vessel_phrase,
+)
+
+QUESTIONS_PER_PAIR = 3
+RUBRIC_MODEL = "rubric"
+RUBRIC_PROMPT_ID = "rubric_v1"
+QA_PROMPT = "qa"
+
+# How a category reads inside "What is the main difference in ... between the two videos?"
+CATEGORY_TOPICS: dict[str, str] = {
+    "Ingredients": "ingredients",
+    "Tools/Equipment": "tools and equipment",
+    "Technique": "technique",
+    "Actions": "the order of actions",
+    "Visuals": "how the food looks",
+    "Serving / Presentation": "serving and presentation",
+}
+
+
+@dataclass(frozen=True)
+class PairText:
+    """A pair with both clips' descriptions (what the LLM writer reads)."""
+
+    pair: PairRecord
+    description1: str  # the reference's
+    description2: str  # the candidate's
+
+
+def format_reply(summary: str, pairs: Sequence[tuple[str, str]]) -> str:
+    """QA in the reply layout the ``qa`` prompt asks for (the rubric's ``raw`` field)."""
+    lines = [f"Summary: {summary}"]
+    for number, (question, answer) in enumerate(pairs, start=1):
+        lines += [f"Q{number}: {question}", f"A{number}: {answer}"]
+    return "\n".join(lines)
+
+
+# --- the LLM writer --------------------------------------------------------------------
+
+
+def generate_llm_qa(
+    items: Sequence[PairText],
+    generator: object,
+    *,
+    prompt_version: int | None = None,
+    seed: int = 0,
+    max_new_tokens: int = 256,
+) -> list[QARawRecord]:
+    """One record per pair: the generator's reply to the ``qa`` prompt, parsed.
+
+    ``generator`` is a :class:`~stepdiff.llm.textgen.TextGenerator`; all ``items`` go
+    to it in one call (it batches internally). Backend failures (a server down)
+    propagate, so a resumed run retries them; unparseable replies do not.
+    """
+    from stepdiff.datagen.prompting import load_prompt, parse_qa_reply, render
+
+    prompt = load_prompt(QA_PROMPT, prompt_version)
+    messages = [
+        render(prompt, description1=it.description1, description2=it.description2) for it in items
+    ]
+    replies = generator.generate(messages, max_new_tokens=max_new_tokens, seed=seed)  # type: ignore[attr-defined]
+    records = []
+    for item, reply in zip(items, replies, strict=True):
+        summary, qa, error = "", [], None
+        try:
+            parsed = parse_qa_reply(reply, expected=QUESTIONS_PER_PAIR)
+            summary = parsed.summary
+            qa = [{"question": q, "answer": a} for q, a in parsed.pairs]
+        except DataFormatError as failure:
+            error = first_line(failure).removeprefix("DataFormatError: ")
+        records.append(_record(item.pair, summary, qa, reply, error, prompt.id, generator, seed))
+    return records
+
+
+def _record(
+    pair: PairRecord,
+    summary: str,
+    qa: list[dict[str, str]],
+    raw: str,
+    error: str | None,
+    prompt_id: str,
+    generator: object,
+    seed: int,
+) -> QARawRecord:
+    return QARawRecord(
+        pair_id=pair.pair_id,
+        reference=pair.reference,
+        candidate=pair.candidate,
+        summary=summary,
+        qa=qa,
+        raw=raw,
+        error=error,
+        prompt_id=prompt_id,
+        model=getattr(generator, "name", str(generator)),
+        seed=seed,
+    )
+
+
+# --- the rubric writer -----------------------------------------------------------------
+
+YesNo = tuple[str, Callable[[ClipSpec], str]]  # question, "both ..." phrase of a clip
+
+
+def _food(spec: ClipSpec) -> str:
+    return INGREDIENTS[spec.ingredient].plural
+
+
+def _garnish(spec: ClipSpec) -> str:
+    if spec.garnish == "none":
+        return "neither video adds a garnish"
+    return f"both garnish with {GARNISH_PHRASES[spec.garnish]}"
+
+
+# attribute -> (category, question, the "yes" answer for a clip)
+YES_NO: dict[str, tuple[str, str, Callable[[ClipSpec], str]]] = {
+    "ingredient": (
+        "Ingredients",
+        "Is the same ingredient used in both videos?",
+        lambda s: f"both use {_food(s)}",
+    ),
+    "tool": (
+        "Tools/Equipment",
+        "Did both videos use the same tool?",
+        lambda s: f"both use {tool_phrase(s.tool)}",
+    ),
+    "vessel": (
+        "Tools/Equipment",
+        "Did both videos use the same vessel?",
+        lambda s: f"both use {vessel_phrase(s.vessel)}",
+    ),
+    "motion": (
+        "Technique",
+        "Is the motion the same in both videos?",
+        lambda s: f"in both videos the person moves the tool {MOTION_PHRASES[s.motion]}",
+    ),
+    "speed": (
+        "Technique",
+        "Do both videos work at the same speed?",
+        lambda s: f"in both videos the person works {SPEED_PHRASES[s.speed]}",
+    ),
+    "plate": (
+        "Serving / Presentation",
+        "Is the food served the same way in both videos?",
+        lambda s: f"both serve the {_food(s)} {plate_phrase(s.plate)}",
+    ),
+    "garnish": ("Serving / Presentation", "Do both videos use the same garnish?", _garnish),
+}
+
+
+def _difference(comparison: CategoryComparison, attribute: str) -> Difference | None:
+    return next((d for d in comparison.differences if d.attribute == attribute), None)
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
+def rubric_qa(
+    reference: ClipSpec, candidate: ClipSpec, seed: int = 0
+) -> tuple[str, list[tuple[str, str]]]:
+    """The summary and :data:`QUESTIONS_PER_PAIR` QA pairs for a SynthKitchen pair, from
+    ground truth. Answers to "main difference" questions are ground-truth captions
+    ("<candidate> instead of <reference>"); yes/no answers cite one when they say no."""
+    rng = random.Random(f"stepdiff-rubric:{seed}:{reference.clip_id}|{candidate.clip_id}")
+    comparison = compare(reference, candidate)
+    differing = [c for c in comparison.values() if c.differences]
+    # Most severe categories first; a seeded shuffle breaks ties between equals.
+    rng.shuffle(differing)
+    differing.sort(key=lambda c: -c.penalty)
+    asked = differing[: QUESTIONS_PER_PAIR - 1]
+    qa = [
+        (
+            f"What is the main difference in {CATEGORY_TOPICS[c.category]} between the two videos?",
+            rng.choice(c.main.captions),  # type: ignore[union-attr]
+        )
+        for c in asked
+    ]
+    # Yes/no questions on attributes of categories not asked about yet.
+    covered = {c.category for c in asked}
+    attributes = [a for a, (category, _, _) in YES_NO.items() if category not in covered]
+    rng.shuffle(attributes)
+    for attribute in attributes[: QUESTIONS_PER_PAIR - len(qa)]:
+        category, question, both = YES_NO[attribute]
+        difference = _difference(comparison[category], attribute)
+        if difference is None:  # these attributes are never folded into another's caption
+            answer = f"Yes, {both(reference)}."
+        else:
+            answer = f"No, {_lower_first(difference.captions[0])}."
+        qa.append((question, answer))
+    if differing:
+        topics = ", ".join(CATEGORY_TOPICS[c.category] for c in differing)
+        details = "; ".join(_lower_first(c.main.captions[0]) for c in differing[:3])  # type: ignore[union-attr]
+        summary = f"The second video differs from the first in {topics}: {details}."
+    else:
+        summary = "The two videos show the step the same way."
+    return summary, qa
+
+
+def rubric_record(
+    pair: PairRecord, reference: ClipSpec, candidate: ClipSpec, seed: int = 0
+) -> QARawRecord:
+    """:func:`rubric_qa` as a ``qa_raw.jsonl`` record (``model="rubric"``)."""
+    summary, qa = rubric_qa(reference, candidate, seed)
+    return QARawRecord(
+        pair_id=pair.pair_id,
+        reference=pair.reference,
+        candidate=pair.candidate,
+        summary=summary,
+        qa=[{"question": q, "answer": a} for q, a in qa],
+        raw=format_reply(summary, qa),
+        error=None,
+        prompt_id=RUBRIC_PROMPT_ID,
+        model=RUBRIC_MODEL,
+        seed=seed,
+    )

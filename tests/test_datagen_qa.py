@@ -1,0 +1,134 @@
+"""QA writers: the rubric (answers are SynthKitchen ground-truth captions) and the LLM
+path (a scripted generator with well-formed and broken replies, and the tiny model)."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+
+from stepdiff.datagen.qa import (
+    CATEGORY_TOPICS,
+    PairText,
+    format_reply,
+    generate_llm_qa,
+    rubric_qa,
+    rubric_record,
+)
+from stepdiff.datagen.records import PairRecord, make_pair_id
+from stepdiff.synthkitchen.builder import SIZES, sample_clips
+from stepdiff.synthkitchen.differences import compare
+
+
+@pytest.fixture(scope="module")
+def spec_pairs():
+    """40 (reference, candidate) pairs of SynthKitchen clips of one keystep, other videos."""
+    clips = [c for c in sample_clips(SIZES["small"], seed=0) if c.split == "train"]
+    pairs = [
+        (r, c)
+        for r, c in itertools.permutations(clips, 2)
+        if r.keystep == c.keystep and r.video_uid != c.video_uid
+    ]
+    return random.Random(0).sample(pairs, 40)
+
+
+def test_rubric_answers_are_ground_truth_captions(spec_pairs):
+    by_topic = {topic: category for category, topic in CATEGORY_TOPICS.items()}
+    asked_yes_no = 0
+    for reference, candidate in spec_pairs:
+        summary, qa = rubric_qa(reference, candidate, seed=0)
+        comparison = compare(reference, candidate)
+        assert len(qa) == 3 and summary
+        for question, answer in qa:
+            if question.startswith("What is the main difference in "):
+                topic = question.removeprefix("What is the main difference in ")
+                category = by_topic[topic.removesuffix(" between the two videos?")]
+                assert answer in comparison[category].main.captions
+            else:
+                asked_yes_no += 1
+                captions = {
+                    c.lower()
+                    for cat in comparison.values()
+                    for d in cat.differences
+                    for c in d.captions
+                }
+                if answer.startswith("No, "):
+                    assert answer.removeprefix("No, ").rstrip(".") in captions
+                else:
+                    assert answer.startswith("Yes, ")
+    assert asked_yes_no >= len(spec_pairs)
+
+
+def test_rubric_asks_about_the_most_severe_categories_and_is_deterministic(spec_pairs):
+    reference, candidate = spec_pairs[0]
+    comparison = compare(reference, candidate)
+    _, qa = rubric_qa(reference, candidate, seed=0)
+    worst = max(c.penalty for c in comparison.values())
+    first = qa[0][0].removeprefix("What is the main difference in ")
+    category = next(c for c, t in CATEGORY_TOPICS.items() if first.startswith(t))
+    assert comparison[category].penalty == worst
+    assert rubric_qa(reference, candidate, seed=0) == (_, qa)
+    pair = PairRecord(
+        make_pair_id(reference.clip_id, candidate.clip_id),
+        reference.clip_id,
+        candidate.clip_id,
+        reference.keystep,
+        0.8,
+    )
+    record = rubric_record(pair, reference, candidate, seed=0)
+    assert record.model == "rubric" and record.prompt_id == "rubric_v1" and record.error is None
+    assert record.raw == format_reply(record.summary, qa)
+
+
+class Scripted:
+    """A TextGenerator whose replies are given in advance."""
+
+    name = "scripted"
+
+    def __init__(self, replies: list[str]) -> None:
+        self.replies = replies
+        self.prompts: list = []
+
+    def generate(self, prompts, *, max_new_tokens=256, temperature=0.0, seed=0):
+        self.prompts.extend(prompts)
+        return self.replies[: len(prompts)]
+
+
+def _items() -> list[PairText]:
+    pair = PairRecord("a_0_1|b_0_1", "a_0_1", "b_0_1", "whisk", 0.8)
+    return [
+        PairText(
+            pair, "The person whisks eggs with a fork.", "The person whisks eggs with a whisk."
+        ),
+        PairText(pair, "One.", "Two."),
+    ]
+
+
+def test_llm_qa_parses_well_formed_replies_and_counts_broken_ones():
+    good = (
+        "Summary: The second video uses a whisk instead of a fork.\n"
+        "Q1: What tool differs between the two videos?\nA1: A whisk instead of a fork.\n"
+        "Q2: Do both videos whisk eggs?\nA2: Yes, both whisk eggs.\n"
+        "Q3: Which video uses a fork?\nA3: The first video."
+    )
+    generator = Scripted([good, "I cannot help with that."])
+    first, second = generate_llm_qa(_items(), generator, seed=3)
+    assert first.summary == "The second video uses a whisk instead of a fork."
+    assert [qa["question"] for qa in first.qa][0] == "What tool differs between the two videos?"
+    assert len(first.qa) == 3 and first.error is None and first.raw == good
+    assert (first.prompt_id, first.model, first.seed) == ("qa_v1", "scripted", 3)
+    assert second.qa == [] and "no question-answer pair" in second.error
+    # The prompt carries both descriptions, the reference's first.
+    user = generator.prompts[0][-1]["content"]
+    assert user.index("with a fork") < user.index("with a whisk")
+
+
+def test_llm_qa_runs_on_the_tiny_random_model():
+    from stepdiff.llm.textgen import build_text_generator
+
+    records = generate_llm_qa(_items(), build_text_generator("tiny"), max_new_tokens=12)
+    assert len(records) == 2
+    for record in records:
+        assert record.model.endswith("tiny") and isinstance(record.raw, str)
+        assert (record.error is None) == bool(record.qa)  # random text rarely parses
