@@ -29,7 +29,10 @@ def _fail(message: str) -> typer.Exit:
 @synthkitchen_app.command()
 def build(
     out: Annotated[Path, typer.Option("--out", help="Folder to write the benchmark into.")],
-    size: Annotated[str, typer.Option(help="small (~90 clips), medium (300 training clips, small test splits) or large (10x small).")] = "small",
+    size: Annotated[
+        str,
+        typer.Option(help="small (~90 clips), medium (300 training clips) or large (900 clips)."),
+    ] = "small",
     seed: Annotated[int, typer.Option(help="Seed: same seed, same files.")] = 0,
     render: Annotated[
         bool, typer.Option("--render/--no-render", help="Render the videos (mp4 + transcripts).")
