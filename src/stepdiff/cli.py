@@ -157,9 +157,9 @@ def demo(
         model = _model_from_options(config, checkpoint, overrides=None)
         if model.projector_trained:
             stderr.print(
-                "[green]note:[/] using the shipped projector, trained on SynthKitchen "
-                "(rendered kitchen clips); it knows that world's vessels, tools, ingredients "
-                "and motions, not real footage."
+                "[yellow]note:[/] using the shipped projector, trained briefly on SynthKitchen "
+                "(rendered kitchen clips) on a CPU. It is still weak: its answers follow the "
+                "style of its training answers more than the videos (see the README)."
             )
         else:
             stderr.print(
