@@ -267,3 +267,16 @@ def test_build_text_generator_parses_specs():
 def test_build_text_generator_rejects_bad_specs(spec, words):
     with pytest.raises(ConfigError, match=words.replace("[", r"\[")):
         build_text_generator(spec)
+
+
+@pytest.mark.integration
+def test_llamacpp_backend_answers_with_the_default_gguf():
+    """Runs where the optional llama-cpp-python extra is installed (it compiles for minutes,
+    so `make test` does not install it)."""
+    pytest.importorskip("llama_cpp")
+    generator = build_text_generator("llamacpp:smollm2-135m-instruct")
+    prompt = [{"role": "user", "content": "Name one kitchen tool used to stir food."}]
+    replies = generator.generate([prompt, prompt], max_new_tokens=16)
+    assert len(replies) == 2
+    assert replies[0] and len(replies[0].split()) >= 1
+    assert replies[0] == replies[1]  # temperature 0: greedy, the same both times
