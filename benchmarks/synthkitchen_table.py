@@ -76,6 +76,7 @@ def main() -> None:
         )
         spec = f"vlembed-aligned:{args.data / 'vlembed'}" if name == "vlembed-aligned" else name
         scorer = build_scorer(spec, options)
+        name = name.split(":", 1)[0]  # vclm:<folder> -> vclm
         for split in args.splits:
             cells = []
             for task in args.tasks:
