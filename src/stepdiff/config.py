@@ -63,11 +63,38 @@ def check_keys(values: dict[str, Any], cls: type, source: str) -> None:
         )
 
 
-def preset_names() -> list[str]:
-    folder = importlib.resources.files("stepdiff") / "configs"
-    return sorted(
-        p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")
-    )
+def preset_names(folder: str = "configs") -> list[str]:
+    """Shipped YAML presets in a package folder (``configs``, ``configs/train``)."""
+    root = importlib.resources.files("stepdiff") / folder
+    return sorted(p.name.removesuffix(".yaml") for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
+def read_config_data(
+    source: str | Path,
+    overrides: list[str] | None,
+    *,
+    folder: str = "configs",
+    what: str = "config",
+) -> tuple[dict[str, Any], str]:
+    """A YAML file, or a shipped preset in ``folder``, as a mapping with ``key=value``
+    overrides applied; and the label (its path) for error messages."""
+    path = Path(source)
+    if not path.is_file():
+        if str(source) not in preset_names(folder):
+            raise ConfigError(
+                f"{what} {str(source)!r}: no such file or preset "
+                f"(presets: {', '.join(preset_names(folder))})"
+            )
+        path = Path(str(importlib.resources.files("stepdiff") / folder / f"{source}.yaml"))
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: invalid YAML ({first_line(error)})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys to values")
+    for override in overrides or []:
+        apply_override(data, override)
+    return data, str(path)
 
 
 def load_config(
@@ -75,26 +102,12 @@ def load_config(
 ) -> StepDiffConfig:
     """Load a YAML file or a shipped preset name (``tiny``, ``cpu-default``), then apply
     ``key=value`` overrides such as ``num_frames=4`` or ``projector.depth=3``."""
-    data: dict[str, Any] = {}
-    label = "defaults"
-    if source is not None:
-        path = Path(source)
-        if not path.is_file():
-            if str(source) not in preset_names():
-                raise ConfigError(
-                    f"config {str(source)!r}: no such file or preset "
-                    f"(presets: {', '.join(preset_names())})"
-                )
-            path = Path(str(importlib.resources.files("stepdiff") / "configs" / f"{source}.yaml"))
-        label = str(path)
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{path}: invalid YAML ({first_line(error)})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a mapping of keys to values")
-    for override in overrides or []:
-        apply_override(data, override)
+    if source is None:
+        data: dict[str, Any] = {}
+        for override in overrides or []:
+            apply_override(data, override)
+        return StepDiffConfig.from_dict(data, "defaults")
+    data, label = read_config_data(source, overrides)
     return StepDiffConfig.from_dict(data, label)
 
 

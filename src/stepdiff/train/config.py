@@ -7,16 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.resources
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from stepdiff.config import apply_override, check_keys
-from stepdiff.errors import ConfigError, first_line
+from stepdiff.config import check_keys, read_config_data
+from stepdiff.errors import ConfigError
 
 DATA_KINDS = ("pair_qa", "interleaved", "single_video")
 
@@ -175,32 +172,10 @@ def _as_paths(value: Any, label: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def train_preset_names() -> list[str]:
-    folder = importlib.resources.files("stepdiff") / "configs" / "train"
-    return sorted(
-        p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")
-    )
-
-
 def load_train_config(source: str | Path, overrides: list[str] | None = None) -> TrainConfig:
     """A YAML file or a shipped training preset (``tiny``, ``synthkitchen-cpu`` ...) with
     ``key=value`` overrides such as ``optim.lr=3e-4`` or ``max_steps=10``."""
-    path = Path(source)
-    if not path.is_file():
-        if str(source) not in train_preset_names():
-            raise ConfigError(
-                f"training config {str(source)!r}: no such file or preset "
-                f"(presets: {', '.join(train_preset_names())})"
-            )
-        path = Path(
-            str(importlib.resources.files("stepdiff") / "configs" / "train" / f"{source}.yaml")
-        )
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: invalid YAML ({first_line(error)})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of keys to values")
-    for override in overrides or []:
-        apply_override(data, override)
-    return TrainConfig.from_dict(data, str(path))
+    data, label = read_config_data(
+        source, overrides, folder="configs/train", what="training config"
+    )
+    return TrainConfig.from_dict(data, label)
