@@ -165,3 +165,13 @@ def test_bad_input_fails_before_compute(tmp_path, small_synthkitchen):
     config = _config(tmp_path, small_synthkitchen, f"init_from={corrupt}")
     with pytest.raises(ModelLoadError, match="unreadable checkpoint config"):
         train(config, show_progress=False)
+
+
+def test_a_checkpoint_of_another_model_is_refused_before_loading(tmp_path, small_synthkitchen):
+    other = tmp_path / "other"
+    other.mkdir()
+    meta = {"format": 1, "config": {"encoder": "efficientnet-lite0", "llm": "tiny"}}
+    (other / "stepdiff_config.json").write_text(json.dumps(meta))
+    config = _config(tmp_path, small_synthkitchen, f"init_from={other}")
+    with pytest.raises(ModelLoadError, match="checkpoint is for another model"):
+        train(config, show_progress=False)
