@@ -187,3 +187,27 @@ def test_label_only_vocabulary_projection_equals_full_logits(model):
         assert torch.allclose(model(ref, cand, questions, answers), expected_loss, atol=1e-5)
         expected = answer_logprob(full, batch.labels)
     assert torch.allclose(model.loglik(ref, cand, questions, answers), expected, atol=1e-4)
+
+
+def test_bf16_frozen_llm_keeps_an_fp32_projector_and_close_scores(model):
+    """GPUs run the frozen LLM in bf16: the projector stays fp32, gradients reach it, and
+    scores stay close to the fp32 model's (same projector weights)."""
+    half = build_model(load_config("tiny", ["llm_dtype=bfloat16"]))
+    assert next(half.llm.parameters()).dtype == torch.bfloat16
+    assert half.projector_module.latents.dtype == torch.float32
+    half.llm.load_state_dict({k: v.to(torch.bfloat16) for k, v in model.llm.state_dict().items()})
+    half.projector_module.load_state_dict(model.projector_module.state_dict())
+    ref, cand = features(model, 2, seed=9), features(model, 2, seed=10)
+    full_scores = model.loglik(ref, cand, QUESTIONS[:2], ANSWERS[:2])
+    half_scores = half.loglik(ref, cand, QUESTIONS[:2], ANSWERS[:2])
+    assert half_scores.dtype == torch.float32
+    torch.testing.assert_close(half_scores, full_scores, atol=0.5, rtol=0.05)
+    loss = half(ref, cand, QUESTIONS[:2], ANSWERS[:2])
+    loss.backward()
+    grads = [p.grad for p in half.projector_module.parameters()]
+    assert all(g is not None and g.dtype == torch.float32 and g.abs().sum() > 0 for g in grads)
+
+
+def test_unknown_llm_dtype_is_a_config_error():
+    with pytest.raises(ConfigError, match="llm_dtype 'float8'"):
+        build_model(load_config("tiny", ["llm_dtype=float8"]))

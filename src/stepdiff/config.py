@@ -26,6 +26,9 @@ class StepDiffConfig:
 
     encoder: str = DEFAULT_ENCODER  # alias, Hugging Face id or local folder
     llm: str = DEFAULT_LLM  # alias, GGUF file, Hugging Face id or local folder
+    # Weights of the frozen LLM: float32 on CPUs (16-bit matmuls are far slower there),
+    # bfloat16 on GPUs. The projector always keeps fp32 weights.
+    llm_dtype: str = "float32"  # float32 | bfloat16 | float16
     num_frames: int = 8  # uniformly sampled frames per clip
     prompt_format: str = "auto"  # auto | llama2 | chat | plain
     max_length: int = 1024  # longest prompt + answer, in tokens

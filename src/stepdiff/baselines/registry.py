@@ -64,7 +64,7 @@ def _llm(options: ScorerOptions):
         config = read_checkpoint_config(options.checkpoint).with_overrides(options.overrides)
     else:
         config = load_config(options.config, options.overrides)
-    return load_frozen_llm(config.llm), config
+    return load_frozen_llm(config.llm, config.llm_dtype), config
 
 
 def _text_scorer(options: ScorerOptions, describe: Callable | None, name: str) -> PairScorer:

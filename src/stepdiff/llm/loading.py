@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
-from stepdiff.errors import ModelLoadError, first_line
+from stepdiff.errors import ConfigError, ModelLoadError, first_line
 from stepdiff.hf_quiet import quiet_transformers
 from stepdiff.llm.tiny import build_tiny_llm
 from stepdiff.paths import cache_root, package_file
@@ -86,11 +86,23 @@ def _dequantise_gguf_to_folder(gguf_file: Path, target: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _load_folder_or_id(source: str | Path) -> tuple[PreTrainedModel, object]:
+LLM_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def llm_dtype(name: str) -> torch.dtype:
+    """The torch dtype for a config's ``llm_dtype`` name, with a clear error."""
+    if name not in LLM_DTYPES:
+        raise ConfigError(f"llm_dtype {name!r}: expected one of {', '.join(LLM_DTYPES)}")
+    return LLM_DTYPES[name]
+
+
+def _load_folder_or_id(
+    source: str | Path, dtype: torch.dtype = torch.float32
+) -> tuple[PreTrainedModel, object]:
     try:
         with quiet_transformers():
             tokenizer = AutoTokenizer.from_pretrained(source)
-            model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
     except Exception as error:
         raise ModelLoadError(f"LLM {str(source)!r}: cannot load ({first_line(error)})") from error
     return model, tokenizer
@@ -107,20 +119,23 @@ def _resolve_gguf(spec: str) -> Path | None:
     return None
 
 
-def load_frozen_llm(spec: str = DEFAULT_LLM) -> FrozenLLM:
-    """Load an LLM by alias (``smollm2-135m-instruct``, ``tiny``), GGUF file, folder or hub id.
+def load_frozen_llm(spec: str = DEFAULT_LLM, dtype: str = "float32") -> FrozenLLM:
+    """Load an LLM by alias (``smollm2-135m-instruct``, ``tiny``), GGUF file, folder or hub id,
+    with weights in ``dtype`` (``float32``, ``bfloat16`` or ``float16``).
 
     The model is put in eval mode with every parameter frozen.
     """
+    torch_dtype = llm_dtype(dtype)
     if spec == TINY_PREFIX or spec.startswith(TINY_PREFIX + ":"):
         model, tokenizer = build_tiny_llm(**parse_int_options(spec, TINY_OPTIONS, "LLM"))
     elif (gguf_file := _resolve_gguf(spec)) is not None:
         folder = _gguf_cache_dir(gguf_file)
         if not (folder / "model.safetensors").is_file():
             _dequantise_gguf_to_folder(gguf_file, folder)
-        model, tokenizer = _load_folder_or_id(folder)
+        model, tokenizer = _load_folder_or_id(folder, torch_dtype)
     else:
-        model, tokenizer = _load_folder_or_id(spec)
+        model, tokenizer = _load_folder_or_id(spec, torch_dtype)
+    model.to(torch_dtype)  # the tiny built-in LLM is built in fp32
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.requires_grad_(False)

@@ -33,7 +33,7 @@ def build_model(
     be the checkpoint's own (see ``load_model``).
     """
     encoder = build_frame_encoder(config.encoder)
-    llm = load_frozen_llm(config.llm)
+    llm = load_frozen_llm(config.llm, config.llm_dtype)
     embeddings = llm.model.get_input_embeddings().weight  # (V, H)
     with torch.random.fork_rng():
         torch.manual_seed(config.seed)
@@ -41,7 +41,7 @@ def build_model(
             input_dim=encoder.dim,
             output_dim=llm.hidden_size,
             config=config.projector,
-            output_std=float(embeddings.std()),
+            output_std=float(embeddings.float().std()),
         )
     trained = False
     if checkpoint is not None:

@@ -134,6 +134,9 @@ class StepDiffModel(nn.Module):
     def project_videos(self, videos: torch.Tensor) -> torch.Tensor:
         """Video tokens for the LLM: (B, V, T, P, D) -> (B, V, N, H)."""
         batch_size, num_videos = videos.shape[:2]
+        # The projector keeps fp32 weights whatever the frozen parts run in; the splice
+        # casts its output to the LLM's dtype.
+        videos = videos.to(self.projector_module.latents.dtype)
         tokens = self.projector(videos.flatten(0, 1))  # (B*V, N, H)
         return tokens.view(batch_size, num_videos, *tokens.shape[1:])
 
@@ -165,7 +168,8 @@ class StepDiffModel(nn.Module):
         predicts_label[:, :-1] = batch.labels[:, 1:] != IGNORE_INDEX
         predicts_label = predicts_label.to(self.device)
         head = self.llm.get_output_embeddings()
-        logits = hidden.new_zeros(*hidden.shape[:2], head.out_features)  # (B, L, V)
+        # fp32 logits: log-likelihoods summed over an answer lose digits in 16 bits.
+        logits = hidden.new_zeros(*hidden.shape[:2], head.out_features, dtype=torch.float32)
         logits[predicts_label] = head(hidden[predicts_label]).to(logits.dtype)
         return logits
 

@@ -196,10 +196,9 @@ class _MetaLLM:
     tokens: str  # "real tokenizer" or how the count was estimated
 
 
-def build_meta_llm(spec: str, dtype: torch.dtype = torch.bfloat16) -> _MetaLLM:
-    """The frozen LLM named by ``spec`` on the meta device, with a tokenizer."""
-    from transformers import AutoModelForCausalLM
-
+def llm_architecture(spec: str) -> tuple[Any, Any, str, str]:
+    """The architecture config and a tokenizer of the LLM named by ``spec``, offline and
+    without weights: (config, tokenizer, where the config came from, how tokens are made)."""
     if spec == TINY_PREFIX or spec.startswith(TINY_PREFIX + ":"):
         real, tokenizer = build_tiny_llm(**parse_int_options(spec, TINY_OPTIONS, "LLM"))
         # Rebuilt from its config rather than moved with .to("meta"), which unties the
@@ -213,6 +212,14 @@ def build_meta_llm(spec: str, dtype: torch.dtype = torch.bfloat16) -> _MetaLLM:
         config, origin = find_architecture(spec, "llm")
         folder = Path(spec).expanduser()
         tokenizer, tokens = _offline_tokenizer(str(folder) if folder.is_dir() else spec, config)
+    return config, tokenizer, origin, tokens
+
+
+def build_meta_llm(spec: str, dtype: torch.dtype = torch.bfloat16) -> _MetaLLM:
+    """The frozen LLM named by ``spec`` on the meta device, with a tokenizer."""
+    from transformers import AutoModelForCausalLM
+
+    config, tokenizer, origin, tokens = llm_architecture(spec)
     with META, quiet_transformers():
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     if getattr(tokenizer, "pad_token_id", None) is None:
