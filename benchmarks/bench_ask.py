@@ -4,6 +4,10 @@ Cold: a fresh `stepdiff ask` process with an empty feature cache (imports, model
 decoding, encoding, answering). Warm: the same question in a process where the model is
 loaded and the clips' features are cached. Peak RSS is read from the OS.
 
+Several questions about one pair (a per-category report: six difference captions and six
+P(YES)): the prompt prefix holding both videos run once for all questions (shared) vs
+every full prompt, timed alternately in one process; answers must be identical.
+
     .venv/bin/python benchmarks/bench_ask.py [--repeats 3] [--seconds 10]
 """
 
@@ -84,6 +88,7 @@ def main() -> None:
         model.ask(*clips, [QUESTION], max_new_tokens=args.max_new_tokens)
         warms.append(time.perf_counter() - start)
     this_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    shared_rows = _shared_prefix_rows(model, clips, args)
 
     print(
         f"two {args.seconds:g} s 640x360 clips, answers of up to {args.max_new_tokens} tokens, "
@@ -96,6 +101,48 @@ def main() -> None:
     print(f"| cold / warm | {cold / warm:.1f}x |")
     print(f"| peak RSS, cold process | {max(peaks):.2f} GB |")
     print(f"| peak RSS, warm process | {this_peak:.2f} GB |")
+    for row in shared_rows:
+        print(row)
+
+
+def _shared_prefix_rows(model, clips, args: argparse.Namespace) -> list[str]:
+    """Table rows: six category questions about one pair, shared prefix vs full prompts."""
+    from stepdiff.data.categories import CATEGORIES
+    from stepdiff.eval.questions import difference_question, same_question
+
+    features = model.clip_features(clips)  # (2, T, P, D)
+    count = len(CATEGORIES)
+    ref = features[0:1].expand(count, *features.shape[1:])
+    cand = features[1:2].expand(count, *features.shape[1:])
+    captions = [difference_question(c) for c in CATEGORIES]
+    yes_no = [same_question(c) for c in CATEGORIES]
+    rows = []
+    for name, run in (
+        (
+            f"{count} captions, {args.max_new_tokens} tokens",
+            lambda share: model.generate(
+                ref, cand, captions, args.max_new_tokens, share_prefix=share
+            ),
+        ),
+        (f"{count} P(YES)", lambda share: model.p_yes(ref, cand, yes_no, share_prefix=share)),
+    ):
+        times: dict[bool, list[float]] = {True: [], False: []}
+        outputs = {}
+        for _ in range(args.repeats):
+            for share in (True, False):
+                start = time.perf_counter()
+                outputs[share] = run(share)
+                times[share].append(time.perf_counter() - start)
+        shared, full = statistics.median(times[True]), statistics.median(times[False])
+        if name.endswith("P(YES)"):
+            same = f"max difference {float((outputs[True] - outputs[False]).abs().max()):.1e}"
+        else:
+            same = "identical" if outputs[True] == outputs[False] else "DIFFERENT"
+        rows.append(
+            f"| {name}: shared prefix / full prompts | {shared:.2f} s / {full:.2f} s "
+            f"= {full / shared:.1f}x faster ({same}) |"
+        )
+    return rows
 
 
 if __name__ == "__main__":

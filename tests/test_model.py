@@ -211,3 +211,56 @@ def test_bf16_frozen_llm_keeps_an_fp32_projector_and_close_scores(model):
 def test_unknown_llm_dtype_is_a_config_error():
     with pytest.raises(ConfigError, match="llm_dtype 'float8'"):
         build_model(load_config("tiny", ["llm_dtype=float8"]))
+
+
+def test_shared_prefix_equals_full_prompts_and_runs_the_videos_once(model):
+    """Several questions about one pair: the prefix holding the videos runs once, and
+    log-likelihoods, P(YES) and greedy answers equal those of the full prompts."""
+    ref, cand = features(model, 1, seed=11), features(model, 1, seed=12)
+    rows = len(QUESTIONS)
+    refs, cands = ref.expand(rows, -1, -1, -1), cand.expand(rows, -1, -1, -1)
+    lengths: list[int] = []
+    hook = model.llm.base_model.register_forward_pre_hook(
+        lambda _, args, kwargs: lengths.append(kwargs["inputs_embeds"].shape[1]),
+        with_kwargs=True,
+    )
+    shared = model.loglik(refs, cands, QUESTIONS, ANSWERS)
+    hook.remove()
+    # One prefix pass holding both videos, then one pass over the suffixes only.
+    full_length = model._tokenise(QUESTIONS, ANSWERS, padding_side="right").input_ids.shape[1]
+    assert len(lengths) == 2 and lengths[0] > 2 * model.num_video_tokens
+    assert lengths[1] == full_length - lengths[0]
+    full = model.loglik(refs, cands, QUESTIONS, ANSWERS, share_prefix=False)
+    torch.testing.assert_close(shared, full, atol=1e-4, rtol=1e-5)
+    p_shared = model.p_yes(refs, cands, QUESTIONS)
+    p_full = model.p_yes(refs, cands, QUESTIONS, share_prefix=False)
+    torch.testing.assert_close(p_shared, p_full, atol=1e-5, rtol=1e-5)
+    answers = model.generate(refs, cands, QUESTIONS, max_new_tokens=6)
+    assert answers == model.generate(refs, cands, QUESTIONS, max_new_tokens=6, share_prefix=False)
+
+
+def test_rows_with_different_videos_never_share_a_prefix(model):
+    ref, cand = features(model, 2, seed=13), features(model, 2, seed=14)
+    assert model._shared_split(ref, cand, QUESTIONS[:2], None) is None
+    same = ref[:1].expand(2, -1, -1, -1)
+    assert model._shared_split(same, same, QUESTIONS[:2], None) is not None
+
+
+def test_split_shared_prefix_keeps_videos_in_the_prefix_and_a_prompt_token_in_each_suffix():
+    from stepdiff.llm.prompt import TokenisedSample
+    from stepdiff.model.prefix import split_shared_prefix
+
+    video = VIDEO_TOKEN_ID
+    a = TokenisedSample([1, video, video, 5, 6, 7], [9])
+    b = TokenisedSample([1, video, video, 5, 8], [9, 10])
+    split = split_shared_prefix([a, b])
+    assert split.prefix == [1, video, video, 5]
+    assert split.suffixes == [[6, 7, 9], [8, 9, 10]]
+    assert split.labels == [[False, False, True], [False, True, True]]
+    # Identical prompts: the last prompt token stays in the suffixes.
+    same = split_shared_prefix([a, a])
+    assert same.prefix == [1, video, video, 5, 6] and same.suffixes == [[7, 9], [7, 9]]
+    # Prompts that differ before the second video cannot share it.
+    c = TokenisedSample([1, video, 4, video, 5], [9])
+    d = TokenisedSample([1, video, 3, video, 5], [9])
+    assert split_shared_prefix([c, d]) is None

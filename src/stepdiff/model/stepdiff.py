@@ -31,7 +31,20 @@ from stepdiff.llm.prompt import (
     tokenise_sample,
 )
 from stepdiff.model.batching import IGNORE_INDEX, TokenBatch, collate
-from stepdiff.model.scoring import answer_logprob, greedy_generate, p_yes_from_forward
+from stepdiff.model.prefix import (
+    PrefixSplit,
+    greedy_decode,
+    pad_suffixes,
+    run_suffixes,
+    split_shared_prefix,
+    suffix_answer_logprob,
+)
+from stepdiff.model.scoring import (
+    answer_logprob,
+    greedy_generate,
+    p_yes_from_forward,
+    yes_probability,
+)
 from stepdiff.model.splice import splice_video_embeddings
 from stepdiff.projector import PerceiverProjector
 from stepdiff.video.clip import ClipRef
@@ -103,7 +116,13 @@ class StepDiffModel(nn.Module):
         for index, answer in enumerate(answers or []):
             if not answer.strip():
                 raise ValueError(f"sample {index}: the answer is empty, so it would carry no loss")
-        samples = [
+        samples = self._samples(questions, answers, answer_end=answer_end)
+        return self.collate(samples, padding_side=padding_side, require_answers=answers is not None)
+
+    def _samples(
+        self, questions: Sequence[str], answers: Sequence[str] | None, *, answer_end: bool = True
+    ) -> list[TokenisedSample]:
+        return [
             tokenise_sample(
                 self.prompt_format,
                 question,
@@ -113,7 +132,6 @@ class StepDiffModel(nn.Module):
             )
             for i, question in enumerate(questions)
         ]
-        return self.collate(samples, padding_side=padding_side, require_answers=answers is not None)
 
     def collate(
         self,
@@ -198,6 +216,39 @@ class StepDiffModel(nn.Module):
         batch = self._tokenise(questions, answers, padding_side="right")
         return self.loss(batch, _pair(reference, candidate))
 
+    # ----- one pair, several questions: the shared prefix runs once -------------------
+    def _shared_split(
+        self,
+        reference: torch.Tensor,
+        candidate: torch.Tensor,
+        questions: Sequence[str],
+        answers: Sequence[str] | None,
+        answer_end: bool = True,
+    ) -> PrefixSplit | None:
+        """The prompts split at their shared prefix when every row shows the same pair of
+        videos (several questions about one pair), else None: run the rows in full."""
+        rows = reference.shape[0]
+        same = rows > 1 and all(
+            torch.equal(video, video[:1].expand_as(video)) for video in (reference, candidate)
+        )
+        if not same:
+            return None
+        if answers is not None:
+            self._tokenise(questions, answers, padding_side="right")  # the usual checks
+        return split_shared_prefix(self._samples(questions, answers, answer_end=answer_end))
+
+    def _run_shared(
+        self, split: PrefixSplit, reference: torch.Tensor, candidate: torch.Tensor
+    ) -> tuple[torch.Tensor, object, object]:
+        """Suffix hidden states (K, S, H), the cache and the padded suffix batch."""
+        embed = self.llm.get_input_embeddings()
+        ids = torch.tensor([split.prefix], device=self.device)  # (1, Lp)
+        videos = _pair(reference[:1], candidate[:1])  # (1, 2, T, P, D)
+        prefix = splice_video_embeddings(ids, embed(ids.clamp(min=0)), self.project_videos(videos))
+        batch = pad_suffixes(split, self.tokenizer.pad_token_id, self.device)
+        hidden, cache = run_suffixes(self.llm, embed, prefix, batch)
+        return hidden, cache, batch
+
     # ----- scoring --------------------------------------------------------------------
     @torch.no_grad()
     def loglik(
@@ -208,8 +259,18 @@ class StepDiffModel(nn.Module):
         answers: Sequence[str],
         *,
         answer_end: bool = True,
+        share_prefix: bool = True,
     ) -> torch.Tensor:
-        """Sum of log p(answer token | videos, question, previous tokens) per pair -> (B,)."""
+        """Sum of log p(answer token | videos, question, previous tokens) per pair -> (B,).
+
+        With ``share_prefix`` and every row showing the same pair, the prompt prefix that
+        holds the videos runs once for all rows (same results, less compute)."""
+        split = share_prefix and self._shared_split(
+            reference, candidate, questions, answers, answer_end
+        )
+        if split:
+            hidden, _, batch = self._run_shared(split, reference, candidate)
+            return suffix_answer_logprob(self.llm.get_output_embeddings(), hidden, batch)[0]
         batch = self._tokenise(questions, answers, padding_side="right", answer_end=answer_end)
         return answer_logprob(self._logits(batch, _pair(reference, candidate)), batch.labels)
 
@@ -222,8 +283,22 @@ class StepDiffModel(nn.Module):
         *,
         yes: str = "YES",
         no: str = "NO",
+        share_prefix: bool = True,
     ) -> torch.Tensor:
-        """P("YES") against "NO" for yes/no questions, batched -> (B,)."""
+        """P("YES") against "NO" for yes/no questions, batched -> (B,). ``share_prefix``:
+        as in :meth:`loglik`."""
+        count = len(questions)
+        no_ids = self.tokenizer(no, add_special_tokens=False)["input_ids"]
+        split = share_prefix and self._shared_split(
+            reference, candidate, questions, [yes] * count, False
+        )
+        if split and len(no_ids) == 1:
+            # As p_yes_from_forward: log p(NO) is read where the answer's first token is
+            # predicted, in the same pass that scores YES.
+            hidden, _, batch = self._run_shared(split, reference, candidate)
+            head = self.llm.get_output_embeddings()
+            log_yes, first = suffix_answer_logprob(head, hidden, batch)
+            return yes_probability(torch.cat([log_yes, first[:, no_ids[0]]]))
 
         def forward(answers: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
             copies = len(answers) // len(questions)
@@ -244,8 +319,19 @@ class StepDiffModel(nn.Module):
         candidate: torch.Tensor,
         questions: Sequence[str],
         max_new_tokens: int = 48,
+        *,
+        share_prefix: bool = True,
     ) -> list[str]:
-        """Greedy answers, one per (reference, candidate, question) row."""
+        """Greedy answers, one per (reference, candidate, question) row. ``share_prefix``:
+        as in :meth:`loglik`."""
+        split = share_prefix and self._shared_split(reference, candidate, questions, None)
+        if split:
+            hidden, cache, suffixes = self._run_shared(split, reference, candidate)
+            embed = self.llm.get_input_embeddings()
+            eos = self.tokenizer.eos_token_id
+            tokens = greedy_decode(self.llm, embed, hidden, cache, suffixes, max_new_tokens, eos)
+            texts = self.tokenizer.batch_decode(tokens, skip_special_tokens=True)
+            return [text.strip() for text in texts]
         batch = self._tokenise(questions, None, padding_side="left")
         embeds = self._inputs_embeds(batch, _pair(reference, candidate))
         mask = batch.attention_mask.to(self.device)

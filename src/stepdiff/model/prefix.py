@@ -1,0 +1,182 @@
+"""Several questions about one pair of videos: run the shared prompt prefix once.
+
+Every StepDiff prompt starts with the system text that holds both videos, then the
+question. When several questions are asked about the same pair (``stepdiff ask`` with
+many questions, a per-category report), that prefix (most of the prompt: 2 x 32 video
+tokens plus the system text) is the same for every row. It runs once; its key/value
+cache is repeated for the rows, and only each row's own suffix (question, answer) runs.
+
+Rows' suffixes differ in length, so they are left-padded *between* the prefix and the
+suffix: the attention mask hides the pads and explicit position ids keep each real token
+at the position it has in the full prompt, so results equal the unshared computation.
+
+Shapes: K rows, Lp prefix length, S suffix length (padded), H LLM width, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from stepdiff.llm.prompt import VIDEO_TOKEN_ID, TokenisedSample
+
+
+@dataclass(frozen=True)
+class PrefixSplit:
+    """Token ids of K samples split at the longest prefix they share."""
+
+    prefix: list[int]  # shared ids, every video placeholder among them
+    suffixes: list[list[int]]  # per row: ids after the prefix
+    labels: list[list[bool]]  # per row: which suffix ids carry loss (answer tokens)
+
+
+def split_shared_prefix(samples: Sequence[TokenisedSample]) -> PrefixSplit | None:
+    """The longest common prefix of the samples' prompts, or None when sharing it would
+    not be exact: it must hold every video placeholder and no answer token, and each
+    row's suffix must start with a prompt token (so the prefix's last position predicts
+    no labelled token)."""
+    rows = [sample.ids_and_labels() for sample in samples]
+    prompts = [sample.prompt_ids for sample in samples]
+    length = min(len(p) for p in prompts)
+    for position in range(length):
+        if any(p[position] != prompts[0][position] for p in prompts[1:]):
+            length = position
+            break
+    # A row whose whole prompt is the prefix would have its first answer token predicted
+    # by the prefix: keep at least one prompt token in every suffix.
+    length = min(length, min(len(p) for p in prompts) - 1)
+    total_videos = prompts[0].count(VIDEO_TOKEN_ID)
+    if length <= 0 or prompts[0][:length].count(VIDEO_TOKEN_ID) != total_videos:
+        return None
+    return PrefixSplit(
+        prefix=prompts[0][:length],
+        suffixes=[ids[length:] for ids, _ in rows],
+        labels=[labels[length:] for _, labels in rows],
+    )
+
+
+@dataclass
+class SuffixBatch:
+    """Left-padded suffixes after a shared prefix of ``prefix_length`` tokens."""
+
+    input_ids: torch.Tensor  # (K, S), pads hold pad_id
+    labels: torch.Tensor  # (K, S) bool, True at answer tokens
+    attention_mask: torch.Tensor  # (K, Lp + S): the prefix, then the suffix's real tokens
+    position_ids: torch.Tensor  # (K, S): each token's position in its full prompt
+    prefix_length: int
+
+
+def pad_suffixes(split: PrefixSplit, pad_id: int, device: torch.device) -> SuffixBatch:
+    rows, width = len(split.suffixes), max(len(s) for s in split.suffixes)
+    ids = torch.full((rows, width), pad_id, dtype=torch.long)
+    labels = torch.zeros(rows, width, dtype=torch.bool)
+    real = torch.zeros(rows, width, dtype=torch.long)
+    for row, (suffix, label) in enumerate(zip(split.suffixes, split.labels, strict=True)):
+        start = width - len(suffix)
+        ids[row, start:] = torch.tensor(suffix)
+        labels[row, start:] = torch.tensor(label)
+        real[row, start:] = 1
+    prefix_length = len(split.prefix)
+    positions = prefix_length + real.cumsum(dim=1) - 1  # (K, S)
+    positions = positions.clamp(min=prefix_length)  # pads: any valid position, masked
+    mask = torch.cat([torch.ones(rows, prefix_length, dtype=torch.long), real], dim=1)
+    return SuffixBatch(
+        ids.to(device), labels.to(device), mask.to(device), positions.to(device), prefix_length
+    )
+
+
+Embed = Callable[[torch.Tensor], torch.Tensor]  # token ids (K, S) -> embeddings (K, S, H)
+
+
+def _with_cache(
+    base: nn.Module, cache: object | None, **inputs: Any
+) -> tuple[torch.Tensor, object]:
+    """One forward of the LLM body with a key/value cache -> (hidden (K, S, H), cache).
+
+    Recent transformers name the cache argument and output ``cache``, older ones
+    ``past_key_values``; both are supported.
+    """
+    name = "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+    if cache is not None:
+        inputs[name] = cache
+    out = base(use_cache=True, **inputs)
+    return out.last_hidden_state, getattr(out, name)
+
+
+@torch.no_grad()
+def run_suffixes(
+    llm: nn.Module, embed: Embed, prefix_embeds: torch.Tensor, batch: SuffixBatch
+) -> tuple[torch.Tensor, object]:
+    """Run the prefix (1, Lp, H) once and the K suffixes on its repeated cache.
+
+    Returns the suffixes' last hidden states (K, S, H) and the cache (prefix + suffixes),
+    ready for decoding further tokens.
+    """
+    _, cache = _with_cache(llm.base_model, None, inputs_embeds=prefix_embeds)
+    cache.batch_repeat_interleave(batch.input_ids.shape[0])  # (1, ...) -> (K, ...)
+    return _with_cache(
+        llm.base_model,
+        cache,
+        inputs_embeds=embed(batch.input_ids),
+        attention_mask=batch.attention_mask,
+        position_ids=batch.position_ids,
+    )
+
+
+def suffix_answer_logprob(
+    head: nn.Module, hidden: torch.Tensor, batch: SuffixBatch
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum of log p(answer token) per row -> (K,), and the fp32 log-probabilities (K, V)
+    at the position that predicts each row's first answer token."""
+    predicts = torch.zeros_like(batch.labels)
+    predicts[:, :-1] = batch.labels[:, 1:]  # position t predicts token t+1
+    log_probs = torch.log_softmax(head(hidden[predicts]).float(), dim=-1)  # (n, V)
+    targets = batch.input_ids[:, 1:][batch.labels[:, 1:]]  # (n,) in the same row-major order
+    picked = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (n,)
+    rows = predicts.nonzero()[:, 0]  # (n,) row of each picked token
+    total = torch.zeros(hidden.shape[0], device=hidden.device).index_add_(0, rows, picked)
+    first = torch.ones_like(rows, dtype=torch.bool)
+    first[1:] = rows[1:] != rows[:-1]
+    return total, log_probs[first]
+
+
+@torch.no_grad()
+def greedy_decode(
+    llm: nn.Module,
+    embed: Embed,
+    hidden: torch.Tensor,
+    cache: object,
+    batch: SuffixBatch,
+    max_new_tokens: int,
+    eos_id: int,
+) -> list[list[int]]:
+    """Greedy tokens after each suffix, until EOS or ``max_new_tokens`` (EOS not kept)."""
+    head = llm.get_output_embeddings()
+    rows = hidden.shape[0]
+    next_ids = head(hidden[:, -1]).argmax(dim=-1)  # (K,)
+    positions = batch.position_ids[:, -1:]  # (K, 1)
+    mask = batch.attention_mask
+    tokens: list[list[int]] = [[] for _ in range(rows)]
+    done = torch.zeros(rows, dtype=torch.bool, device=hidden.device)
+    for step in range(max_new_tokens):
+        done |= next_ids == eos_id
+        for row in (~done).nonzero()[:, 0].tolist():
+            tokens[row].append(int(next_ids[row]))
+        if bool(done.all()) or step == max_new_tokens - 1:
+            break
+        positions = positions + 1
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+        hidden, cache = _with_cache(
+            llm.base_model,
+            cache,
+            inputs_embeds=embed(next_ids[:, None]),
+            attention_mask=mask,
+            position_ids=positions,
+        )
+        next_ids = head(hidden[:, -1]).argmax(dim=-1)
+    return tokens
