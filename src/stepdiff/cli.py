@@ -18,6 +18,7 @@ from stepdiff.errors import StepDiffError
 from stepdiff.eval.cli import evaluate, score
 from stepdiff.synthkitchen.cli import synthkitchen_app
 from stepdiff.train.cli import train_command
+from stepdiff.web.cli import serve_command
 
 # Subcommands live beside their library code and import it only when they run, so
 # `stepdiff --help` stays fast.
@@ -32,6 +33,7 @@ app.add_typer(baselines_app, name="baselines")
 app.command("score")(score)
 app.command("eval")(evaluate)
 app.command("train")(train_command)
+app.command("serve")(serve_command)
 stderr = Console(stderr=True)
 
 ConfigOption = Annotated[
@@ -69,6 +71,20 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
+def _override_flags(
+    overrides: list[str] | None,
+    encoder: str | None = None,
+    llm: str | None = None,
+    frames: int | None = None,
+) -> list[str]:
+    """``--set`` overrides plus the shortcut flags, as ``key=value`` strings."""
+    flags = list(overrides or [])
+    flags += [f"encoder={encoder}"] if encoder else []
+    flags += [f"llm={llm}"] if llm else []
+    flags += [f"num_frames={frames}"] if frames else []
+    return flags
+
+
 def _model_from_options(
     config: str | None,
     checkpoint: Path | None,
@@ -81,10 +97,7 @@ def _model_from_options(
     from stepdiff.encoders.cache import FeatureCache
     from stepdiff.model.build import load_model_from
 
-    flags = list(overrides or [])
-    flags += [f"encoder={encoder}"] if encoder else []
-    flags += [f"llm={llm}"] if llm else []
-    flags += [f"num_frames={frames}"] if frames else []
+    flags = _override_flags(overrides, encoder, llm, frames)
     with stderr.status("Loading models..."):
         return load_model_from(
             config, checkpoint, flags, feature_cache=FeatureCache() if cache else None
@@ -119,8 +132,10 @@ def ask(
     with user_errors():
         ref_clip = resolve_clip(reference, video_dir)
         cand_clip = resolve_clip(candidate, video_dir)
+        from stepdiff.assistant import Assistant
+
         model = _model_from_options(config, checkpoint, overrides, encoder, llm, frames, cache)
-        answers = model.ask(ref_clip, cand_clip, question, max_new_tokens=max_new_tokens)
+        answers = Assistant(model).ask(ref_clip, cand_clip, question, max_new_tokens)
     result = {
         "reference": str(ref_clip),
         "candidate": str(cand_clip),
@@ -137,6 +152,214 @@ def ask(
         )
     for item in result["answers"]:
         typer.echo(f"Q: {item['question']}\nA: {item['answer']}\n")
+
+
+CategoryOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--category",
+        help="A difference category (repeatable; default: all six), e.g. 'Tools/Equipment'.",
+    ),
+]
+VideoDirOption = Annotated[
+    Path | None, typer.Option(help="Folder where clip ids <uid>_<start>_<end> are resolved.")
+]
+CalibrationOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="Severity calibration JSON (default: the one beside the model, if any).",
+    ),
+]
+
+
+def _assistant_from_options(
+    config: str | None,
+    checkpoint: Path | None,
+    overrides: list[str] | None,
+    encoder: str | None,
+    llm: str | None,
+    frames: int | None,
+    cache: bool,
+    calibration: Path | None,
+):
+    """An Assistant on the model these options name, with its severity calibration."""
+    from stepdiff.assistant import Assistant
+    from stepdiff.assistant.loading import find_calibration
+
+    flags = _override_flags(overrides, encoder, llm, frames)
+    # Read the calibration first: a bad file should fail before the slow model load.
+    found = find_calibration(config, checkpoint, flags, calibration)
+    model = _model_from_options(config, checkpoint, overrides, encoder, llm, frames, cache)
+    return Assistant(model, found)
+
+
+def _model_notes(assistant, calibrated: bool = True) -> None:
+    if not assistant.model.projector_trained:
+        stderr.print(
+            "[yellow]note:[/] the projector is untrained: answers do not yet reflect the videos."
+        )
+    if not calibrated:
+        stderr.print(
+            "[yellow]note:[/] no severity calibration for this model: severities are equal-"
+            "width bins of P(same) (see `stepdiff calibrate`)."
+        )
+
+
+@app.command()
+def report(
+    reference: Annotated[
+        str, typer.Argument(help="Reference clip: PATH, PATH@START-END or clip id.")
+    ],
+    candidate: Annotated[str, typer.Argument(help="Candidate clip, same forms as REFERENCE.")],
+    category: CategoryOption = None,
+    captions: Annotated[
+        bool, typer.Option("--captions/--no-captions", help="Generate difference captions.")
+    ] = True,
+    moments: Annotated[
+        int, typer.Option("--moments", min=0, help="Most-different moments per category.")
+    ] = 3,
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+    calibration: CalibrationOption = None,
+    video_dir: VideoDirOption = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Longest caption, in tokens.")] = 40,
+    config: ConfigOption = None,
+    checkpoint: CheckpointOption = None,
+    overrides: SetOption = None,
+    encoder: EncoderOption = None,
+    llm: LLMOption = None,
+    frames: FramesOption = None,
+    cache: CacheOption = True,
+) -> None:
+    """Per category: how much the candidate differs (severity 1-5), how, and where."""
+    from rich.console import Console
+
+    from stepdiff.assistant import check_categories
+    from stepdiff.assistant.render import report_table
+    from stepdiff.video.clip import resolve_clip
+
+    with user_errors():
+        categories = check_categories(category)
+        ref_clip = resolve_clip(reference, video_dir)
+        cand_clip = resolve_clip(candidate, video_dir)
+        assistant = _assistant_from_options(
+            config, checkpoint, overrides, encoder, llm, frames, cache, calibration
+        )
+        with stderr.status("Comparing..."):
+            result = assistant.report(
+                ref_clip,
+                cand_clip,
+                categories,
+                with_captions=captions,
+                max_new_tokens=max_new_tokens,
+                num_moments=moments,
+            )
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    _model_notes(assistant, result.calibrated)
+    typer.echo(f"Reference: {result.reference}\nCandidate: {result.candidate}")
+    Console().print(report_table(result))
+
+
+@app.command()
+def rank(
+    reference: Annotated[
+        str, typer.Argument(help="Reference clip: PATH, PATH@START-END or clip id.")
+    ],
+    candidates: Annotated[
+        list[str] | None, typer.Argument(help="Two or more candidate clips.", show_default=False)
+    ] = None,
+    category: CategoryOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+    video_dir: VideoDirOption = None,
+    config: ConfigOption = None,
+    checkpoint: CheckpointOption = None,
+    overrides: SetOption = None,
+    encoder: EncoderOption = None,
+    llm: LLMOption = None,
+    frames: FramesOption = None,
+    cache: CacheOption = True,
+) -> None:
+    """Order candidate clips by how closely they match the reference (P(same), per
+    category and on average)."""
+    from rich.console import Console
+
+    from stepdiff.assistant import Assistant, AssistantError, check_categories
+    from stepdiff.assistant.render import rank_table
+    from stepdiff.video.clip import resolve_clip
+
+    with user_errors():
+        categories = check_categories(category)
+        if len(candidates or []) < 2:
+            raise AssistantError(
+                f"rank needs at least 2 candidate clips, got {len(candidates or [])}"
+            )
+        ref_clip = resolve_clip(reference, video_dir)
+        cand_clips = [resolve_clip(spec, video_dir) for spec in candidates or []]
+        # Ranking needs no severity scale, so no calibration is read.
+        model = _model_from_options(config, checkpoint, overrides, encoder, llm, frames, cache)
+        assistant = Assistant(model)
+        with stderr.status("Ranking..."):
+            result = assistant.rank(ref_clip, cand_clips, categories)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    _model_notes(assistant)
+    typer.echo(f"Reference: {result.reference}")
+    Console().print(rank_table(result))
+
+
+@app.command()
+def calibrate(
+    data: Annotated[
+        Path,
+        typer.Option(help="Benchmark folder with diffrank_<split>.jsonl and videos/."),
+    ],
+    split: Annotated[
+        str, typer.Option(help="Dev split whose DiffRank rows to fit on: heldout or test.")
+    ] = "heldout",
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Calibration JSON to write (default: severity_calibration.json beside "
+            "--model, else in the current folder)."
+        ),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="DiffRank rows per batch.")] = 8,
+    config: ConfigOption = None,
+    checkpoint: CheckpointOption = None,
+    overrides: SetOption = None,
+    cache: CacheOption = True,
+) -> None:
+    """Fit the 1-5 severity scale to human DiffRank scores on a dev split."""
+    from stepdiff.assistant.calibration import CALIBRATION_FILE
+    from stepdiff.assistant.dev_fit import calibrate_on_split, diffrank_files
+    from stepdiff.assistant.loading import model_folder, model_name
+
+    with user_errors():
+        diffrank_files(data, split)  # fail before loading models
+        folder = model_folder(config, checkpoint, overrides)
+        target = out or ((checkpoint or Path(".")) / CALIBRATION_FILE)
+        model = _model_from_options(config, checkpoint, overrides, cache=cache)
+        calibration = calibrate_on_split(
+            model,
+            data,
+            split,
+            model_name=model_name(config, folder),
+            batch_size=batch_size,
+        )
+        calibration.save(target)
+    tau = calibration.diagnostics.get("kendall_tau_p_same_vs_score")
+    stderr.print(
+        f"Fitted on {calibration.rows} rows ({calibration.points} points), Kendall tau of "
+        f"p_same vs human score {tau if tau is None else f'{tau:.3f}'}; wrote {target}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    for band in calibration.bands():
+        typer.echo(
+            f"severity {band['severity']}: p_same {band['p_same_from']:.3f}-{band['p_same_to']:.3f}"
+        )
 
 
 @app.command()

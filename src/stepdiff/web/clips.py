@@ -1,0 +1,185 @@
+"""The clips a web server knows: example videos and uploads, addressed by opaque ids.
+
+The page never sends a file path: it names a clip by the id this module gave it (``e1``
+for an example, ``u<hex>`` for an upload), so a request cannot reach any other file on
+the server. Uploads are streamed into a per-server folder under a temporary name and
+renamed only once they are complete and decodable, so no reader ever sees half a file.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+import tempfile
+import threading
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from stepdiff.errors import StepDiffError
+from stepdiff.video.clip import VIDEO_EXTENSIONS, ClipRef
+from stepdiff.video.decode import END_TOLERANCE_FRAMES, probe_video, read_clip_frames
+
+
+class WebError(StepDiffError):
+    """A request the web app refuses, with the HTTP status to answer and a one-line reason."""
+
+    def __init__(self, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class StoredClip:
+    """A video the server may read, with what the page shows about it."""
+
+    id: str
+    name: str  # what the user sees: the uploaded file's name or the example's
+    path: Path
+    duration: float  # seconds
+    fps: float
+    width: int
+    height: int
+    example: bool
+
+    def to_dict(self) -> dict[str, object]:
+        """The page's view: never the server path."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "duration": round(self.duration, 3),
+            "fps": round(self.fps, 3),
+            "width": self.width,
+            "height": self.height,
+            "example": self.example,
+        }
+
+
+def _display_name(name: str) -> str:
+    """A file name from a browser, reduced to a short, printable base name."""
+    base = re.split(r"[\\/]", name)[-1]
+    base = "".join(ch for ch in base if ch.isprintable()).strip()
+    return base[:80] or "upload"
+
+
+def check_decodable(path: Path, label: str) -> tuple[float, float, int, int]:
+    """(duration, fps, width, height) of a video that really decodes, else WebError.
+
+    The header alone is not enough (a renamed text file can fail later, a truncated
+    upload can have a good header): one frame from the middle is decoded too.
+    """
+    try:
+        info = probe_video(path)
+        if not (math.isfinite(info.duration) and info.duration > 0):
+            raise WebError(f"{label}: the video has no duration")
+        read_clip_frames(ClipRef(path), num_frames=1)
+    except StepDiffError as error:
+        message = str(error).replace(str(path), label)
+        raise WebError(f"{label} is not a video this server can read ({message})") from None
+    return info.duration, info.fps, info.width, info.height
+
+
+class ClipStore:
+    """Examples given at start-up plus uploads kept in a private temporary folder.
+
+    Thread-safe: uploads are checked in worker threads while requests read the store.
+    """
+
+    def __init__(self, examples: Sequence[Path] = (), *, max_upload_bytes: int) -> None:
+        self.max_upload_bytes = max_upload_bytes
+        self.folder = Path(tempfile.mkdtemp(prefix="stepdiff-web-"))
+        self._clips: dict[str, StoredClip] = {}
+        self._lock = threading.Lock()
+        for index, path in enumerate(examples, start=1):
+            path = Path(path)
+            duration, fps, width, height = check_decodable(path, path.name)
+            clip = StoredClip(f"e{index}", path.name, path, duration, fps, width, height, True)
+            self._clips[clip.id] = clip
+
+    def examples(self) -> list[StoredClip]:
+        with self._lock:
+            return [clip for clip in self._clips.values() if clip.example]
+
+    def get(self, clip_id: str) -> StoredClip:
+        with self._lock:
+            clip = self._clips.get(clip_id)
+        if clip is None:
+            raise WebError(f"unknown clip {clip_id!r} (upload it again?)", status=404)
+        return clip
+
+    async def receive(self, name: str, chunks: AsyncIterator[bytes]) -> Path:
+        """Stream an upload to a hidden partial file; WebError(413) past the size limit.
+
+        Returns the partial file's path: :meth:`add_upload` checks and publishes it.
+        """
+        partial = self.folder / f".{uuid.uuid4().hex}.part"
+        size = 0
+        try:
+            # Plain blocking writes: chunks are small and the disk is local, so this
+            # costs the event loop far less than a thread hop per chunk would.
+            with partial.open("wb") as out:
+                async for chunk in chunks:
+                    size += len(chunk)
+                    if size > self.max_upload_bytes:
+                        raise WebError(too_large_message(name, self.max_upload_bytes), status=413)
+                    out.write(chunk)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        if size == 0:
+            partial.unlink(missing_ok=True)
+            raise WebError(f"{_display_name(name)} is empty (0 bytes)")
+        return partial
+
+    def add_upload(self, name: str, partial: Path) -> StoredClip:
+        """Check that ``partial`` decodes, then rename it into place (blocking: decodes)."""
+        label = _display_name(name)
+        try:
+            duration, fps, width, height = check_decodable(partial, label)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        suffix = Path(label).suffix.lower()
+        clip_id = f"u{uuid.uuid4().hex}"
+        # The decoder sniffs the container from the bytes; a known suffix is only a hint.
+        final = self.folder / f"{clip_id}{suffix if suffix in VIDEO_EXTENSIONS else '.video'}"
+        partial.replace(final)
+        clip = StoredClip(clip_id, label, final, duration, fps, width, height, False)
+        with self._lock:
+            self._clips[clip_id] = clip
+        return clip
+
+    def clip_ref(self, clip_id: str, start: float | None, end: float | None, role: str) -> ClipRef:
+        """The ClipRef of a stored clip and an optional segment, checked against its length."""
+        clip = self.get(clip_id)
+        if start is None and end is None:
+            return ClipRef(clip.path)
+        start = 0.0 if start is None else float(start)
+        end = clip.duration if end is None else float(end)
+        where = f"{role} ({clip.name})"
+        if not (math.isfinite(start) and math.isfinite(end)):
+            raise WebError(f"{where}: segment bounds must be numbers")
+        if start < 0 or end <= start:
+            raise WebError(f"{where}: segment {start:g}-{end:g} s needs 0 <= start < end")
+        # The decoder accepts an end up to half a frame past the duration (rounded ids).
+        if start >= clip.duration or end > clip.duration + END_TOLERANCE_FRAMES / clip.fps:
+            raise WebError(
+                f"{where}: segment {start:g}-{end:g} s lies outside the {clip.duration:.2f} s clip"
+            )
+        return ClipRef(clip.path, start, min(end, clip.duration))
+
+    def labels(self) -> dict[str, str]:
+        """Server path -> display name, to keep paths out of messages sent to the page."""
+        with self._lock:
+            return {str(clip.path): clip.name for clip in self._clips.values()}
+
+    def close(self) -> None:
+        """Delete the uploads folder (examples are the user's files and stay)."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def too_large_message(name: str, limit: int) -> str:
+    """The 413 message, also used when the request's Content-Length already says so."""
+    return f"{_display_name(name)} is larger than the upload limit of {limit / 2**20:g} MB"
