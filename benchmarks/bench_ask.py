@@ -25,7 +25,9 @@ from pathlib import Path
 QUESTION = "What is the main difference between these videos in the category Tools/Equipment?"
 
 
-def _cold(ref: Path, cand: Path, max_new_tokens: int) -> tuple[float, float]:
+def _cold(
+    ref: Path, cand: Path, max_new_tokens: int, extra: tuple[str, ...] = ()
+) -> tuple[float, float]:
     """Wall time (s) and peak RSS (GB) of one fresh `stepdiff ask` process that decodes and
     encodes both clips (--no-cache); the de-quantised LLM comes from its usual cache."""
     command = [
@@ -41,6 +43,7 @@ def _cold(ref: Path, cand: Path, max_new_tokens: int) -> tuple[float, float]:
         "--max-new-tokens",
         str(max_new_tokens),
         "--no-cache",
+        *extra,
     ]
     start = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True)
@@ -73,11 +76,16 @@ def main() -> None:
     )
     load_frozen_llm(load_config("cpu-default").llm)  # de-quantise once, outside the timings
 
-    colds, peaks = [], []
+    import importlib.util
+
+    with_llamacpp = importlib.util.find_spec("llama_cpp") is not None
+    colds, peaks, colds_llamacpp = [], [], []
     for _ in range(args.repeats):
         wall, peak = _cold(ref, cand, args.max_new_tokens)
         colds.append(wall)
         peaks.append(peak)
+        if with_llamacpp:
+            colds_llamacpp.append(_cold(ref, cand, args.max_new_tokens, ("--llamacpp",))[0])
 
     model = build_model(load_config("cpu-default"), feature_cache=FeatureCache(work / "warm"))
     clips = [ClipRef(ref), ClipRef(cand)]
@@ -98,6 +106,8 @@ def main() -> None:
     cold, warm = statistics.median(colds), statistics.median(warms)
     print(f"| cold `stepdiff ask` (new process, features not cached) | {cold:.2f} s |")
     print(f"| warm `model.ask` (model loaded, features cached) | {warm:.2f} s |")
+    if colds_llamacpp:
+        print(f"| cold `stepdiff ask --llamacpp` | {statistics.median(colds_llamacpp):.2f} s |")
     print(f"| cold / warm | {cold / warm:.1f}x |")
     print(f"| peak RSS, cold process | {max(peaks):.2f} GB |")
     print(f"| peak RSS, warm process | {this_peak:.2f} GB |")
@@ -142,7 +152,33 @@ def _shared_prefix_rows(model, clips, args: argparse.Namespace) -> list[str]:
             f"| {name}: shared prefix / full prompts | {shared:.2f} s / {full:.2f} s "
             f"= {full / shared:.1f}x faster ({same}) |"
         )
+    rows.append(_llamacpp_row(model, ref, cand, captions, args))
     return rows
+
+
+def _llamacpp_row(model, ref, cand, captions: list[str], args: argparse.Namespace) -> str:
+    """Six captions through llama.cpp (video tokens injected) vs torch, both sharing the
+    prefix, timed alternately; llama.cpp needs the optional llamacpp extra."""
+    import importlib.util
+
+    if importlib.util.find_spec("llama_cpp") is None:
+        return "| llama.cpp answers | skipped: llama-cpp-python is not installed |"
+    model.use_llamacpp()
+    answerer, times, outputs = model.llamacpp, {"llama.cpp": [], "torch": []}, {}
+    for _ in range(args.repeats):
+        for name in times:
+            model.llamacpp = answerer if name == "llama.cpp" else None
+            start = time.perf_counter()
+            outputs[name] = model.generate(ref, cand, captions, args.max_new_tokens)
+            times[name].append(time.perf_counter() - start)
+    model.llamacpp = None
+    fast, slow = statistics.median(times["llama.cpp"]), statistics.median(times["torch"])
+    same = sum(a == b for a, b in zip(outputs["llama.cpp"], outputs["torch"], strict=True))
+    return (
+        f"| {len(captions)} captions: llama.cpp (video tokens injected) / torch, both "
+        f"sharing the prefix | {fast:.2f} s / {slow:.2f} s = {slow / fast:.1f}x faster "
+        f"({same} of {len(captions)} answers identical) |"
+    )
 
 
 if __name__ == "__main__":

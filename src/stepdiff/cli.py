@@ -59,6 +59,14 @@ FramesOption = Annotated[int | None, typer.Option("--frames", help="Frames sampl
 CacheOption = Annotated[
     bool, typer.Option("--cache/--no-cache", help="Cache frozen features on disk.")
 ]
+LlamaCppOption = Annotated[
+    bool,
+    typer.Option(
+        "--llamacpp",
+        help="Generate answers through llama.cpp (GGUF LLMs; needs the llamacpp extra): "
+        "much faster on CPUs, close to but not always token-identical with the default.",
+    ),
+]
 
 
 @contextmanager
@@ -93,15 +101,19 @@ def _model_from_options(
     llm: str | None = None,
     frames: int | None = None,
     cache: bool = True,
+    llamacpp: bool = False,
 ):
     from stepdiff.encoders.cache import FeatureCache
     from stepdiff.model.build import load_model_from
 
     flags = _override_flags(overrides, encoder, llm, frames)
     with stderr.status("Loading models..."):
-        return load_model_from(
+        model = load_model_from(
             config, checkpoint, flags, feature_cache=FeatureCache() if cache else None
         )
+        if llamacpp:
+            model.use_llamacpp()
+        return model
 
 
 @app.command()
@@ -125,6 +137,7 @@ def ask(
     llm: LLMOption = None,
     frames: FramesOption = None,
     cache: CacheOption = True,
+    llamacpp: LlamaCppOption = False,
 ) -> None:
     """Answer questions about the differences between two clips (videos encoded once)."""
     from stepdiff.video.clip import resolve_clip
@@ -134,7 +147,9 @@ def ask(
         cand_clip = resolve_clip(candidate, video_dir)
         from stepdiff.assistant import Assistant
 
-        model = _model_from_options(config, checkpoint, overrides, encoder, llm, frames, cache)
+        model = _model_from_options(
+            config, checkpoint, overrides, encoder, llm, frames, cache, llamacpp
+        )
         answers = Assistant(model).ask(ref_clip, cand_clip, question, max_new_tokens)
     result = {
         "reference": str(ref_clip),
@@ -181,6 +196,7 @@ def _assistant_from_options(
     frames: int | None,
     cache: bool,
     calibration: Path | None,
+    llamacpp: bool = False,
 ):
     """An Assistant on the model these options name, with its severity calibration."""
     from stepdiff.assistant import Assistant
@@ -189,7 +205,9 @@ def _assistant_from_options(
     flags = _override_flags(overrides, encoder, llm, frames)
     # Read the calibration first: a bad file should fail before the slow model load.
     found = find_calibration(config, checkpoint, flags, calibration)
-    model = _model_from_options(config, checkpoint, overrides, encoder, llm, frames, cache)
+    model = _model_from_options(
+        config, checkpoint, overrides, encoder, llm, frames, cache, llamacpp
+    )
     return Assistant(model, found)
 
 
@@ -229,6 +247,7 @@ def report(
     llm: LLMOption = None,
     frames: FramesOption = None,
     cache: CacheOption = True,
+    llamacpp: LlamaCppOption = False,
 ) -> None:
     """Per category: how much the candidate differs (severity 1-5), how, and where."""
     from rich.console import Console
@@ -242,7 +261,7 @@ def report(
         ref_clip = resolve_clip(reference, video_dir)
         cand_clip = resolve_clip(candidate, video_dir)
         assistant = _assistant_from_options(
-            config, checkpoint, overrides, encoder, llm, frames, cache, calibration
+            config, checkpoint, overrides, encoder, llm, frames, cache, calibration, llamacpp
         )
         with stderr.status("Comparing..."):
             result = assistant.report(

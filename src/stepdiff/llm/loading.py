@@ -108,7 +108,8 @@ def _load_folder_or_id(
     return model, tokenizer
 
 
-def _resolve_gguf(spec: str) -> Path | None:
+def resolve_gguf(spec: str) -> Path | None:
+    """The GGUF file an LLM spec names (alias or ``.gguf`` path), or None for other specs."""
     if spec in PACKAGED_GGUF:
         return packaged_gguf_path(spec)
     path = Path(spec)
@@ -128,7 +129,7 @@ def load_frozen_llm(spec: str = DEFAULT_LLM, dtype: str = "float32") -> FrozenLL
     torch_dtype = llm_dtype(dtype)
     if spec == TINY_PREFIX or spec.startswith(TINY_PREFIX + ":"):
         model, tokenizer = build_tiny_llm(**parse_int_options(spec, TINY_OPTIONS, "LLM"))
-    elif (gguf_file := _resolve_gguf(spec)) is not None:
+    elif (gguf_file := resolve_gguf(spec)) is not None:
         folder = _gguf_cache_dir(gguf_file)
         if not (folder / "model.safetensors").is_file():
             _dequantise_gguf_to_folder(gguf_file, folder)

@@ -198,23 +198,32 @@ class TransformersGenerator:
 
 
 class LlamaCppGenerator:
-    """Generation through llama-cpp-python from a GGUF file (or a packaged-model alias)."""
+    """Generation through llama-cpp-python from a GGUF file (or a packaged-model alias).
+
+    ``n_threads`` sets the threads for both prompt processing and generation; None keeps
+    llama-cpp-python's defaults (half the cores to generate, all of them for prompts).
+    """
 
     def __init__(self, gguf_path: str, n_ctx: int = 2048, n_threads: int | None = None) -> None:
-        try:
-            from llama_cpp import Llama
-        except ImportError:
-            raise ConfigError(
-                "the llamacpp backend needs llama-cpp-python: install stepdiff[llamacpp] "
-                "(pip compiles llama.cpp, ~5 min on 2 cores)"
-            ) from None
+        from stepdiff.llm.llamacpp import import_llama_cpp
         from stepdiff.llm.loading import PACKAGED_GGUF, packaged_gguf_path
+
+        Llama = import_llama_cpp().Llama
 
         path = packaged_gguf_path(gguf_path) if gguf_path in PACKAGED_GGUF else Path(gguf_path)
         if not path.is_file():
             raise ModelLoadError(f"LLM GGUF file {str(path)!r} not found")
         self.name = f"llamacpp:{gguf_path}"
-        self._llm = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, verbose=False)
+        # Prompts get their own thread count (n_threads_batch); without it a prompt would
+        # use every core even when asked for fewer, and on a busy machine OpenMP threads
+        # beyond the free cores make prompt processing many times slower.
+        self._llm = Llama(
+            model_path=str(path),
+            n_ctx=n_ctx,
+            n_threads=n_threads,
+            n_threads_batch=n_threads,
+            verbose=False,
+        )
 
     def generate(
         self,

@@ -22,7 +22,7 @@ from stepdiff.config import StepDiffConfig
 from stepdiff.encoders.base import FrameEncoder
 from stepdiff.encoders.cache import FeatureCache
 from stepdiff.encoders.featurize import ClipFeaturizer
-from stepdiff.errors import ModelLoadError
+from stepdiff.errors import ConfigError, ModelLoadError
 from stepdiff.llm.loading import FrozenLLM
 from stepdiff.llm.prompt import (
     InterleavedSample,
@@ -31,6 +31,7 @@ from stepdiff.llm.prompt import (
     tokenise_sample,
 )
 from stepdiff.model.batching import IGNORE_INDEX, TokenBatch, collate
+from stepdiff.model.llamacpp_answers import LlamaCppAnswerer
 from stepdiff.model.prefix import (
     PrefixSplit,
     greedy_decode,
@@ -77,6 +78,23 @@ class StepDiffModel(nn.Module):
         self.projector_trained = projector_trained
         self.prompt_format = select_prompt_format(config.prompt_format, llm.name, llm.tokenizer)
         self.featurizer = ClipFeaturizer(encoder, config.num_frames, feature_cache)
+        self.llamacpp: LlamaCppAnswerer | None = None  # see use_llamacpp
+
+    def use_llamacpp(self, n_threads: int | None = None) -> None:
+        """Generate answers through llama.cpp from the LLM's GGUF file, with the video
+        tokens injected as embeddings (much faster on CPUs; scoring stays in torch)."""
+        from stepdiff.llm.loading import resolve_gguf
+        from stepdiff.model.llamacpp_answers import LlamaCppAnswerer
+
+        gguf = resolve_gguf(self.config.llm)
+        if gguf is None:
+            raise ConfigError(
+                f"llama.cpp answers need a GGUF LLM, but the LLM is {self.config.llm!r}"
+            )
+        answerer = LlamaCppAnswerer(gguf, n_threads=n_threads or torch.get_num_threads())
+        if answerer.hidden_size != self.projector_module.head.out_features:
+            raise ConfigError(f"{gguf}: width {answerer.hidden_size} differs from the projector's")
+        self.llamacpp = answerer
 
     # ----- frozen parts stay frozen ------------------------------------------------
     def train(self, mode: bool = True) -> StepDiffModel:
@@ -324,6 +342,8 @@ class StepDiffModel(nn.Module):
     ) -> list[str]:
         """Greedy answers, one per (reference, candidate, question) row. ``share_prefix``:
         as in :meth:`loglik`."""
+        if self.llamacpp is not None:
+            return self._generate_llamacpp(reference, candidate, questions, max_new_tokens)
         split = share_prefix and self._shared_split(reference, candidate, questions, None)
         if split:
             hidden, cache, suffixes = self._run_shared(split, reference, candidate)
@@ -336,6 +356,39 @@ class StepDiffModel(nn.Module):
         embeds = self._inputs_embeds(batch, _pair(reference, candidate))
         mask = batch.attention_mask.to(self.device)
         return greedy_generate(self.llm, self.tokenizer, embeds, mask, max_new_tokens)
+
+    def _generate_llamacpp(
+        self,
+        reference: torch.Tensor,
+        candidate: torch.Tensor,
+        questions: Sequence[str],
+        max_new_tokens: int,
+    ) -> list[str]:
+        """Greedy answers through llama.cpp: rows about one pair share its prefix; rows
+        about different pairs each decode their own."""
+        assert self.llamacpp is not None
+        split = self._shared_split(reference, candidate, questions, None)
+        groups = (
+            [(list(range(len(questions))), split)]
+            if split
+            else [
+                ([row], split_shared_prefix(self._samples([question], None)))
+                for row, question in enumerate(questions)
+            ]
+        )
+        eos = self.tokenizer.eos_token_id
+        answers: list[list[int]] = [[] for _ in questions]
+        for rows, group_split in groups:
+            first = rows[0]
+            videos = _pair(reference[first : first + 1], candidate[first : first + 1])
+            video_tokens = self.project_videos(videos).flatten(0, 2)  # (2N, H)
+            tokens = self.llamacpp.answer(
+                group_split.prefix, video_tokens, group_split.suffixes, max_new_tokens, eos
+            )
+            for row, row_tokens in zip(rows, tokens, strict=True):
+                answers[row] = row_tokens
+        texts = self.tokenizer.batch_decode(answers, skip_special_tokens=True)
+        return [text.strip() for text in texts]
 
     def ask(
         self,

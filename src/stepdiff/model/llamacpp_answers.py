@@ -1,0 +1,149 @@
+"""Video-conditioned answers through llama.cpp, with the projector's video tokens injected.
+
+On a CPU, llama.cpp decodes a small GGUF LLM many times faster than transformers does
+(quantised matmuls, no Python per layer). llama.cpp accepts input *embeddings* in place
+of token ids (``llama_batch_init(n, n_embd, ...)``), so the projector's video tokens can
+go straight into its context: text runs of the prompt are decoded as token ids, video
+runs as embeddings, at consecutive positions of one sequence.
+
+The shared prefix (system text + both videos) is decoded once; each question decodes its
+suffix after it and is answered greedily, then its cells are removed from the key/value
+memory (``llama_memory_seq_rm`` from the prefix's end on), so the next question starts
+from the prefix again without recomputing it.
+
+llama.cpp computes with the GGUF's quantised weights (and quantised activations in its
+dot products), transformers with the same weights de-quantised to fp32, so the two
+backends' answers are close but need not be token-identical.
+
+Needs the optional extra ``llama-cpp-python`` (``pip install 'stepdiff[llamacpp]'``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from stepdiff.llm.llamacpp import import_llama_cpp
+from stepdiff.llm.prompt import VIDEO_TOKEN_ID
+
+SEQUENCE = 0  # one llama.cpp sequence: questions are answered one after another
+
+
+class LlamaCppAnswerer:
+    """Greedy answers from a GGUF LLM given a prompt of token ids and video embeddings."""
+
+    def __init__(self, gguf_path: str | Path, n_ctx: int = 2048, n_threads: int | None = None):
+        llama_cpp = import_llama_cpp()
+        self._lib = llama_cpp
+        self._llm = llama_cpp.Llama(
+            model_path=str(gguf_path), n_ctx=n_ctx, n_threads=n_threads, verbose=False
+        )
+        self._ctx = self._llm.ctx
+        self.hidden_size = int(self._llm.n_embd())
+        self.vocab_size = int(self._llm.n_vocab())
+
+    # ----- one llama.cpp batch ------------------------------------------------------
+    def _decode(
+        self,
+        sequence: int,
+        start: int,
+        tokens: Sequence[int] | None = None,
+        embeds: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Decode tokens (n,) or embeddings (n, H) at positions start.. of ``sequence``;
+        returns the logits (V,) of the last position."""
+        lib = self._lib
+        count = len(tokens) if tokens is not None else int(embeds.shape[0])
+        batch = lib.llama_batch_init(count, self.hidden_size if embeds is not None else 0, 1)
+        try:
+            batch.n_tokens = count
+            for i in range(count):
+                if tokens is not None:
+                    batch.token[i] = int(tokens[i])
+                batch.pos[i] = start + i
+                batch.n_seq_id[i] = 1
+                batch.seq_id[i][0] = sequence
+                batch.logits[i] = i == count - 1
+            if embeds is not None:
+                flat = np.ascontiguousarray(embeds, dtype=np.float32)
+                ctypes.memmove(batch.embd, flat.ctypes.data, flat.nbytes)
+            status = lib.llama_decode(self._ctx, batch)
+            if status != 0:
+                raise RuntimeError(f"llama_decode failed with status {status}")
+            logits = lib.llama_get_logits_ith(self._ctx, count - 1)
+            return np.ctypeslib.as_array(logits, shape=(self.vocab_size,)).copy()
+        finally:
+            lib.llama_batch_free(batch)
+
+    def _decode_prompt(self, sequence: int, start: int, ids: Sequence[int], videos: np.ndarray):
+        """Decode prompt ids whose VIDEO_TOKEN_ID runs take, in order, the rows of
+        ``videos`` (n_video_tokens, H). Returns the last logits and the next position."""
+        position, video_row, logits = start, 0, None
+        index = 0
+        while index < len(ids):
+            is_video = ids[index] == VIDEO_TOKEN_ID
+            end = index
+            while end < len(ids) and (ids[end] == VIDEO_TOKEN_ID) == is_video:
+                end += 1
+            if is_video:
+                rows = videos[video_row : video_row + end - index]
+                video_row += end - index
+                logits = self._decode(sequence, position, embeds=rows)
+            else:
+                logits = self._decode(sequence, position, tokens=ids[index:end])
+            position += end - index
+            index = end
+        if video_row != len(videos):
+            raise ValueError(f"{video_row} video placeholders but {len(videos)} video tokens")
+        return logits, position
+
+    @torch.no_grad()
+    def prompt_logits(self, ids: Sequence[int], video_tokens: torch.Tensor) -> np.ndarray:
+        """Logits (V,) after a whole prompt (its placeholders filled with the rows of
+        ``video_tokens`` (n, H)), from an empty memory."""
+        self._lib.llama_memory_clear(self._lib.llama_get_memory(self._ctx), True)
+        videos = video_tokens.detach().float().cpu().numpy()
+        return self._decode_prompt(SEQUENCE, 0, ids, videos)[0]
+
+    # ----- answers --------------------------------------------------------------------
+    @torch.no_grad()
+    def answer(
+        self,
+        prefix: Sequence[int],
+        video_tokens: torch.Tensor,
+        suffixes: Sequence[Sequence[int]],
+        max_new_tokens: int,
+        eos_id: int,
+    ) -> list[list[int]]:
+        """Greedy answer tokens for each suffix after the shared ``prefix``.
+
+        ``prefix`` holds every video placeholder; ``video_tokens`` (n, H) fills them in
+        order. EOS ends an answer and is not kept.
+        """
+        memory = self._lib.llama_get_memory(self._ctx)
+        self._lib.llama_memory_clear(memory, True)
+        videos = video_tokens.detach().float().cpu().numpy()
+        _, prefix_end = self._decode_prompt(SEQUENCE, 0, prefix, videos)
+        answers = []
+        for suffix in suffixes:
+            logits = self._decode(SEQUENCE, prefix_end, tokens=list(suffix))
+            position = prefix_end + len(suffix)
+            tokens: list[int] = []
+            for _ in range(max_new_tokens):
+                token = int(np.argmax(logits))
+                if token == eos_id:
+                    break
+                tokens.append(token)
+                if len(tokens) == max_new_tokens:
+                    break
+                logits = self._decode(SEQUENCE, position, tokens=[token])
+                position += 1
+            # Forget this question and its answer; the prefix's cells stay.
+            if not self._lib.llama_memory_seq_rm(memory, SEQUENCE, prefix_end, -1):
+                raise RuntimeError("llama.cpp could not drop an answer from its memory")
+            answers.append(tokens)
+        return answers

@@ -1,0 +1,80 @@
+"""Video-conditioned answers through llama.cpp with injected projector embeddings.
+
+Runs where the optional extra llama-cpp-python is installed (a several-minute compile,
+so `make test` leaves it out and these tests skip there)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from stepdiff.errors import ConfigError
+from stepdiff.model.build import load_model_from
+
+
+@pytest.fixture(scope="module")
+def shipped_model():
+    pytest.importorskip("llama_cpp")
+    model = load_model_from()  # the shipped model: GGUF SmolLM2 + trained projector
+    model.use_llamacpp()
+    return model
+
+
+def _torch_log_probs(model, ids: list[int], video_tokens: torch.Tensor) -> np.ndarray:
+    """The torch LLM's log-probabilities after ``ids`` with the same video embeddings."""
+    from stepdiff.model.splice import splice_video_embeddings
+
+    embed = model.llm.get_input_embeddings()
+    ids_t = torch.tensor([ids])
+    embeds = splice_video_embeddings(ids_t, embed(ids_t.clamp(min=0)), video_tokens[None, None])
+    with torch.no_grad():
+        logits = model.llm(inputs_embeds=embeds).logits[0, -1]
+    return torch.log_softmax(logits, dim=-1).numpy()
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max()
+    return shifted - np.log(np.exp(shifted).sum())
+
+
+@pytest.mark.integration
+def test_injected_video_embeddings_match_torch_and_matter(shipped_model):
+    model = shipped_model
+    sample = model._samples(["What is the main difference in tools?"], None)[0]
+    ids = sample.prompt_ids
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(
+        1, 2, *model.encoder.tokens_shape(8), model.encoder.dim, generator=generator
+    )
+    videos = model.project_videos(features).flatten(0, 2).detach()  # (2N, H)
+    other = videos.roll(1, dims=0) * 3.0  # other video tokens, strongly different
+    llama = _log_softmax(model.llamacpp.prompt_logits(ids, videos))
+    reference = _torch_log_probs(model, ids, videos)
+    changed = _log_softmax(model.llamacpp.prompt_logits(ids, other))
+    # Same next token and close log-probabilities (llama.cpp runs the quantised weights)...
+    assert llama.argmax() == reference.argmax()
+    gap = np.abs(llama - reference)[reference > -10].max()
+    assert gap < 1.0
+    # ...and the video embeddings really reach the model: other tokens move it far more.
+    assert np.abs(changed - reference)[reference > -10].max() > 4 * gap
+
+
+@pytest.mark.integration
+def test_llamacpp_answers_several_questions_about_one_pair(shipped_model):
+    model = shipped_model
+    features = torch.zeros(1, *model.encoder.tokens_shape(8), model.encoder.dim)
+    ref, cand = features.expand(3, -1, -1, -1), features.expand(3, -1, -1, -1)
+    questions = ["What is the main difference in tools?", "Am I done yet?", "What is the same?"]
+    shared = model.generate(ref, cand, questions, max_new_tokens=8)
+    # Each question alone (its own prefix) gives the same answer: the memory of earlier
+    # questions was dropped and the prefix reused correctly.
+    alone = [model.generate(ref[:1], cand[:1], [q], max_new_tokens=8)[0] for q in questions]
+    assert shared == alone
+    assert all(answer for answer in shared)
+
+
+def test_llamacpp_needs_a_gguf_llm():
+    model = load_model_from("tiny")
+    with pytest.raises(ConfigError, match="need a GGUF LLM"):
+        model.use_llamacpp()
