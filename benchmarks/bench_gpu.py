@@ -15,6 +15,8 @@ features and never runs the encoder. Sections, each timed side by side in one ru
   peak memory; and the cost per sample as the number of frames (time steps) grows.
 - ``scoring``: DiffMCQ's 4 options scored in one batched forward vs option by option,
   with the largest score difference between the two.
+- ``generation``: six questions about one pair (a per-category report), greedy answers,
+  with the prompt prefix that holds both videos run once vs every full prompt.
 - ``encoder``: frozen video encoder throughput (clips/s), for the feature-cache pass.
 """
 
@@ -45,6 +47,7 @@ from stepdiff.train.flops import (
     training_flops_per_sample,
 )
 
+SECTIONS = ("train", "scoring", "generation", "encoder")
 QUESTION = difference_question("Tools/Equipment")
 ANSWER = "The candidate uses a metal whisk in a glass bowl while the reference uses a wooden spoon."
 OPTIONS = [
@@ -217,6 +220,41 @@ def scoring_section(
     return result
 
 
+def generation_section(
+    model: StepDiffModel,
+    shape: tuple[int, int, int],
+    max_new_tokens: int,
+    device: torch.device,
+    repeats: int,
+) -> dict[str, Any]:
+    """Six category questions about one pair: shared prompt prefix vs full prompts."""
+    from stepdiff.data.categories import CATEGORIES
+
+    questions = [difference_question(category) for category in CATEGORIES]
+    videos = features(1, 2, shape, device)  # (1, 2, T, P, D)
+    ref = videos[:, 0].expand(len(questions), *shape)
+    cand = videos[:, 1].expand(len(questions), *shape)
+    outputs = {}
+
+    def run(share: bool) -> None:
+        outputs[share] = model.generate(ref, cand, questions, max_new_tokens, share_prefix=share)
+
+    shared_s = timed(lambda: run(True), device, repeats, warmup=1)
+    full_s = timed(lambda: run(False), device, repeats, warmup=1)
+    result = {
+        "questions": len(questions),
+        "max_new_tokens": max_new_tokens,
+        "shared_prefix_s": shared_s,
+        "full_prompts_s": full_s,
+        "speedup": full_s / shared_s,
+        "identical_answers": sum(
+            a == b for a, b in zip(outputs[True], outputs[False], strict=True)
+        ),
+    }
+    print(f"  generation: {result}", flush=True)
+    return result
+
+
 def encoder_section(spec: str, batch: int, device: torch.device, repeats: int) -> dict[str, Any]:
     """Throughput of a random-weight HF video encoder on 16-frame clips."""
     from transformers import AutoModel
@@ -247,6 +285,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run)")
     parser.add_argument("--skip-13b", action="store_true")
+    parser.add_argument(
+        "--only", nargs="+", default=None, help="setups to run, e.g. paper-scale-13b/bfloat16"
+    )
+    parser.add_argument(
+        "--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS, help="what to time"
+    )
     parser.add_argument("--repeats", type=int, default=5)
     return parser.parse_args(argv)
 
@@ -285,6 +329,8 @@ def main(argv: list[str] | None = None) -> None:
             dtypes = ["bfloat16"]
         for dtype in dtypes:
             key = f"{name}/{dtype}"
+            if args.only and key not in args.only:
+                continue
             print(f"{key}", flush=True)
             model = build_random_model(preset, llm_spec, shape[2], dtype, device)
             peak = results["gemm"]["bf16" if dtype != "float32" else "fp32"]
@@ -294,15 +340,25 @@ def main(argv: list[str] | None = None) -> None:
                 batches, instances = [8, 32, 128], 32
             else:
                 batches, instances = [4, 16, 32], 8
-            results[key] = {
-                "train": train_section(model, shape, batches, peak, device, args.repeats),
-                "scoring": scoring_section(model, shape, instances, device, args.repeats),
-            }
+            results[key] = {}
+            if "train" in args.sections:
+                results[key]["train"] = train_section(
+                    model, shape, batches, peak, device, args.repeats
+                )
+            if "scoring" in args.sections:
+                results[key]["scoring"] = scoring_section(
+                    model, shape, instances, device, args.repeats
+                )
+            if "generation" in args.sections:
+                tokens = 4 if args.quick else 24
+                results[key]["generation"] = generation_section(
+                    model, shape, tokens, device, min(args.repeats, 3)
+                )
             save()
             del model
             if device.type == "cuda":
                 torch.cuda.empty_cache()
-    if not args.quick:
+    if not args.quick and "encoder" in args.sections:
         results["encoder"] = encoder_section("MCG-NJU/videomae-base", 16, device, args.repeats)
         save()
     print(json.dumps(results, indent=2))

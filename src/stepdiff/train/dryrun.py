@@ -154,6 +154,12 @@ class EstimatedTokenizer:
         self.pad_token_id = eos_token_id  # as load_frozen_llm does when a model has none
         self.bos_token, self.eos_token = "<s>", "</s>"
 
+    def batch_decode(
+        self, sequences: list[list[int]], skip_special_tokens: bool = False
+    ) -> list[str]:
+        """Stand-in text for generated ids (benchmarks with random weights decode them)."""
+        return [" ".join(f"<{int(i)}>" for i in ids) for ids in sequences]
+
     def __call__(self, text: str, add_special_tokens: bool = False) -> dict[str, list[int]]:
         ids = [self.bos_token_id] if add_special_tokens else []
         for piece in re.split(r"(<s>|</s>)", text):
