@@ -36,7 +36,11 @@ lint: install
 	$(BIN)/ruff format --check src tests benchmarks
 
 bench: install
+	@# OpenCV and decord, which the frame-sampling benchmark compares against.
+	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python benchmarks/bench_frame_sampling.py
+	$(BIN)/python benchmarks/bench_feature_cache.py
+	$(BIN)/python benchmarks/bench_generation.py
 	$(BIN)/python benchmarks/bench_ask.py
 
 clean:

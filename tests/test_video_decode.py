@@ -242,6 +242,55 @@ def test_seeking_steps_over_gops_without_decoding_them(long_clip_path: Path) -> 
     assert decoded < 30
 
 
+def _frames_at(
+    path: Path, targets: list[float], skip_nonref: bool
+) -> tuple[list[np.ndarray], _SeekingReader]:
+    """The seeking reader's pixels for ``targets``, and the reader (for its counters)."""
+    with av.open(str(path)) as container, av.open(str(path)) as probe:
+        stream = container.streams.video[0]
+        timeline = _Timeline(stream, 24.0)
+        reader = _SeekingReader(container, probe, timeline, path, skip_nonref=skip_nonref)
+        picks = [reader.frame_at(target) for target in targets]
+        return [pick.pixels for pick in picks if pick is not None], reader
+
+
+def test_seeking_skips_non_reference_frames_exactly(long_clip_path: Path) -> None:
+    # Targets late in their GOPs: most frames before them are B-frames that no other
+    # frame is predicted from, which the decoder may skip without changing any pixel.
+    targets = [1.9, 5.8, 13.95]
+    exact, everything = _frames_at(long_clip_path, targets, skip_nonref=False)
+    lean, skipping = _frames_at(long_clip_path, targets, skip_nonref=True)
+    assert len(lean) == len(exact) == 3
+    assert all(np.array_equal(a, b) for a, b in zip(lean, exact, strict=True))
+    assert skipping.decoded_frames < 0.75 * everything.decoded_frames
+    assert skipping.redecoded_targets == 0
+
+
+def test_seeking_decodes_again_when_a_frame_near_the_target_is_missing(
+    long_clip_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Frame 132 (shown from 5.5 s) is withheld the first time the decoder returns it, as
+    # if it had been skipped: the reader must notice rather than return frame 131.
+    from stepdiff.video import decode
+
+    decode_packet = decode._decode
+    withheld: list[int] = []
+
+    def withholding(stream: av.video.stream.VideoStream, packet: av.Packet | None) -> list:
+        frames = decode_packet(stream, packet)
+        if withheld:
+            return frames
+        kept = [f for f in frames if decode_frame_index_code(f.to_ndarray(format="rgb24")) != 132]
+        withheld.extend([132] * (len(frames) - len(kept)))
+        return kept
+
+    monkeypatch.setattr(decode, "_decode", withholding)
+    (pixels,), reader = _frames_at(long_clip_path, [5.5], skip_nonref=True)
+    assert withheld == [132]
+    assert decode_frame_index_code(pixels) == 132
+    assert reader.redecoded_targets == 1
+
+
 # --- errors ----------------------------------------------------------------------------
 
 

@@ -39,8 +39,14 @@ class LlamaCppAnswerer:
     def __init__(self, gguf_path: str | Path, n_ctx: int = 2048, n_threads: int | None = None):
         llama_cpp = import_llama_cpp()
         self._lib = llama_cpp
+        # Prompts get the same thread count (n_threads_batch): by default llama-cpp-python
+        # gives them every core, which a machine shared with torch cannot spare.
         self._llm = llama_cpp.Llama(
-            model_path=str(gguf_path), n_ctx=n_ctx, n_threads=n_threads, verbose=False
+            model_path=str(gguf_path),
+            n_ctx=n_ctx,
+            n_threads=n_threads,
+            n_threads_batch=n_threads,
+            verbose=False,
         )
         self._ctx = self._llm.ctx
         self.hidden_size = int(self._llm.n_embd())

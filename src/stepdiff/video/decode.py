@@ -47,6 +47,20 @@ round their bounds); it is then clipped to the duration."""
 
 _MAX_SEEK_BACKOFFS = 8
 
+SKIP_MARGIN_FRAMES = 2.0
+"""While the seeking reader decodes forward to a target, it lets the decoder skip
+non-reference frames shown more than this many frame periods before the target. No
+other frame is predicted from them, and at a steady frame rate the frame on screen at
+the target was shown less than one period before it; where the stream has a gap, the
+reader notices the skipped candidate and decodes that target again without skipping."""
+
+_EXACT_NONREF_CODECS = frozenset({"h264", "mpeg1video", "mpeg2video", "mpeg4"})
+"""Codecs whose non-reference frames (H.264 nal_ref_idc 0, MPEG B-pictures) are never
+used to predict another frame, so that skipping them leaves every other frame
+bit-identical. Left out on purpose: HEVC, whose "sub-layer non-reference" pictures may
+still be referenced by higher temporal layers, and VP8, whose decoder also drops a
+skipped frame's golden/altref buffer copies."""
+
 
 # --- probing ---------------------------------------------------------------------------
 
@@ -265,6 +279,12 @@ def _packets(
     yield None
 
 
+def _configure_decoder(stream: av.video.stream.VideoStream) -> None:
+    """Let FFmpeg pick frame and/or slice threading for ``stream`` (before its first
+    decode). Both readers use it, so benchmarks compare them on equal terms."""
+    stream.thread_type = "AUTO"
+
+
 def _decode(stream: av.video.stream.VideoStream, packet: av.Packet | None) -> list[av.VideoFrame]:
     """Frames the decoder releases after ``packet`` (None: all it still holds)."""
     try:
@@ -328,6 +348,13 @@ class _SeekingReader:
     Which keyframe a seek would land on is asked of a second, probe-only demuxer of the
     same file, because a seek flushes the decoder and so cannot be undone once found
     needless.
+
+    With ``skip_nonref`` (and a codec in :data:`_EXACT_NONREF_CODECS`), the decoder
+    skips non-reference frames shown well before the target (:data:`SKIP_MARGIN_FRAMES`):
+    with B-frames that is about half the frames between a keyframe and a target. Frames
+    the decoder was given but never returned are remembered; if one of them could be
+    the frame on screen at the target, the target is decoded again from its keyframe
+    without skipping, so the result is always the frame the sequential reader returns.
     """
 
     def __init__(
@@ -336,6 +363,7 @@ class _SeekingReader:
         probe: av.container.InputContainer,
         timeline: _Timeline,
         path: Path,
+        skip_nonref: bool = True,
     ) -> None:
         self._container = container
         self._stream = _video_stream(container, path)
@@ -346,11 +374,30 @@ class _SeekingReader:
         self._ahead: deque[_Pick] = deque()  # decoded, not yet on screen
         self._shown: _Pick | None = None  # the frame on screen at the last target
         self._gop: int | None = None  # key id of the keyframe the decoder started from
+        self._skip_nonref = skip_nonref and self._stream.codec_context.name in _EXACT_NONREF_CODECS
+        self._skipping = False  # non-reference frames may be skipped until the next seek
+        self._skip_before = timeline.origin  # skip frames whose pts precede this one
+        self._missing: set[int] = set()  # pts of packets fed since the seek, no frame out yet
+        self._skipped = False  # the decoder was let skip frames since the seek
+        self._untracked = False  # ... and then given a packet without pts
         self.seeks = 0  # counters for tests and benchmarks
         self.decoded_frames = 0
+        self.redecoded_targets = 0
 
     def frame_at(self, target: float) -> _Pick | None:
         """The frame on screen at ``target``; None when the stream ends before it."""
+        margin = SKIP_MARGIN_FRAMES * self._timeline.frame_period
+        self._skip_before = self._timeline.timestamp(target - margin)  # pts, not seconds: cheap
+        pick = self._find(target)
+        if self._may_have_skipped(pick, target):
+            # Rare (frames missing near the target, damaged packets): decode this target
+            # again from its keyframe, keeping every frame, as the sequential reader does.
+            self.redecoded_targets += 1
+            self._seek(self._keyframe_before(target)[0], skip_nonref=False)
+            pick = self._advance_to(target)
+        return pick
+
+    def _find(self, target: float) -> _Pick | None:
         upcoming = self._peek()
         if (
             self._shown is not None
@@ -389,9 +436,32 @@ class _SeekingReader:
             timestamp = min(timestamp, shown, key if key is not None else shown) - 1
         return self._timeline.origin - 2**40, None  # give up: decode from the start
 
-    def _seek(self, timestamp: int) -> None:
+    def _may_have_skipped(self, pick: _Pick | None, target: float) -> bool:
+        """Whether a frame the decoder was given but did not return might be the one on
+        screen at ``target`` instead of ``pick``.
+
+        Decoders return frames in display order, so once a frame shown after the target
+        came out, any frame at or before the target that has not is missing for good.
+        """
+        if not self._skipped:
+            return False
+        if pick is None or self._untracked:
+            return True
+        # ``pick`` shown after the target means no frame came out before it: then any
+        # missing frame at or before the target would have been the one on screen.
+        after = pick.time if pick.time <= target + TIME_EPSILON else -math.inf
+        seconds = self._timeline.seconds
+        return any(
+            after + TIME_EPSILON < seconds(pts) <= target + TIME_EPSILON for pts in self._missing
+        )
+
+    def _seek(self, timestamp: int, skip_nonref: bool = True) -> None:
         _seek(self._container, self._stream, timestamp)
         self.seeks += 1
+        self._skipping = skip_nonref and self._skip_nonref
+        self._missing.clear()
+        self._skipped = self._untracked = False
+        self._stream.codec_context.skip_frame = "DEFAULT"
         packets = _packets(self._container, self._stream)
         first = _first_keyframe(packets)
         self._gop = _key_id(first) if first is not None else None
@@ -405,13 +475,33 @@ class _SeekingReader:
             packet = next(self._packets, _END)
             if packet is _END:
                 return None
+            if self._skipping and packet is not None:
+                self._set_skip(packet)
             frames = _decode(self._stream, packet)
             self.decoded_frames += len(frames)
             for frame in frames:
+                self._missing.discard(frame.pts)
                 time = self._timeline.frame_time(frame)
                 if time is not None:
                     self._ahead.append(_Pick(time, frame))
         return self._ahead[0]
+
+    def _set_skip(self, packet: av.Packet) -> None:
+        """Let the decoder skip ``packet``'s frame if it is a non-reference frame shown
+        well before the target; remember the packet until its frame comes out."""
+        if packet.pts is None:
+            # Its frame could not be told missing: stop skipping, and if frames were
+            # skipped already, have frame_at check this segment by decoding it again.
+            self._untracked = self._skipped
+            self._skipping = False
+            skip = False
+        else:
+            self._missing.add(packet.pts)
+            skip = packet.pts < self._skip_before
+        self._skipped |= skip
+        mode = "NONREF" if skip else "DEFAULT"
+        if self._stream.codec_context.skip_frame != mode:
+            self._stream.codec_context.skip_frame = mode
 
     def _advance_to(self, target: float) -> _Pick | None:
         """Take frames up to the last one shown at or before ``target``."""
@@ -509,7 +599,9 @@ def _pick_by_seeking(
         pass
     # A file that cannot seek can still be read: from the start, on a fresh demuxer.
     with _open(path) as fresh:
-        picks = _pick_sequentially(fresh, _video_stream(fresh, path), timeline, targets)
+        stream = _video_stream(fresh, path)
+        _configure_decoder(stream)
+        picks = _pick_sequentially(fresh, stream, timeline, targets)
         for pick in picks:
             if pick is not None:
                 pick.pixels  # noqa: B018 - convert while the decoder is open
@@ -534,6 +626,7 @@ def _sample(clip: ClipRef, num_frames: int, pick: _Picker) -> SampledFrames:
     with _open(path) as container:
         try:
             stream = _video_stream(container, path)
+            _configure_decoder(stream)
             info = _info(container, stream, path)
             targets = sample_times(*_clip_bounds(clip, info), num_frames)
             picks = pick(container, stream, _Timeline(stream, info.fps), targets, path)
@@ -546,7 +639,8 @@ def _sample(clip: ClipRef, num_frames: int, pick: _Picker) -> SampledFrames:
 def read_clip_frames(clip: ClipRef, num_frames: int = 8) -> SampledFrames:
     """Sample ``num_frames`` frames from ``clip`` by seeking, never decoding the whole
     file: per target, seek to the keyframe before it and decode forward (or keep
-    decoding when the target lies ahead in the GOP being decoded).
+    decoding when the target lies ahead in the GOP being decoded), letting the decoder
+    skip the non-reference frames well before the target.
 
     Returns frames of shape (num_frames, H, W, 3), uint8 RGB, identical to those of
     :func:`read_clip_frames_sequential`.
