@@ -137,6 +137,10 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def _send(self, status: int, body: bytes) -> None:
+        # The request stops counting as in flight before its reply goes out: once the
+        # client has the reply it may send its next request at once.
+        with self.server.lock:
+            self.server.in_flight -= 1
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -152,28 +156,24 @@ class Handler(BaseHTTPRequestHandler):
             count = len(server.requests)
             server.in_flight += 1
             server.max_in_flight = max(server.max_in_flight, server.in_flight)
-        try:
-            time.sleep(server.delay)
-            if self.path != "/v1/chat/completions":
-                return self._send(404, b'{"error": "no such route"}')
-            if server.mode == "fail_first" and count == 1:
-                return self._send(500, b'{"error": "overloaded"}')
-            if server.mode == "bad_request":
-                return self._send(400, b'{"error": {"message": "max_tokens is too large"}}')
-            if server.mode == "malformed":
-                return self._send(200, b'{"choices": []}')
-            if server.mode == "not_json":
-                return self._send(200, b"<html>proxy error</html>")
-            user = request["messages"][-1]["content"]
-            content = (
-                f"echo {request['model']} {user} max={request['max_tokens']} "
-                f"t={request['temperature']} seed={request['seed']}"
-            )
-            reply = {"choices": [{"message": {"role": "assistant", "content": f"  {content} "}}]}
-            self._send(200, json.dumps(reply).encode())
-        finally:
-            with server.lock:
-                server.in_flight -= 1
+        time.sleep(server.delay)
+        if self.path != "/v1/chat/completions":
+            return self._send(404, b'{"error": "no such route"}')
+        if server.mode == "fail_first" and count == 1:
+            return self._send(500, b'{"error": "overloaded"}')
+        if server.mode == "bad_request":
+            return self._send(400, b'{"error": {"message": "max_tokens is too large"}}')
+        if server.mode == "malformed":
+            return self._send(200, b'{"choices": []}')
+        if server.mode == "not_json":
+            return self._send(200, b"<html>proxy error</html>")
+        user = request["messages"][-1]["content"]
+        content = (
+            f"echo {request['model']} {user} max={request['max_tokens']} "
+            f"t={request['temperature']} seed={request['seed']}"
+        )
+        reply = {"choices": [{"message": {"role": "assistant", "content": f"  {content} "}}]}
+        self._send(200, json.dumps(reply).encode())
 
 
 @pytest.fixture
