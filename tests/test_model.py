@@ -264,3 +264,23 @@ def test_split_shared_prefix_keeps_videos_in_the_prefix_and_a_prompt_token_in_ea
     c = TokenisedSample([1, video, 4, video, 5], [9])
     d = TokenisedSample([1, video, 3, video, 5], [9])
     assert split_shared_prefix([c, d]) is None
+
+
+def test_the_last_prefix_is_reused_for_the_next_question_about_the_same_pair(model):
+    ref, cand = features(model, 1, seed=15), features(model, 1, seed=16)
+    calls: list[int] = []
+    hook = model.llm.base_model.register_forward_pre_hook(
+        lambda _, args, kwargs: calls.append(kwargs["inputs_embeds"].shape[1]), with_kwargs=True
+    )
+    first = model.loglik(ref, cand, QUESTIONS[:1], ANSWERS[:1])
+    assert len(calls) == 2  # the prefix, then the question and answer
+    again = model.loglik(ref, cand, QUESTIONS[1:2], ANSWERS[1:2])
+    assert len(calls) == 3  # the same pair: only the new question ran
+    other = features(model, 1, seed=17)
+    model.loglik(ref, other, QUESTIONS[1:2], ANSWERS[1:2])
+    assert len(calls) == 5  # another pair: its prefix ran again
+    hook.remove()
+    # Reusing the cache changes nothing: the same answers scored from scratch agree.
+    torch.testing.assert_close(first, model.loglik(ref, cand, QUESTIONS[:1], ANSWERS[:1]))
+    model._prefix_memo = None
+    torch.testing.assert_close(again, model.loglik(ref, cand, QUESTIONS[1:2], ANSWERS[1:2]))

@@ -29,6 +29,7 @@ import torch
 
 from stepdiff.llm.llamacpp import import_llama_cpp
 from stepdiff.llm.prompt import VIDEO_TOKEN_ID
+from stepdiff.model.prefix import prefix_key
 
 SEQUENCE = 0  # one llama.cpp sequence: questions are answered one after another
 
@@ -49,6 +50,8 @@ class LlamaCppAnswerer:
             verbose=False,
         )
         self._ctx = self._llm.ctx
+        self._prefix_key: str | None = None  # the prefix held in memory (see answer)
+        self._prefix_end = 0
         self.hidden_size = int(self._llm.n_embd())
         self.vocab_size = int(self._llm.n_vocab())
 
@@ -111,6 +114,7 @@ class LlamaCppAnswerer:
     def prompt_logits(self, ids: Sequence[int], video_tokens: torch.Tensor) -> np.ndarray:
         """Logits (V,) after a whole prompt (its placeholders filled with the rows of
         ``video_tokens`` (n, H)), from an empty memory."""
+        self._prefix_key = None
         self._lib.llama_memory_clear(self._lib.llama_get_memory(self._ctx), True)
         videos = video_tokens.detach().float().cpu().numpy()
         return self._decode_prompt(SEQUENCE, 0, ids, videos)[0]
@@ -131,9 +135,17 @@ class LlamaCppAnswerer:
         order. EOS ends an answer and is not kept.
         """
         memory = self._lib.llama_get_memory(self._ctx)
-        self._lib.llama_memory_clear(memory, True)
         videos = video_tokens.detach().float().cpu().numpy()
-        _, prefix_end = self._decode_prompt(SEQUENCE, 0, prefix, videos)
+        key = prefix_key(prefix, videos)
+        if key != self._prefix_key:
+            # A new pair (or question format): decode its prefix. The same prefix as last
+            # time (a chat about one pair) is still in memory: every answer below drops
+            # its own cells again.
+            self._prefix_key = None
+            self._lib.llama_memory_clear(memory, True)
+            _, self._prefix_end = self._decode_prompt(SEQUENCE, 0, prefix, videos)
+            self._prefix_key = key
+        prefix_end = self._prefix_end
         answers = []
         for suffix in suffixes:
             logits = self._decode(SEQUENCE, prefix_end, tokens=list(suffix))

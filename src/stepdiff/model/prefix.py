@@ -15,11 +15,14 @@ Shapes: K rows, Lp prefix length, S suffix length (padded), H LLM width, V vocab
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -35,13 +38,22 @@ class PrefixSplit:
     labels: list[list[bool]]  # per row: which suffix ids carry loss (answer tokens)
 
 
-def split_shared_prefix(samples: Sequence[TokenisedSample]) -> PrefixSplit | None:
+def split_shared_prefix(
+    samples: Sequence[TokenisedSample], probe: TokenisedSample | None = None
+) -> PrefixSplit | None:
     """The longest common prefix of the samples' prompts, or None when sharing it would
     not be exact: it must hold every video placeholder and no answer token, and each
     row's suffix must start with a prompt token (so the prefix's last position predicts
-    no labelled token)."""
+    no labelled token).
+
+    ``probe``, a prompt with another question, only shortens the prefix: without it a
+    single sample's prefix would run into its own question, and the next question about
+    the same videos could not reuse it.
+    """
     rows = [sample.ids_and_labels() for sample in samples]
     prompts = [sample.prompt_ids for sample in samples]
+    if probe is not None:
+        prompts = [*prompts, probe.prompt_ids]
     length = min(len(p) for p in prompts)
     for position in range(length):
         if any(p[position] != prompts[0][position] for p in prompts[1:]):
@@ -90,6 +102,13 @@ def pad_suffixes(split: PrefixSplit, pad_id: int, device: torch.device) -> Suffi
     )
 
 
+def prefix_key(ids: Sequence[int], video_tokens: np.ndarray) -> str:
+    """Identity of a prompt prefix: its token ids and the exact video embeddings."""
+    digest = hashlib.sha1(np.asarray(ids, dtype=np.int64).tobytes())
+    digest.update(np.ascontiguousarray(video_tokens, dtype=np.float32).tobytes())
+    return digest.hexdigest()
+
+
 Embed = Callable[[torch.Tensor], torch.Tensor]  # token ids (K, S) -> embeddings (K, S, H)
 
 
@@ -109,15 +128,21 @@ def _with_cache(
 
 
 @torch.no_grad()
+def prefix_cache(llm: nn.Module, prefix_embeds: torch.Tensor) -> object:
+    """The LLM's key/value cache after the prefix (1, Lp, H); never modified afterwards."""
+    return _with_cache(llm.base_model, None, inputs_embeds=prefix_embeds)[1]
+
+
+@torch.no_grad()
 def run_suffixes(
-    llm: nn.Module, embed: Embed, prefix_embeds: torch.Tensor, batch: SuffixBatch
+    llm: nn.Module, embed: Embed, prefix: object, batch: SuffixBatch
 ) -> tuple[torch.Tensor, object]:
-    """Run the prefix (1, Lp, H) once and the K suffixes on its repeated cache.
+    """Run the K suffixes on a copy of the prefix's cache, repeated K times.
 
     Returns the suffixes' last hidden states (K, S, H) and the cache (prefix + suffixes),
-    ready for decoding further tokens.
+    ready for decoding further tokens. The prefix cache itself is left as it was.
     """
-    _, cache = _with_cache(llm.base_model, None, inputs_embeds=prefix_embeds)
+    cache = copy.deepcopy(prefix)
     cache.batch_repeat_interleave(batch.input_ids.shape[0])  # (1, ...) -> (K, ...)
     return _with_cache(
         llm.base_model,

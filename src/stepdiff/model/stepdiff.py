@@ -36,6 +36,8 @@ from stepdiff.model.prefix import (
     PrefixSplit,
     greedy_decode,
     pad_suffixes,
+    prefix_cache,
+    prefix_key,
     run_suffixes,
     split_shared_prefix,
     suffix_answer_logprob,
@@ -51,6 +53,8 @@ from stepdiff.projector import PerceiverProjector
 from stepdiff.video.clip import ClipRef
 
 CONFIG_FILE = "stepdiff_config.json"
+# Any question: it marks where the question-independent part of a prompt ends.
+PROBE_QUESTION = "?"
 PROJECTOR_FILE = "projector.safetensors"
 CHECKPOINT_FORMAT = 1
 
@@ -79,6 +83,7 @@ class StepDiffModel(nn.Module):
         self.prompt_format = select_prompt_format(config.prompt_format, llm.name, llm.tokenizer)
         self.featurizer = ClipFeaturizer(encoder, config.num_frames, feature_cache)
         self.llamacpp: LlamaCppAnswerer | None = None  # see use_llamacpp
+        self._prefix_memo: tuple[str, object] | None = None  # (prefix key, its LLM cache)
 
     def use_llamacpp(self, n_threads: int | None = None) -> None:
         """Generate answers through llama.cpp from the LLM's GGUF file, with the video
@@ -244,16 +249,18 @@ class StepDiffModel(nn.Module):
         answer_end: bool = True,
     ) -> PrefixSplit | None:
         """The prompts split at their shared prefix when every row shows the same pair of
-        videos (several questions about one pair), else None: run the rows in full."""
-        rows = reference.shape[0]
-        same = rows > 1 and all(
+        videos (questions about one pair), else None: run the rows in full."""
+        # One row counts too: its prefix cache is kept for the next question (see
+        # _run_shared), and the lean decoding loop beats transformers' generate.
+        same = all(
             torch.equal(video, video[:1].expand_as(video)) for video in (reference, candidate)
         )
         if not same:
             return None
         if answers is not None:
             self._tokenise(questions, answers, padding_side="right")  # the usual checks
-        return split_shared_prefix(self._samples(questions, answers, answer_end=answer_end))
+        samples = self._samples(questions, answers, answer_end=answer_end)
+        return split_shared_prefix(samples, probe=self._samples([PROBE_QUESTION], None)[0])
 
     def _run_shared(
         self, split: PrefixSplit, reference: torch.Tensor, candidate: torch.Tensor
@@ -262,9 +269,15 @@ class StepDiffModel(nn.Module):
         embed = self.llm.get_input_embeddings()
         ids = torch.tensor([split.prefix], device=self.device)  # (1, Lp)
         videos = _pair(reference[:1], candidate[:1])  # (1, 2, T, P, D)
-        prefix = splice_video_embeddings(ids, embed(ids.clamp(min=0)), self.project_videos(videos))
+        video_tokens = self.project_videos(videos)  # (1, 2, N, H)
+        prefix = splice_video_embeddings(ids, embed(ids.clamp(min=0)), video_tokens)
         batch = pad_suffixes(split, self.tokenizer.pad_token_id, self.device)
-        hidden, cache = run_suffixes(self.llm, embed, prefix, batch)
+        # The frozen LLM's prefix cache depends only on the prefix ids and video tokens: a
+        # chat about one pair (the web app, repeated `ask`) reuses the last one.
+        key = prefix_key(split.prefix, video_tokens.detach().float().cpu().numpy())
+        if self._prefix_memo is None or self._prefix_memo[0] != key:
+            self._prefix_memo = (key, prefix_cache(self.llm, prefix))
+        hidden, cache = run_suffixes(self.llm, embed, self._prefix_memo[1], batch)
         return hidden, cache, batch
 
     # ----- scoring --------------------------------------------------------------------
