@@ -152,18 +152,27 @@ def _shared_prefix_rows(model, clips, args: argparse.Namespace) -> list[str]:
             f"| {name}: shared prefix / full prompts | {shared:.2f} s / {full:.2f} s "
             f"= {full / shared:.1f}x faster ({same}) |"
         )
-    rows.append(_llamacpp_row(model, ref, cand, captions, args))
+    rows.extend(_llamacpp_rows(model, clips, ref, cand, captions, args))
     return rows
 
 
-def _llamacpp_row(model, ref, cand, captions: list[str], args: argparse.Namespace) -> str:
-    """Six captions through llama.cpp (video tokens injected) vs torch, both sharing the
-    prefix, timed alternately; llama.cpp needs the optional llamacpp extra."""
+def _llamacpp_rows(
+    model, clips, ref, cand, captions: list[str], args: argparse.Namespace
+) -> list[str]:
+    """A warm answer, and six captions, through llama.cpp (video tokens injected) vs
+    torch, timed alternately; llama.cpp needs the optional llamacpp extra."""
     import importlib.util
 
     if importlib.util.find_spec("llama_cpp") is None:
-        return "| llama.cpp answers | skipped: llama-cpp-python is not installed |"
+        return ["| llama.cpp answers | skipped: llama-cpp-python is not installed |"]
     model.use_llamacpp()
+    model.ask(*clips, [QUESTION], max_new_tokens=args.max_new_tokens)  # its prefix, once
+    warms = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        model.ask(*clips, [QUESTION], max_new_tokens=args.max_new_tokens)
+        warms.append(time.perf_counter() - start)
+    warm_row = f"| warm `model.ask` through llama.cpp | {statistics.median(warms):.2f} s |"
     answerer, times, outputs = model.llamacpp, {"llama.cpp": [], "torch": []}, {}
     for _ in range(args.repeats):
         for name in times:
@@ -174,11 +183,12 @@ def _llamacpp_row(model, ref, cand, captions: list[str], args: argparse.Namespac
     model.llamacpp = None
     fast, slow = statistics.median(times["llama.cpp"]), statistics.median(times["torch"])
     same = sum(a == b for a, b in zip(outputs["llama.cpp"], outputs["torch"], strict=True))
-    return (
+    return [
+        warm_row,
         f"| {len(captions)} captions: llama.cpp (video tokens injected) / torch, both "
         f"sharing the prefix | {fast:.2f} s / {slow:.2f} s = {slow / fast:.1f}x faster "
-        f"({same} of {len(captions)} answers identical) |"
-    )
+        f"({same} of {len(captions)} answers identical) |",
+    ]
 
 
 if __name__ == "__main__":
