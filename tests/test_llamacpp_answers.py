@@ -78,3 +78,16 @@ def test_llamacpp_needs_a_gguf_llm():
     model = load_model_from("tiny")
     with pytest.raises(ConfigError, match="need a GGUF LLM"):
         model.use_llamacpp()
+
+
+def test_ask_with_llamacpp_on_a_non_gguf_llm_is_a_one_line_error(synthetic_clip_path):
+    from typer.testing import CliRunner
+
+    from stepdiff.cli import app
+
+    clip = str(synthetic_clip_path)
+    result = CliRunner().invoke(
+        app, ["ask", clip, clip, "-q", "What differs?", "--config", "tiny", "--llamacpp"]
+    )
+    assert result.exit_code == 1
+    assert "need a GGUF LLM" in result.output and "Traceback" not in result.output

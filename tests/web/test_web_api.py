@@ -271,3 +271,11 @@ def test_serve_command_builds_the_app_and_runs_uvicorn(
     web_app.state.store.close()
     bad = CliRunner().invoke(app, ["serve", "--no-demo", "--examples", str(tmp_path / "nope")])
     assert bad.exit_code == 1 and "not a folder" in bad.output
+
+
+def test_serve_with_llamacpp_needs_a_gguf_llm() -> None:
+    from stepdiff.cli import app
+
+    result = CliRunner().invoke(app, ["serve", "--config", "tiny", "--no-demo", "--llamacpp"])
+    assert result.exit_code == 1
+    assert "need a GGUF LLM" in result.output

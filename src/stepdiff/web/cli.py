@@ -57,6 +57,14 @@ def serve_command(
     calibration: Annotated[
         Path | None, typer.Option(help="Severity calibration file for the difference reports.")
     ] = None,
+    llamacpp: Annotated[
+        bool,
+        typer.Option(
+            "--llamacpp",
+            help="Generate captions and chat answers through llama.cpp (GGUF LLMs; needs the "
+            "llamacpp extra): much faster on CPUs.",
+        ),
+    ] = False,
 ) -> None:
     """Serve a web page that compares your video of a step with a reference video."""
     from rich.console import Console
@@ -87,6 +95,8 @@ def serve_command(
                 overrides=overrides,
                 calibration_path=calibration,
             )
+            if llamacpp:
+                assistant.model.use_llamacpp()
         app = create_app(assistant, max_upload_bytes=int(max_upload_mb * 2**20), examples=videos)
     except StepDiffError as error:
         stderr.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
