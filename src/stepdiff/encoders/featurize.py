@@ -75,7 +75,13 @@ class ClipFeaturizer:
             chunk = pending[begin : begin + self.batch_size]
             # Decode one chunk at a time: a batch of 224px clips is ~5 MB per clip.
             batch = torch.stack([self.frames(clip) for _, clip in chunk])  # (b, F, 3, S, S)
-            tokens = self.encoder(batch)  # (b, T, P, D)
+            # Frames are decoded on the CPU; the encoder may sit on a GPU, in 16 bits.
+            # Features come back as fp32 on the CPU: the form the cache stores and
+            # callers move to their own device.
+            weight = next(self.encoder.parameters(), None)
+            if weight is not None:
+                batch = batch.to(device=weight.device, dtype=weight.dtype)
+            tokens = self.encoder(batch).float().cpu()  # (b, T, P, D)
             for (key, _), clip_tokens in zip(chunk, tokens, strict=True):
                 # clone: a row view would keep (and a cache file would serialise) the batch.
                 found[key] = clip_tokens.clone()
