@@ -247,3 +247,16 @@ def test_featurize_matches_direct_encoding_in_order(videos: list[Path], tmp_path
 def test_featurize_empty_batch() -> None:
     featurizer = ClipFeaturizer(TinyFrameEncoder(), num_frames=NUM_FRAMES)
     assert featurizer([]).shape == (0, NUM_FRAMES, 4, 16)
+
+
+def test_frames_follow_the_encoder_dtype_and_features_come_back_fp32(
+    videos: list[Path], tmp_path: Path
+) -> None:
+    """An encoder in another dtype (or on a GPU) gets frames cast to match; the features
+    stored and returned are fp32 CPU tensors either way."""
+    reference = ClipFeaturizer(TinyFrameEncoder(), num_frames=NUM_FRAMES)([ClipRef(videos[0])])
+    wide = TinyFrameEncoder().to(torch.float64)
+    cache = FeatureCache(tmp_path)
+    tokens = ClipFeaturizer(wide, num_frames=NUM_FRAMES, cache=cache)([ClipRef(videos[0])])
+    assert tokens.dtype == torch.float32 and tokens.device.type == "cpu"
+    torch.testing.assert_close(tokens, reference, atol=1e-5, rtol=1e-5)
