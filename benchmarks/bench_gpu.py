@@ -112,7 +112,7 @@ def train_section(
     device: torch.device,
     repeats: int,
 ) -> dict[str, Any]:
-    params = [p for p in model.projector_module.parameters()]
+    params = list(model.projector_module.parameters())
     optimizer = torch.optim.AdamW(params, lr=1e-4, fused=device.type == "cuda")
     llm_params = llm_matmul_params(model.llm)
     cfg = model.llm.config

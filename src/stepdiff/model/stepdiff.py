@@ -134,11 +134,7 @@ class StepDiffModel(nn.Module):
         padding_side: str,
         answer_end: bool = True,
     ) -> TokenBatch:
-        if answers is not None and len(answers) != len(questions):
-            raise ValueError(f"{len(questions)} questions but {len(answers)} answers")
-        for index, answer in enumerate(answers or []):
-            if not answer.strip():
-                raise ValueError(f"sample {index}: the answer is empty, so it would carry no loss")
+        _check_answers(questions, answers)
         samples = self._samples(questions, answers, answer_end=answer_end)
         return self.collate(samples, padding_side=padding_side, require_answers=answers is not None)
 
@@ -257,10 +253,16 @@ class StepDiffModel(nn.Module):
         )
         if not same:
             return None
-        if answers is not None:
-            self._tokenise(questions, answers, padding_side="right")  # the usual checks
-        samples = self._samples(questions, answers, answer_end=answer_end)
+        _check_answers(questions, answers)
+        return self._split(self._samples(questions, answers, answer_end=answer_end))
+
+    def _split(self, samples: Sequence[TokenisedSample]) -> PrefixSplit | None:
+        """``samples`` split where their question starts (see split_shared_prefix)."""
         return split_shared_prefix(samples, probe=self._samples([PROBE_QUESTION], None)[0])
+
+    def _decode_answers(self, tokens: list[list[int]]) -> list[str]:
+        texts = self.tokenizer.batch_decode(tokens, skip_special_tokens=True)
+        return [text.strip() for text in texts]
 
     def _run_shared(
         self, split: PrefixSplit, reference: torch.Tensor, candidate: torch.Tensor
@@ -363,8 +365,7 @@ class StepDiffModel(nn.Module):
             embed = self.llm.get_input_embeddings()
             eos = self.tokenizer.eos_token_id
             tokens = greedy_decode(self.llm, embed, hidden, cache, suffixes, max_new_tokens, eos)
-            texts = self.tokenizer.batch_decode(tokens, skip_special_tokens=True)
-            return [text.strip() for text in texts]
+            return self._decode_answers(tokens)
         batch = self._tokenise(questions, None, padding_side="left")
         embeds = self._inputs_embeds(batch, _pair(reference, candidate))
         mask = batch.attention_mask.to(self.device)
@@ -385,7 +386,7 @@ class StepDiffModel(nn.Module):
             [(list(range(len(questions))), split)]
             if split
             else [
-                ([row], split_shared_prefix(self._samples([question], None)))
+                ([row], self._split(self._samples([question], None)))
                 for row, question in enumerate(questions)
             ]
         )
@@ -400,8 +401,7 @@ class StepDiffModel(nn.Module):
             )
             for row, row_tokens in zip(rows, tokens, strict=True):
                 answers[row] = row_tokens
-        texts = self.tokenizer.batch_decode(answers, skip_special_tokens=True)
-        return [text.strip() for text in texts]
+        return self._decode_answers(answers)
 
     def ask(
         self,
@@ -434,6 +434,15 @@ class StepDiffModel(nn.Module):
         (folder / f".{CONFIG_FILE}.tmp").write_text(json.dumps(meta, indent=2))
         (folder / f".{PROJECTOR_FILE}.tmp").replace(folder / PROJECTOR_FILE)
         (folder / f".{CONFIG_FILE}.tmp").replace(folder / CONFIG_FILE)
+
+
+def _check_answers(questions: Sequence[str], answers: Sequence[str] | None) -> None:
+    """One answer per question, none empty (an empty answer would carry no loss)."""
+    if answers is not None and len(answers) != len(questions):
+        raise ValueError(f"{len(questions)} questions but {len(answers)} answers")
+    for index, answer in enumerate(answers or []):
+        if not answer.strip():
+            raise ValueError(f"sample {index}: the answer is empty, so it would carry no loss")
 
 
 def _pair(reference: torch.Tensor, candidate: torch.Tensor) -> torch.Tensor:
