@@ -146,6 +146,15 @@ def test_mixture_with_interleaved_data_and_init_from(tmp_path, small_synthkitche
     assert len(result.losses) == 4 and all(loss > 0 for loss in result.losses)
 
 
+def test_overrides_read_scientific_notation_as_numbers() -> None:
+    # PyYAML alone reads "1e-4" (YAML 1.1, no dot) as a string.
+    config = load_train_config("tiny", ["optim.lr=1e-4", "optim.weight_decay=5E-2"])
+    assert config.optim.lr == pytest.approx(1e-4)
+    assert config.optim.weight_decay == pytest.approx(0.05)
+    with pytest.raises(ConfigError, match="optim.lr must be a number, got 'fast'"):
+        load_train_config("tiny", ["optim.lr=fast"])
+
+
 def test_bad_input_fails_before_compute(tmp_path, small_synthkitchen):
     with pytest.raises(ConfigError, match="unknown key 'learning_rate'"):
         _config(tmp_path, small_synthkitchen, "optim.learning_rate=1")

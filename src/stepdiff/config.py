@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.resources
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,23 @@ from stepdiff.llm.loading import DEFAULT_LLM
 from stepdiff.projector import ProjectorConfig
 
 DEFAULT_ENCODER = "efficientnet-lite0"
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 floats: PyYAML follows YAML 1.1, where ``1e-4``
+    and ``3e-4`` (no dot) are strings, so ``optim.lr=1e-4`` would not be a number."""
+
+
+_ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d[\d_]*)?(?:\.\d*)?[eE][-+]?\d+$"),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML text -> Python values, reading ``1e-4`` as a float."""
+    return yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 - a SafeLoader subclass
 
 
 @dataclass(frozen=True)
@@ -90,7 +108,7 @@ def read_config_data(
             )
         path = Path(str(importlib.resources.files("stepdiff") / folder / f"{source}.yaml"))
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = parse_yaml(path.read_text()) or {}
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: invalid YAML ({first_line(error)})") from None
     if not isinstance(data, dict):
@@ -124,4 +142,4 @@ def apply_override(data: dict[str, Any], override: str) -> None:
         target = target.setdefault(parent, {})
         if not isinstance(target, dict):
             raise ConfigError(f"override {override!r}: {parent!r} is not a section")
-    target[leaf] = yaml.safe_load(text)
+    target[leaf] = parse_yaml(text)

@@ -134,6 +134,16 @@ class TrainConfig:
                 f"{source}: optim.schedule {self.optim.schedule!r}: expected one of "
                 f"{', '.join(SCHEDULES)}"
             )
+        numbers = {
+            "optim.lr": self.optim.lr,
+            "optim.weight_decay": self.optim.weight_decay,
+            "optim.min_lr_ratio": self.optim.min_lr_ratio,
+        }
+        if self.optim.grad_clip is not None:  # None: no clipping
+            numbers["optim.grad_clip"] = self.optim.grad_clip
+        for name, value in numbers.items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"{source}: {name} must be a number, got {value!r}")
         if not self.optim.lr > 0:
             raise ConfigError(f"{source}: optim.lr must be positive")
         unknown = sorted(set(self.data.mix) - set(DATA_KINDS))
