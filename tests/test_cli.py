@@ -139,3 +139,18 @@ def test_a_folder_that_is_not_a_checkpoint_is_refused(clips, tmp_path):
     result = run("ask", str(ref), str(cand), "-q", "Q?", "--model", str(tmp_path), "--no-cache")
     assert result.exit_code == 1
     assert "not a StepDiff checkpoint" in result.stderr
+
+
+def test_reading_configs_does_not_import_transformers() -> None:
+    # The CLI reads configs and model folders before it needs an LLM; importing
+    # transformers costs seconds, so these modules must not pull it in.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, stepdiff.cli, stepdiff.config, stepdiff.model_files; "
+        "print(sorted(m for m in ('transformers', 'stepdiff.llm.loading') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

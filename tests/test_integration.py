@@ -62,7 +62,8 @@ def test_default_model_scores(default_model, demo_clips):
 
 
 def test_the_shipped_trained_projector_is_the_default():
-    from stepdiff.model.build import load_model_from, packaged_model_dir
+    from stepdiff.model.build import load_model_from
+    from stepdiff.model_files import packaged_model_dir
 
     folder = packaged_model_dir()
     assert folder is not None, "the trained SynthKitchen projector must ship in the package"

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from stepdiff.errors import ConfigError, first_line
-from stepdiff.llm.loading import DEFAULT_LLM
+from stepdiff.llm.aliases import DEFAULT_LLM
 from stepdiff.projector import ProjectorConfig
 
 DEFAULT_ENCODER = "efficientnet-lite0"

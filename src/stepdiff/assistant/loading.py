@@ -14,7 +14,7 @@ def model_folder(
 ) -> Path | None:
     """The checkpoint folder ``load_model_from`` would load these options from (the shipped
     model when nothing is named), or None when it builds an untrained model from a config."""
-    from stepdiff.model.build import packaged_model_dir
+    from stepdiff.model_files import packaged_model_dir
 
     if checkpoint is not None:
         return Path(checkpoint)

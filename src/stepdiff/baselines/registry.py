@@ -58,7 +58,7 @@ def _model(options: ScorerOptions):
 def _llm(options: ScorerOptions):
     from stepdiff.config import load_config
     from stepdiff.llm.loading import load_frozen_llm
-    from stepdiff.model.stepdiff import read_checkpoint_config
+    from stepdiff.model_files import read_checkpoint_config
 
     if options.checkpoint is not None:
         config = read_checkpoint_config(options.checkpoint).with_overrides(options.overrides)

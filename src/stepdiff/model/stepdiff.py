@@ -15,14 +15,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from stepdiff.config import StepDiffConfig
 from stepdiff.encoders.base import FrameEncoder
 from stepdiff.encoders.cache import FeatureCache
 from stepdiff.encoders.featurize import ClipFeaturizer
-from stepdiff.errors import ConfigError, ModelLoadError
+from stepdiff.errors import ConfigError
 from stepdiff.llm.loading import FrozenLLM
 from stepdiff.llm.prompt import (
     InterleavedSample,
@@ -49,14 +49,12 @@ from stepdiff.model.scoring import (
     yes_probability,
 )
 from stepdiff.model.splice import splice_video_embeddings
+from stepdiff.model_files import CHECKPOINT_FORMAT, CONFIG_FILE, PROJECTOR_FILE
 from stepdiff.projector import PerceiverProjector
 from stepdiff.video.clip import ClipRef
 
-CONFIG_FILE = "stepdiff_config.json"
 # Any question: it marks where the question-independent part of a prompt ends.
 PROBE_QUESTION = "?"
-PROJECTOR_FILE = "projector.safetensors"
-CHECKPOINT_FORMAT = 1
 
 
 class StepDiffModel(nn.Module):
@@ -453,26 +451,3 @@ def _pair(reference: torch.Tensor, candidate: torch.Tensor) -> torch.Tensor:
             f"{tuple(candidate.shape)} differ in shape"
         )
     return torch.stack([reference, candidate], dim=1)
-
-
-def read_checkpoint_config(folder: str | Path) -> StepDiffConfig:
-    """The config of a saved StepDiff model, with a clear error when it is not one."""
-    config_path = Path(folder) / CONFIG_FILE
-    if not config_path.is_file():
-        raise ModelLoadError(f"{config_path}: missing; not a StepDiff checkpoint folder")
-    try:
-        meta = json.loads(config_path.read_text())
-        return StepDiffConfig.from_dict(meta["config"], str(config_path))
-    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
-        raise ModelLoadError(f"{config_path}: unreadable checkpoint config ({error})") from None
-
-
-def read_projector_weights(folder: str | Path) -> dict[str, torch.Tensor]:
-    """The projector weights of a saved StepDiff model, with a clear error when corrupt."""
-    weights_path = Path(folder) / PROJECTOR_FILE
-    if not weights_path.is_file():
-        raise ModelLoadError(f"{weights_path}: missing; not a StepDiff checkpoint folder")
-    try:
-        return load_file(weights_path)
-    except Exception as error:  # safetensors raises its own error types for corrupt files
-        raise ModelLoadError(f"{weights_path}: corrupt projector weights ({error})") from None

@@ -63,8 +63,8 @@ from stepdiff.encoders.hf import (
 from stepdiff.encoders.registry import DEFAULT_ENCODER, build_frame_encoder
 from stepdiff.errors import ConfigError, StepDiffError, first_line
 from stepdiff.hf_quiet import quiet_transformers
+from stepdiff.llm.aliases import PACKAGED_GGUF
 from stepdiff.llm.loading import (
-    PACKAGED_GGUF,
     TINY_OPTIONS,
     TINY_PREFIX,
     _gguf_cache_dir,

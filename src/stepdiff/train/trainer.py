@@ -36,7 +36,8 @@ from stepdiff.llm.prompt import (
 )
 from stepdiff.model.batching import IGNORE_INDEX, TokenBatch
 from stepdiff.model.build import build_model, load_projector_state
-from stepdiff.model.stepdiff import StepDiffModel, read_checkpoint_config, read_projector_weights
+from stepdiff.model.stepdiff import StepDiffModel
+from stepdiff.model_files import read_checkpoint_config, read_projector_weights
 from stepdiff.train.checkpoint import (
     TrainerState,
     list_checkpoints,

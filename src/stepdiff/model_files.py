@@ -1,0 +1,73 @@
+"""Saved StepDiff model folders: file names, reading them back, and which model a
+command's options mean. Imports no LLM code (reading a model's config should not cost
+the seconds that importing transformers takes)."""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from stepdiff.config import StepDiffConfig, load_config
+from stepdiff.errors import ConfigError, ModelLoadError
+
+CONFIG_FILE = "stepdiff_config.json"
+PROJECTOR_FILE = "projector.safetensors"
+CHECKPOINT_FORMAT = 1
+# The projector trained on SynthKitchen that ships inside the package (with its config
+# and evaluation report); the default whenever no config or checkpoint is named.
+PACKAGED_MODEL = "pretrained/synthkitchen-cpu"
+
+
+def packaged_model_dir() -> Path | None:
+    """The shipped trained model folder, or None when this install has none."""
+    folder = Path(str(importlib.resources.files("stepdiff") / PACKAGED_MODEL))
+    return folder if (folder / PROJECTOR_FILE).is_file() else None
+
+
+def read_checkpoint_config(folder: str | Path) -> StepDiffConfig:
+    """The config of a saved StepDiff model, with a clear error when it is not one."""
+    config_path = Path(folder) / CONFIG_FILE
+    if not config_path.is_file():
+        raise ModelLoadError(f"{config_path}: missing; not a StepDiff checkpoint folder")
+    try:
+        meta = json.loads(config_path.read_text())
+        return StepDiffConfig.from_dict(meta["config"], str(config_path))
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
+        raise ModelLoadError(f"{config_path}: unreadable checkpoint config ({error})") from None
+
+
+def read_projector_weights(folder: str | Path) -> dict[str, torch.Tensor]:
+    """The projector weights of a saved StepDiff model, with a clear error when corrupt."""
+    weights_path = Path(folder) / PROJECTOR_FILE
+    if not weights_path.is_file():
+        raise ModelLoadError(f"{weights_path}: missing; not a StepDiff checkpoint folder")
+    try:
+        return load_file(weights_path)
+    except Exception as error:  # safetensors raises its own error types for corrupt files
+        raise ModelLoadError(f"{weights_path}: corrupt projector weights ({error})") from None
+
+
+def resolve_model_config(
+    config: str | Path | None = None,
+    checkpoint: str | Path | None = None,
+    overrides: list[str] | None = None,
+) -> tuple[StepDiffConfig, Path | None]:
+    """The config a command's options mean, and the checkpoint folder if any.
+
+    A config (file or preset) or a checkpoint folder, not both, with ``key=value``
+    overrides applied. With neither and no overrides: the shipped trained model when the
+    package has one, else the untrained ``cpu-default`` model."""
+    if config is None and checkpoint is None and not overrides:
+        checkpoint = packaged_model_dir()
+    if checkpoint is None:
+        return load_config(config, overrides), None
+    if config is not None:
+        raise ConfigError("give either a config or a checkpoint (a checkpoint has its config)")
+    resolved = read_checkpoint_config(checkpoint)
+    if overrides:
+        resolved = resolved.with_overrides(overrides, str(checkpoint))
+    return resolved, Path(checkpoint)
