@@ -7,6 +7,7 @@ result is cached as a plain safetensors folder, which later loads in a few secon
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -46,11 +47,36 @@ def packaged_gguf_path(alias: str) -> Path:
     return package_file(package, filename, f"LLM {alias!r}")
 
 
-def _gguf_cache_dir(gguf_file: Path) -> Path:
+SOURCE_FILE = "source.json"  # which GGUF file a de-quantised folder was made from
+
+
+def _gguf_identity(gguf_file: Path) -> dict[str, object]:
     stat = gguf_file.stat()
-    identity = f"{gguf_file.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-    digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
+    return {"gguf": str(gguf_file.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _gguf_cache_dir(gguf_file: Path) -> Path:
+    identity = _gguf_identity(gguf_file)
+    text = f"{identity['gguf']}|{identity['size']}|{identity['mtime_ns']}"
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     return cache_root() / "llm" / f"{gguf_file.stem}-{digest}"
+
+
+def _remove_stale_copies(gguf_file: Path, keep: Path) -> None:
+    """Delete de-quantised folders made from an earlier version of ``gguf_file``, or from
+    a GGUF file that no longer exists: each reinstall of a package gives its GGUF a new
+    mtime, and every folder holds a few hundred MB."""
+    for folder in keep.parent.glob(f"{gguf_file.stem}-*"):
+        if folder == keep or not folder.is_dir():
+            continue
+        try:
+            source = json.loads((folder / SOURCE_FILE).read_text())
+            made_from = Path(source["gguf"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # made by an older version or by hand: its source is unknown
+        current = _gguf_identity(made_from) if made_from.is_file() else None
+        if current != source:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _dequantise_gguf_to_folder(gguf_file: Path, target: Path) -> None:
@@ -73,6 +99,7 @@ def _dequantise_gguf_to_folder(gguf_file: Path, target: Path) -> None:
         model.generation_config.save_pretrained(staging)
         save_model(model, str(staging / "model.safetensors"))
         tokenizer.save_pretrained(staging)
+        (staging / SOURCE_FILE).write_text(json.dumps(_gguf_identity(gguf_file)))
         os.replace(staging, target)
     except OSError:
         # Another process finished the same folder first: keep theirs.
@@ -80,6 +107,7 @@ def _dequantise_gguf_to_folder(gguf_file: Path, target: Path) -> None:
             raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    _remove_stale_copies(gguf_file, target)
 
 
 LLM_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
