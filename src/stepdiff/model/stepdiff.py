@@ -222,7 +222,12 @@ class StepDiffModel(nn.Module):
         logits = self.llm.get_output_embeddings()(hidden[:, :-1][keep])  # (K, V)
         return nn.functional.cross_entropy(logits.float(), targets[keep])
 
-    def forward(
+    def forward(self, batch: TokenBatch, videos: torch.Tensor) -> torch.Tensor:
+        """The training loss (see :meth:`loss`): wrappers such as FSDP gather their
+        parameters around ``forward``, so training calls the model itself."""
+        return self.loss(batch, videos)
+
+    def answer_loss(
         self,
         reference: torch.Tensor,
         candidate: torch.Tensor,

@@ -25,7 +25,7 @@ def train_step(
     """Forward, backward and update on one batch of cached features (B, T, P, D); the loss."""
     model.train()
     optimizer.zero_grad(set_to_none=True)
-    loss = model(reference, candidate, questions, answers)
+    loss = model.answer_loss(reference, candidate, questions, answers)
     loss.backward()
     optimizer.step()
     return float(loss.detach())

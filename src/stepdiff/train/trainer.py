@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,6 +59,16 @@ from stepdiff.train.flops import (
     training_flops_per_sample,
 )
 from stepdiff.train.schedule import lr_factor
+from stepdiff.train.sharding import (
+    check_strategy,
+    clip_gradients,
+    load_optimizer_state,
+    optimizer_state,
+    projector_gathered,
+    root_gathered,
+    shard,
+    uses_fsdp,
+)
 
 CONFIG_FILE = "train_config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -166,6 +177,14 @@ class Trainer:
         self._check_tensorboard()
         self.accelerator = Accelerator()
         self.world = self.accelerator.num_processes
+        check_strategy(self.accelerator)
+        launched = int(os.environ.get("WORLD_SIZE", "1"))
+        if launched != self.world:
+            # Each process would think it is alone and write the same files.
+            raise ConfigError(
+                f"launched as {launched} processes, but accelerate set up {self.world}: "
+                "use `accelerate launch` (with --cpu on a machine without GPUs)"
+            )
         self.sampler = MixtureSampler(
             {kind: len(records) for kind, records in self.records.items()},
             config.active_kinds(),
@@ -200,17 +219,21 @@ class Trainer:
             config.data.video_dir,
             show_progress=self.show_progress and self.accelerator.is_main_process,
         )
-        params = list(self.model.projector.parameters())
+        self._count_flops_setup()  # before sharding: it counts the LLM's parameters
+        self.sharded = uses_fsdp(self.accelerator)
+        if self.sharded:
+            self.model = shard(self.accelerator, self.model)
+        elif self.world > 1:
+            self.model.projector = self.accelerator.prepare_model(self.model.projector)
+        # The projector's parameters (FSDP keeps the original ones, as shard views).
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
         optim = config.optim
         self.optimizer = torch.optim.AdamW(
-            params, lr=optim.lr, weight_decay=optim.weight_decay, betas=optim.betas
+            self.params, lr=optim.lr, weight_decay=optim.weight_decay, betas=optim.betas
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: lr_factor(step, config.max_steps, optim)
         )
-        if self.world > 1:
-            self.model.projector = self.accelerator.prepare_model(self.model.projector)
-        self._count_flops_setup()
 
     def _count_flops_setup(self) -> None:
         """What model-FLOPs accounting needs, and this device's fp32 GEMM peak (for MFU)."""
@@ -246,8 +269,11 @@ class Trainer:
         state = load_trainer_state(latest)
         if state.fingerprint != self.config.fingerprint():
             raise ConfigError(f"{latest}: checkpoint of another config")
-        load_projector_state(self.model.projector_module, read_projector_weights(latest), latest)
-        self.optimizer.load_state_dict(state.optimizer)
+        with projector_gathered(self.model, writeback=True):
+            load_projector_state(
+                self.model.projector_module, read_projector_weights(latest), latest
+            )
+        load_optimizer_state(self.model, self.optimizer, state.optimizer)
         self.scheduler.load_state_dict(state.scheduler)
         restore_rng(state.rng)
         return state.step
@@ -278,38 +304,47 @@ class Trainer:
         for micro in range(accum):
             batch, videos = self.micro_batch(step * accum + micro)
             last = micro == accum - 1
+            wrapped = self.model if self.sharded else self.model.projector
             sync = (
                 contextlib.nullcontext()
                 if last or self.world == 1
-                else self.accelerator.no_sync(self.model.projector)
+                else self.accelerator.no_sync(wrapped)
             )
             self.step_flops += self.world * self._flops(batch, videos.shape[1])
             with sync, self.accelerator.autocast():
-                loss = self.model.loss(batch, videos) / accum
+                loss = self.model(batch, videos) / accum
                 self.accelerator.backward(loss)
             total += float(loss.detach())
         if self.config.optim.grad_clip:
-            torch.nn.utils.clip_grad_norm_(
-                self.model.projector.parameters(), self.config.optim.grad_clip
-            )
+            clip_gradients(self.model, self.params, self.config.optim.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return total
 
     def save(self, step: int) -> None:
-        if self.accelerator.is_main_process:
-            state = TrainerState(
-                step=step,
-                optimizer=self.optimizer.state_dict(),
-                scheduler=self.scheduler.state_dict(),
-                rng=rng_state(),
-                fingerprint=self.config.fingerprint(),
-            )
-            save_checkpoint(
-                self.out / "checkpoints", self.model, state, self.config.keep_checkpoints
-            )
+        optimizer = optimizer_state(self.model, self.optimizer)  # every process (FSDP)
+        with projector_gathered(self.model):
+            if self.accelerator.is_main_process:
+                state = TrainerState(
+                    step=step,
+                    optimizer=optimizer,
+                    scheduler=self.scheduler.state_dict(),
+                    rng=rng_state(),
+                    fingerprint=self.config.fingerprint(),
+                )
+                save_checkpoint(
+                    self.out / "checkpoints", self.model, state, self.config.keep_checkpoints
+                )
         self.accelerator.wait_for_everyone()
+
+    def evaluate(self) -> dict[str, float]:
+        """Dev DiffMCQ/DiffRank: on the main process, or on all in step when sharded
+        (each decoder layer is gathered from every process as it runs)."""
+        if not self.sharded:
+            return self.dev(self.model) if self.accelerator.is_main_process else {}
+        with root_gathered(self.model):
+            return self.dev(self.model)
 
 
 class MetricsLog:
@@ -398,12 +433,8 @@ def train(
                     "mfu": trainer.step_flops / seconds / (trainer.peak_flops * trainer.world),
                 }
             at_end = done == config.max_steps
-            if (
-                trainer.dev
-                and main
-                and ((config.eval_every and done % config.eval_every == 0) or at_end)
-            ):
-                dev = trainer.dev(trainer.model)
+            if trainer.dev and ((config.eval_every and done % config.eval_every == 0) or at_end):
+                dev = trainer.evaluate()
                 values.update({f"dev/{k}": v for k, v in dev.items()})
             if values:
                 log.log(done, values)
@@ -418,11 +449,12 @@ def train(
                 trainer.save(done)
     log.close()
     model_dir = trainer.out / FINAL_DIR
-    if main:
-        report = _report(config, trainer, losses, dev, start)
-        save_model_atomically(
-            trainer.model, model_dir, {REPORT_FILE: json.dumps(report, indent=2).encode()}
-        )
+    with projector_gathered(trainer.model):
+        if main:
+            report = _report(config, trainer, losses, dev, start)
+            save_model_atomically(
+                trainer.model, model_dir, {REPORT_FILE: json.dumps(report, indent=2).encode()}
+            )
     trainer.accelerator.wait_for_everyone()
     return TrainResult(trainer.out, model_dir, config.max_steps, losses, dev)
 
