@@ -62,7 +62,7 @@ def main() -> None:
         )
 
     def run(name: str, *extra: str, stop_after: int | None = None):
-        # A feature cache per run: dev clips are then encoded by the sharded encoder.
+        # A feature cache per run: each run encodes its clips (main process first).
         os.environ["STEPDIFF_CACHE"] = str(out / name / "cache")
         return train(config(name, *extra), show_progress=False, stop_after=stop_after)
 

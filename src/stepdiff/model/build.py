@@ -41,7 +41,10 @@ def build_model(
             input_dim=encoder.dim,
             output_dim=llm.hidden_size,
             config=config.projector,
-            output_std=float(embeddings.float().std()),
+            # Under FSDP's low-memory loading only the first process reads the LLM's
+            # weights (the others hold meta tensors until FSDP broadcasts them, projector
+            # included), so a stand-in scale is fine there.
+            output_std=1.0 if embeddings.is_meta else float(embeddings.float().std()),
         )
     trained = False
     if checkpoint is not None:

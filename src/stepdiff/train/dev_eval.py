@@ -14,6 +14,7 @@ from stepdiff.eval.runner import ClipResolver, predict
 from stepdiff.eval.score import MAIN_METRIC, score_records
 from stepdiff.model.stepdiff import StepDiffModel
 from stepdiff.train.config import DevConfig
+from stepdiff.video.clip import ClipRef
 
 
 class DevEvaluator:
@@ -27,16 +28,20 @@ class DevEvaluator:
             if path:
                 items = read_ground_truth(path, task)
                 self.items[task] = items[: dev.max_items] if dev.max_items else items
-                # Fail now, not at the first evaluation, when a dev clip is missing.
-                for item in self.items[task]:
-                    pairs = (
-                        item.options if task is Task.DIFFMCQ else [(item.reference, *item.targets)]
-                    )
-                    for clip_id in {c for pair in pairs for c in pair}:
-                        self.resolve(clip_id)
+        # Fail now, not at the first evaluation, when a dev clip is missing.
+        self.clips()
 
     def __bool__(self) -> bool:
         return bool(self.items)
+
+    def clips(self) -> list[ClipRef]:
+        """Every clip the dev items show, resolved to its video (sorted by id)."""
+        ids: set[str] = set()
+        for task, items in self.items.items():
+            for item in items:
+                groups = item.options if task is Task.DIFFMCQ else [(item.reference, *item.targets)]
+                ids.update(clip for group in groups for clip in group)
+        return [self.resolve(clip_id) for clip_id in sorted(ids)]
 
     @torch.no_grad()
     def __call__(self, model: StepDiffModel) -> dict[str, float]:

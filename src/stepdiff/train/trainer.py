@@ -211,16 +211,24 @@ class Trainer:
             load_projector_state(
                 self.model.projector, read_projector_weights(config.init_from), config.init_from
             )
-        self.model.to(self.accelerator.device)
-        clip_ids = {c for records in self.records.values() for r in records for c in r.clips}
-        self.bank = FeatureBank.build(
-            self.model.featurizer,
-            clip_ids,
-            config.data.video_dir,
-            show_progress=self.show_progress and self.accelerator.is_main_process,
-        )
-        self._count_flops_setup()  # before sharding: it counts the LLM's parameters
         self.sharded = uses_fsdp(self.accelerator)
+        if not self.sharded:  # FSDP moves each shard to the device as it wraps it
+            self.model.to(self.accelerator.device)
+        clip_ids = {c for records in self.records.values() for r in records for c in r.clips}
+        # The local main process encodes into the disk cache; the others then only read
+        # it. Under FSDP they may hold no encoder weights (low-memory loading), and after
+        # sharding the encoder is a unit that all processes would have to run in step,
+        # so the dev clips are encoded now too.
+        with self.accelerator.local_main_process_first():
+            self.bank = FeatureBank.build(
+                self.model.featurizer,
+                clip_ids,
+                config.data.video_dir,
+                show_progress=self.show_progress and self.accelerator.is_main_process,
+            )
+            if self.sharded and self.dev:
+                self.model.featurizer(self.dev.clips())
+        self._count_flops_setup()  # before sharding: it counts the LLM's parameters
         if self.sharded:
             self.model = shard(self.accelerator, self.model)
         elif self.world > 1:
