@@ -305,7 +305,8 @@ class Trainer:
         return rows * per_sample + 4.0 * self.head_params * labelled  # head: fwd + bwd to inputs
 
     def step(self, step: int) -> float:
-        """One optimiser step (0-based ``step``): accumulate, clip, update; mean loss."""
+        """One optimiser step (0-based ``step``): accumulate, clip, update; the mean loss
+        over the global batch (all processes)."""
         accum = self.config.grad_accum
         total = 0.0
         self.step_flops = 0.0  # model FLOPs of this step, all processes
@@ -328,6 +329,9 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.world > 1:  # the loss of the global batch, not of this process's slice
+            local = torch.tensor(total, device=self.accelerator.device)
+            total = float(self.accelerator.reduce(local, reduction="mean"))
         return total
 
     def save(self, step: int) -> None:
