@@ -6,12 +6,10 @@ test run into pytest's temporary directory.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
-from stepdiff.eval.questions import difference_question
 from stepdiff.video.synthetic import write_synthetic_clip
 
 # --- generated video clips -------------------------------------------------------------
@@ -76,25 +74,3 @@ def real_diffrank_path() -> Path:
     if not REAL_DIFFRANK.is_file():
         pytest.skip("real DiffRank file not available")
     return REAL_DIFFRANK
-
-
-# --- training data for tiny runs -------------------------------------------------------
-
-
-def write_pair_qa(benchmark: Path, out: Path, limit: int = 12) -> Path:
-    """Pair QA lines from the SynthKitchen training pairs (question per category)."""
-    lines = []
-    for line in (benchmark / "train_pairs.jsonl").read_text().splitlines()[:limit]:
-        pair = json.loads(line)
-        category, diffs = next((c, d) for c, d in pair["differences"].items() if d)
-        lines.append(
-            {
-                "reference": pair["reference"],
-                "candidate": pair["candidate"],
-                "question": difference_question(category),
-                "answer": diffs[0]["captions"][0],
-            }
-        )
-    path = out / "qa.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
-    return path

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import write_pair_qa
 from safetensors.torch import load_file
+from train_data import write_pair_qa
 
 from stepdiff.errors import ConfigError, DataFormatError, ModelLoadError
 from stepdiff.train.config import load_train_config

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import write_pair_qa
+from train_data import write_pair_qa
 
 from stepdiff.model_files import read_projector_weights
 
