@@ -22,7 +22,10 @@ from torch.distributed.fsdp import FullyShardedDataParallel
 import stepdiff.train.trainer as trainer_module
 from stepdiff.train.config import load_train_config
 from stepdiff.train.sharding import after_wrapping, shard_policy
-from stepdiff.train.trainer import Trainer, train
+from stepdiff.train.trainer import train
+
+# Shard units of each wrapped model: (units, LLM layers), to check what FSDP wrapped.
+UNITS: list[tuple[int, int]] = []
 
 
 def _use_torch_fsdp(enabled: bool) -> None:
@@ -31,6 +34,8 @@ def _use_torch_fsdp(enabled: bool) -> None:
         wrapped = FullyShardedDataParallel(
             model, auto_wrap_policy=policy, use_orig_params=True, device_id=torch.device("cpu")
         )
+        units = sum(isinstance(m, FullyShardedDataParallel) for m in wrapped.modules())
+        UNITS.append((units, model.llm.config.num_hidden_layers))
         return after_wrapping(wrapped)
 
     trainer_module.uses_fsdp = lambda accelerator: enabled
@@ -76,14 +81,17 @@ def main() -> None:
     results["fsdp-resumed"] = run("fsdp-resumed")
     # A 16-bit LLM beside the fp32 projector: they must sit in different shard units.
     results["fsdp-bf16"] = run("fsdp-bf16", "max_steps=2", "model_overrides=[llm_dtype=bfloat16]")
-    trainer = Trainer(config("probe"), show_progress=False)
-    rank = trainer.accelerator.process_index
+    from accelerate import PartialState
+
+    state = PartialState()  # what the trainer's Accelerator saw
+    rank = state.process_index
     summary = {
         name: {"losses": result.losses, "dev": result.dev, "model": str(result.model_dir)}
         for name, result in results.items()
     }
-    summary["world"] = trainer.world
-    summary["distributed_type"] = str(trainer.accelerator.distributed_type)
+    summary["units"] = UNITS
+    summary["world"] = state.num_processes
+    summary["distributed_type"] = str(state.distributed_type)
     (out / f"rank{rank}.json").write_text(json.dumps(summary))
 
 

@@ -42,6 +42,13 @@ def test_both_processes_join_one_gloo_group(ranks: list[dict]) -> None:
     assert ranks[0]["ddp"]["losses"] == pytest.approx(ranks[1]["ddp"]["losses"], rel=1e-6)
 
 
+def test_fsdp_wraps_each_llm_layer_the_projector_and_the_encoder(ranks: list[dict]) -> None:
+    # One wrap per FSDP run (fsdp, fsdp-resumed twice, fsdp-bf16); the DDP run wraps none.
+    assert len(ranks[0]["units"]) == 4
+    for units, layers in ranks[0]["units"]:
+        assert units == layers + 3  # + projector, encoder and the root
+
+
 def test_fsdp_trains_exactly_as_ddp(ranks: list[dict]) -> None:
     for report in ranks:
         assert report["fsdp"]["losses"] == pytest.approx(report["ddp"]["losses"], rel=1e-5)

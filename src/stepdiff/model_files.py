@@ -67,7 +67,11 @@ def resolve_model_config(
         return load_config(config, overrides), None
     if config is not None:
         raise ConfigError("give either a config or a checkpoint (a checkpoint has its config)")
-    resolved = read_checkpoint_config(checkpoint)
-    if overrides:
-        resolved = resolved.with_overrides(overrides, str(checkpoint))
-    return resolved, Path(checkpoint)
+    return checkpoint_config(checkpoint, overrides), Path(checkpoint)
+
+
+def checkpoint_config(folder: str | Path, overrides: list[str] | None = None) -> StepDiffConfig:
+    """A saved model's config with ``key=value`` overrides applied (e.g. the same LLM from
+    a local folder instead of a hub id)."""
+    config = read_checkpoint_config(folder)
+    return config.with_overrides(overrides, str(folder)) if overrides else config

@@ -14,6 +14,7 @@ from stepdiff.llm.loading import load_frozen_llm
 from stepdiff.model.stepdiff import StepDiffModel
 from stepdiff.model_files import (
     PROJECTOR_FILE,
+    checkpoint_config,
     read_checkpoint_config,
     read_projector_weights,
     resolve_model_config,
@@ -91,9 +92,7 @@ def load_model(
     ``overrides`` (``key=value``) may swap where a frozen part is loaded from (e.g. the
     same LLM from a local folder instead of a hub id); shapes are still checked.
     """
-    config = read_checkpoint_config(folder)
-    if overrides:
-        config = config.with_overrides(overrides, str(folder))
+    config = checkpoint_config(folder, overrides)
     return build_model(config, feature_cache=feature_cache, checkpoint=folder)
 
 
