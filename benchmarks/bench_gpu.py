@@ -126,7 +126,7 @@ def train_section(
         )
 
         def step() -> None:
-            loss = model.loss(batch, videos)
+            loss = model(batch, videos)
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)

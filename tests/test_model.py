@@ -322,3 +322,64 @@ def test_training_teaches_the_llm_to_read_the_videos():
     )  # (24, 3)
     accuracy = (scores.argmax(dim=1) == labels).float().mean()
     assert accuracy >= 0.9, (accuracy, scores)
+
+
+def test_contrast_term_is_the_logistic_loss_of_the_loglik_margin(model):
+    """loss(batch, videos, negatives, w) = answer loss + w * mean softplus(-(log p(a | own
+    videos) - log p(a | negatives))), with summed answer log-likelihoods as loglik gives."""
+    from stepdiff.model.stepdiff import _pair
+
+    ref, cand, other = features(model, 3, 20), features(model, 3, 21), features(model, 3, 22)
+    batch = model._tokenise(QUESTIONS, ANSWERS, padding_side="right")
+    own, swapped = _pair(ref, cand), _pair(ref, other)
+    with torch.no_grad():
+        answer = model(batch, own)
+        margin = model.loglik(ref, cand, QUESTIONS, ANSWERS) - model.loglik(
+            ref, other, QUESTIONS, ANSWERS
+        )
+        expected = answer + 0.5 * torch.nn.functional.softplus(-margin).mean()
+        torch.testing.assert_close(model(batch, own, swapped, 0.5), expected)
+        # The same videos as negatives: a zero margin, log 2 per row.
+        same = model(batch, own, own, 1.0)
+    torch.testing.assert_close(same, answer + torch.log(torch.tensor(2.0)))
+
+
+def test_projector_inputs_are_standardised_with_training_statistics(model):
+    projector = model.projector_module
+    clips = [features(model, 1, seed)[0] * 5 + 3 for seed in range(4)]  # (T, P, D) each
+    projector.set_input_statistics(clips)
+    tokens = torch.cat([c.flatten(0, 1) for c in clips])  # (4*T*P, D)
+    torch.testing.assert_close(projector.input_mean, tokens.mean(0))
+    torch.testing.assert_close(projector.input_std, tokens.std(0))
+    # Standardised inputs: the same outputs for an affine change of the encoder's scale.
+    with torch.no_grad():
+        before = projector(torch.stack(clips))
+        projector.set_input_statistics([c * 10 - 7 for c in clips])
+        after = projector(torch.stack([c * 10 - 7 for c in clips]))
+    torch.testing.assert_close(before, after, atol=1e-4, rtol=1e-4)
+
+
+def test_checkpoints_without_input_statistics_load_as_identity(model, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    model.save_pretrained(tmp_path / "m")
+    weights = load_file(tmp_path / "m" / "projector.safetensors")
+    del weights["input_mean"], weights["input_std"]
+    save_file(weights, tmp_path / "m" / "projector.safetensors")
+    loaded = load_model(tmp_path / "m").projector_module
+    assert torch.equal(loaded.input_mean, torch.zeros_like(loaded.input_mean))
+    assert torch.equal(loaded.input_std, torch.ones_like(loaded.input_std))
+
+
+def test_pooled_frames_give_one_media_token_per_frame():
+    model = build_model(load_config("tiny", ["projector.pool_frames=true"]))
+    projector = model.projector_module
+    clips = features(model, 3, 30)  # (3, T, P, D)
+    projector.set_input_statistics(list(clips))
+    frames = clips.mean(2).flatten(0, 1)  # (3*T, D): the statistics are of frame means
+    torch.testing.assert_close(projector.input_mean, frames.mean(0))
+    with torch.no_grad():
+        out = projector(clips)
+        shuffled = projector(clips[:, :, torch.randperm(clips.shape[2])])
+    assert out.shape == (3, projector.config.num_latents, model.llm.config.hidden_size)
+    torch.testing.assert_close(out, shuffled)  # a frame's patches are pooled, order-free

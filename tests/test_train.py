@@ -139,6 +139,8 @@ def test_overrides_read_scientific_notation_as_numbers() -> None:
 def test_bad_input_fails_before_compute(tmp_path, small_synthkitchen):
     with pytest.raises(ConfigError, match="unknown key 'learning_rate'"):
         _config(tmp_path, small_synthkitchen, "optim.learning_rate=1")
+    with pytest.raises(ConfigError, match="contrast_weight must not be negative"):
+        _config(tmp_path, small_synthkitchen, "contrast_weight=-1")
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     config = _config(tmp_path, small_synthkitchen, f"data.pair_qa={empty}")
@@ -189,3 +191,35 @@ def test_deepspeed_is_refused_with_one_line():
     check_strategy(SimpleNamespace(distributed_type=DistributedType.FSDP))
     with pytest.raises(ConfigError, match="DEEPSPEED: not supported; shard the LLM"):
         check_strategy(SimpleNamespace(distributed_type=DistributedType.DEEPSPEED))
+
+
+def test_swapped_negatives_replace_exactly_one_clip():
+    import random
+
+    from stepdiff.train.trainer import swap_one_clip
+
+    rng = random.Random(0)
+    pool = [f"c{i}" for i in range(6)]
+    slots = set()
+    for _ in range(40):
+        swapped = swap_one_clip(("c0", "c1"), pool, rng)
+        changed = [i for i in range(2) if swapped[i] != ("c0", "c1")[i]]
+        assert len(changed) == 1 and swapped[changed[0]] not in ("c0", "c1")
+        slots.add(changed[0])
+    assert slots == {0, 1}  # either video may be swapped
+    with pytest.raises(ConfigError):
+        swap_one_clip(("c0", "c1"), ["c0", "c1"], rng)
+
+
+def test_contrast_training_sets_input_statistics_and_resumes_exactly(tmp_path, small_synthkitchen):
+    whole = _config(tmp_path / "a", small_synthkitchen, "contrast_weight=1.0", "max_steps=4")
+    split = _config(tmp_path / "b", small_synthkitchen, "contrast_weight=1.0", "max_steps=4")
+    assert whole.fingerprint() != _config(tmp_path / "c", small_synthkitchen).fingerprint()
+    uninterrupted = train(whole, show_progress=False)
+    train(split, show_progress=False, stop_after=3)
+    resumed = train(split, show_progress=False)
+    assert resumed.losses == uninterrupted.losses[2:]
+    weights = load_file(uninterrupted.model_dir / "projector.safetensors")
+    # Statistics of the training clips' encoder tokens, not the identity.
+    assert weights["input_std"].min() > 0 and not torch.all(weights["input_mean"] == 0)
+    assert not torch.all(weights["input_std"] == 1)

@@ -18,6 +18,14 @@ class TokenBatch:
     attention_mask: torch.Tensor  # (B, L) 1 = real token
     labels: torch.Tensor  # (B, L) answer token ids, IGNORE_INDEX elsewhere
 
+    def repeat(self, times: int) -> TokenBatch:
+        """The rows ``times`` over, one copy after another -> (times * B, L)."""
+        return TokenBatch(
+            self.input_ids.repeat(times, 1),
+            self.attention_mask.repeat(times, 1),
+            self.labels.repeat(times, 1),
+        )
+
 
 def collate(
     samples: Sequence[TokenisedSample | InterleavedSample],

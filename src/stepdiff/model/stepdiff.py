@@ -25,6 +25,8 @@ from stepdiff.encoders.featurize import ClipFeaturizer
 from stepdiff.errors import ConfigError
 from stepdiff.llm.loading import FrozenLLM
 from stepdiff.llm.prompt import (
+    SINGLE_VIDEO_TEXT,
+    VIDEOS_TEXT,
     InterleavedSample,
     TokenisedSample,
     select_prompt_format,
@@ -131,13 +133,19 @@ class StepDiffModel(nn.Module):
         *,
         padding_side: str,
         answer_end: bool = True,
+        context: str = VIDEOS_TEXT,
     ) -> TokenBatch:
         _check_answers(questions, answers)
-        samples = self._samples(questions, answers, answer_end=answer_end)
+        samples = self._samples(questions, answers, answer_end=answer_end, context=context)
         return self.collate(samples, padding_side=padding_side, require_answers=answers is not None)
 
     def _samples(
-        self, questions: Sequence[str], answers: Sequence[str] | None, *, answer_end: bool = True
+        self,
+        questions: Sequence[str],
+        answers: Sequence[str] | None,
+        *,
+        answer_end: bool = True,
+        context: str = VIDEOS_TEXT,
     ) -> list[TokenisedSample]:
         return [
             tokenise_sample(
@@ -146,6 +154,7 @@ class StepDiffModel(nn.Module):
                 None if answers is None else answers[i],
                 self.num_video_tokens,
                 answer_end=answer_end,
+                context=context,
             )
             for i, question in enumerate(questions)
         ]
@@ -209,23 +218,47 @@ class StepDiffModel(nn.Module):
         return logits
 
     # ----- training -----------------------------------------------------------------
-    def loss(self, batch: TokenBatch, videos: torch.Tensor) -> torch.Tensor:
-        """Mean cross-entropy over the labelled tokens; videos (B, V, T, P, D) in prompt order.
+    def forward(
+        self,
+        batch: TokenBatch,
+        videos: torch.Tensor,
+        negatives: torch.Tensor | None = None,
+        contrast_weight: float = 1.0,
+    ) -> torch.Tensor:
+        """The training loss: mean cross-entropy over the labelled tokens; videos
+        (B, V, T, P, D) in prompt order. Wrappers such as FSDP gather their parameters
+        around ``forward``, so training calls the model itself.
+
+        With ``negatives`` (other clips in the same layout, (B, V, T, P, D)), adds
+        ``contrast_weight`` times -log sigmoid(log p(answer | videos) - log p(answer |
+        negatives)), summed over each answer's tokens and averaged over rows. The answer
+        loss alone is mostly met by a fixed prompt that teaches the answers' wording
+        (training shrank the tokens' differences between clips), while this term is met
+        only by tokens that tell the clips apart, and it is the comparison DiffMCQ makes.
 
         The vocabulary projection runs only where a label is: answers are a small part of
         each sequence, and the (L, V) logits would otherwise cost about a fifth of a small
         LLM's compute and most of its activation memory.
         """
-        hidden = self._hidden(batch, videos)  # (B, L, H)
+        rows = batch.input_ids.shape[0]
+        if negatives is not None:  # one forward over the rows twice: own videos, then others
+            batch = batch.repeat(2)
+            videos = torch.cat([videos, negatives])  # (2B, V, T, P, D)
+        hidden = self._hidden(batch, videos)  # (R, L, H)
         targets = batch.labels.to(self.device)[:, 1:]  # position t predicts token t+1
-        keep = targets != IGNORE_INDEX  # (B, L-1)
+        keep = targets != IGNORE_INDEX  # (R, L-1)
         logits = self.llm.get_output_embeddings()(hidden[:, :-1][keep])  # (K, V)
-        return nn.functional.cross_entropy(logits.float(), targets[keep])
-
-    def forward(self, batch: TokenBatch, videos: torch.Tensor) -> torch.Tensor:
-        """The training loss (see :meth:`loss`): wrappers such as FSDP gather their
-        parameters around ``forward``, so training calls the model itself."""
-        return self.loss(batch, videos)
+        token_loss = nn.functional.cross_entropy(
+            logits.float(), targets[keep], reduction="none"
+        )  # (K,)
+        own = keep[:rows]
+        answer_loss = token_loss[: int(own.sum())].mean()
+        if negatives is None:
+            return answer_loss
+        row_of = torch.arange(len(keep), device=keep.device)[:, None].expand_as(keep)[keep]
+        loglik = -token_loss.new_zeros(len(keep)).index_add(0, row_of, token_loss)  # (2B,)
+        margin = loglik[:rows] - loglik[rows:]  # (B,)
+        return answer_loss + contrast_weight * nn.functional.softplus(-margin).mean()
 
     def answer_loss(
         self,
@@ -236,7 +269,7 @@ class StepDiffModel(nn.Module):
     ) -> torch.Tensor:
         """Mean cross-entropy over answer tokens. reference/candidate: (B, T, P, D)."""
         batch = self._tokenise(questions, answers, padding_side="right")
-        return self.loss(batch, _pair(reference, candidate))
+        return self(batch, _pair(reference, candidate))
 
     # ----- one pair, several questions: the shared prefix runs once -------------------
     def _shared_split(
@@ -309,6 +342,15 @@ class StepDiffModel(nn.Module):
             return suffix_answer_logprob(self.llm.get_output_embeddings(), hidden, batch)[0]
         batch = self._tokenise(questions, answers, padding_side="right", answer_end=answer_end)
         return answer_logprob(self._logits(batch, _pair(reference, candidate)), batch.labels)
+
+    @torch.no_grad()
+    def single_video_loglik(
+        self, videos: torch.Tensor, questions: Sequence[str], answers: Sequence[str]
+    ) -> torch.Tensor:
+        """Sum of answer-token log-probabilities with one video per prompt, as in
+        single-video training data. videos: (B, T, P, D) -> (B,)."""
+        batch = self._tokenise(questions, answers, padding_side="right", context=SINGLE_VIDEO_TEXT)
+        return answer_logprob(self._logits(batch, videos.unsqueeze(1)), batch.labels)
 
     @torch.no_grad()
     def p_yes(

@@ -11,6 +11,7 @@ N latents, H LLM width.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -27,6 +28,9 @@ class ProjectorConfig:
     head_dim: int = 64
     ff_mult: int = 4
     max_time_steps: int = 64
+    # Average each frame's P tokens into one before the latents attend: T media tokens
+    # whose differences between clips are not diluted by hundreds of background patches.
+    pool_frames: bool = False
 
 
 class PerceiverAttention(nn.Module):
@@ -72,6 +76,14 @@ class PerceiverProjector(nn.Module):
         super().__init__()
         self.config = config
         width = config.width
+        # Per-channel statistics of the frozen encoder's tokens over the training clips
+        # (set_input_statistics; identity until then). Frame features share a large
+        # component (the scene, the backdrop) that after input_proj and the media LayerNorm
+        # left every clip's keys and values almost alike: the latents averaged it into
+        # nearly the same tokens for every video, and training learnt a fixed prompt
+        # instead of reading the videos. Standardising first keeps what tells clips apart.
+        self.register_buffer("input_mean", torch.zeros(input_dim))
+        self.register_buffer("input_std", torch.ones(input_dim))
         self.input_proj = nn.Linear(input_dim, width)
         self.time_embed = nn.Parameter(torch.randn(config.max_time_steps, width) * 0.02)
         self.latents = nn.Parameter(torch.randn(config.num_latents, width) * 0.02)
@@ -91,6 +103,31 @@ class PerceiverProjector(nn.Module):
         nn.init.normal_(self.head.weight, std=output_std / width**0.5)
         nn.init.zeros_(self.head.bias)
 
+    @torch.no_grad()
+    def set_input_statistics(self, features: Iterable[torch.Tensor]) -> None:
+        """Standardise inputs with the per-channel mean and std of the given clips'
+        tokens, each (T, P, D) (in float64: a few hundred clips sum millions of tokens)."""
+        total = squares = None
+        count = 0
+        for clip in features:
+            tokens = self.media_tokens(clip[None])[0].reshape(-1, clip.shape[-1]).double()
+            total = tokens.sum(0) if total is None else total + tokens.sum(0)
+            squares = (tokens**2).sum(0) if squares is None else squares + (tokens**2).sum(0)
+            count += tokens.shape[0]
+        if total is None or squares is None or count < 2:
+            raise ValueError("input statistics need at least two feature tokens")
+        mean = total / count
+        variance = (squares / count - mean**2).clamp(min=0) * count / (count - 1)
+        self.input_mean.copy_(mean)
+        # A channel that never varies carries nothing; dividing by ~0 would blow it up.
+        self.input_std.copy_(variance.sqrt().clamp(min=1e-3))
+
+    def media_tokens(self, video_tokens: torch.Tensor) -> torch.Tensor:
+        """(B, T, P, D) -> (B, T, P', D): P' = 1 with pool_frames, else P."""
+        if self.config.pool_frames:
+            return video_tokens.mean(dim=2, keepdim=True)
+        return video_tokens
+
     def forward(self, video_tokens: torch.Tensor) -> torch.Tensor:
         """video_tokens (B, T, P, D) -> (B, N, H)."""
         batch, time_steps = video_tokens.shape[:2]
@@ -99,7 +136,9 @@ class PerceiverProjector(nn.Module):
                 f"{time_steps} time steps exceed the projector's max_time_steps "
                 f"({self.config.max_time_steps})"
             )
-        x = self.input_proj(video_tokens)  # (B, T, P, W)
+        media = self.media_tokens(video_tokens)  # (B, T, P', D)
+        standardised = (media - self.input_mean) / self.input_std
+        x = self.input_proj(standardised)  # (B, T, P', W)
         x = x + self.time_embed[:time_steps, None, :]  # broadcast over P
         media = rearrange(x, "b t p w -> b (t p) w")  # (B, T*P, W)
         latents = self.latents.expand(batch, -1, -1)  # (B, N, W)

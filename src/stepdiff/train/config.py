@@ -70,6 +70,9 @@ class TrainConfig:
     batch_size: int = 4  # samples per micro-batch per process
     grad_accum: int = 1  # micro-batches per optimiser step
     max_steps: int = 100  # optimiser steps
+    # Weight of the contrast between each answer's log-likelihood with its own videos and
+    # with one video swapped for another training clip (0: the paper's answer loss only).
+    contrast_weight: float = 0.0
     eval_every: int = 0  # steps; 0 = only at the end when a dev file is given
     save_every: int = 50  # steps; a checkpoint is always written at the end
     keep_checkpoints: int = 2
@@ -84,6 +87,8 @@ class TrainConfig:
         """A hash of everything that changes the result; the output folder is not part."""
         data = self.to_dict()
         data.pop("out")
+        if not data["contrast_weight"]:  # added later: runs without it keep their hash
+            data.pop("contrast_weight")
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     @classmethod
@@ -138,6 +143,7 @@ class TrainConfig:
             "optim.lr": self.optim.lr,
             "optim.weight_decay": self.optim.weight_decay,
             "optim.min_lr_ratio": self.optim.min_lr_ratio,
+            "contrast_weight": self.contrast_weight,
         }
         if self.optim.grad_clip is not None:  # None: no clipping
             numbers["optim.grad_clip"] = self.optim.grad_clip
@@ -146,6 +152,8 @@ class TrainConfig:
                 raise ConfigError(f"{source}: {name} must be a number, got {value!r}")
         if not self.optim.lr > 0:
             raise ConfigError(f"{source}: optim.lr must be positive")
+        if self.contrast_weight < 0:
+            raise ConfigError(f"{source}: contrast_weight must not be negative")
         unknown = sorted(set(self.data.mix) - set(DATA_KINDS))
         if unknown:
             raise ConfigError(

@@ -16,8 +16,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,17 @@ def check_out_dir(config: TrainConfig) -> Path:
 
 
 # ----- batches ----------------------------------------------------------------------------
+def swap_one_clip(
+    clips: tuple[str, ...], pool: Sequence[str], rng: random.Random
+) -> tuple[str, ...]:
+    """``clips`` with one position, drawn at random, replaced by another clip of ``pool``."""
+    others = [c for c in pool if c not in clips]
+    if not others:
+        raise ConfigError("contrast_weight needs training clips beyond those of one sample")
+    slot = rng.randrange(len(clips))
+    return (*clips[:slot], rng.choice(others), *clips[slot + 1 :])
+
+
 def tokenise_records(model: StepDiffModel, records: list[TrainingRecord]) -> TokenBatch:
     """Tokenise one micro-batch (all of one kind) with answer-only (or narration) labels."""
     samples = []
@@ -165,7 +177,8 @@ def _progress() -> Progress:
 # ----- the run ------------------------------------------------------------------------------
 class Trainer:
     def __init__(self, config: TrainConfig, *, show_progress: bool = True) -> None:
-        from accelerate import Accelerator  # imported here: it is slow to import
+        # imported here: accelerate is slow to import
+        from accelerate import Accelerator, DistributedDataParallelKwargs
 
         self.config = config
         self.show_progress = show_progress
@@ -175,7 +188,12 @@ class Trainer:
         self.records = read_all_records(config)
         self.dev = DevEvaluator(config.dev, config.data.video_dir)
         self._check_tensorboard()
-        self.accelerator = Accelerator()
+        # The projector's buffers (input statistics) are equal on every process and never
+        # change; DDP would otherwise broadcast them in each forward, a collective that
+        # hangs when only the main process runs the dev evaluation.
+        self.accelerator = Accelerator(
+            kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)]
+        )
         self.world = self.accelerator.num_processes
         check_strategy(self.accelerator)
         launched = int(os.environ.get("WORLD_SIZE", "1"))
@@ -228,6 +246,9 @@ class Trainer:
             )
             if self.sharded and self.dev:
                 self.model.featurizer(self.dev.clips())
+        self.bank_ids = sorted(self.bank.features)  # where contrast negatives come from
+        if config.init_from is None:  # a started projector keeps the statistics it learnt with
+            self.model.projector_module.set_input_statistics(self.bank.features.values())
         self._count_flops_setup()  # before sharding: it counts the LLM's parameters
         if self.sharded:
             self.model = shard(self.accelerator, self.model)
@@ -246,9 +267,10 @@ class Trainer:
     def _count_flops_setup(self) -> None:
         """What model-FLOPs accounting needs, and this device's fp32 GEMM peak (for MFU)."""
         llm_config = self.model.llm.config
-        some = next(iter(self.bank.features.values()))  # (T, P, D)
         projector = self.model.projector_module
-        # The vocabulary projection runs only on labelled positions (see StepDiffModel.loss),
+        some = next(iter(self.bank.features.values()))  # (T, P, D)
+        some = projector.media_tokens(some[None])[0]  # (T, P', D): what the latents read
+        # The vocabulary projection runs only on labelled positions (see StepDiffModel.forward),
         # so it is counted per labelled token, not per position.
         self.head_params = self.model.llm.get_output_embeddings().weight.numel()
         self.flop_args = {
@@ -287,13 +309,22 @@ class Trainer:
         return state.step
 
     # -- steps
-    def micro_batch(self, index: int) -> tuple[TokenBatch, torch.Tensor]:
+    def micro_batch(self, index: int) -> tuple[TokenBatch, torch.Tensor, torch.Tensor | None]:
+        """Tokens, videos (B, V, T, P, D) and, with a contrast weight, the same videos with
+        one per row swapped for another training clip (drawn from (seed, index))."""
         kind, items = self.sampler.batch(index)
         # This process's slice of the global micro-batch.
         mine = items[self.accelerator.process_index :: self.world]
         records = [self.records[kind][i] for i in mine]
-        videos = self.bank.videos([r.clips for r in records]).to(self.accelerator.device)
-        return tokenise_records(self.model, records), videos  # videos (B, V, T, P, D)
+        device = self.accelerator.device
+        videos = self.bank.videos([r.clips for r in records]).to(device)
+        negatives = None
+        if self.config.contrast_weight:
+            rank = self.accelerator.process_index
+            rng = random.Random(f"{self.config.seed}:negatives:{index}:{rank}")
+            swapped = [swap_one_clip(r.clips, self.bank_ids, rng) for r in records]
+            negatives = self.bank.videos(swapped).to(device)
+        return tokenise_records(self.model, records), videos, negatives
 
     def _flops(self, batch: TokenBatch, num_videos: int) -> float:
         """Model FLOPs of one micro-batch on one process (padded length, as executed)."""
@@ -311,7 +342,7 @@ class Trainer:
         total = 0.0
         self.step_flops = 0.0  # model FLOPs of this step, all processes
         for micro in range(accum):
-            batch, videos = self.micro_batch(step * accum + micro)
+            batch, videos, negatives = self.micro_batch(step * accum + micro)
             last = micro == accum - 1
             wrapped = self.model if self.sharded else self.model.projector
             sync = (
@@ -319,9 +350,10 @@ class Trainer:
                 if last or self.world == 1
                 else self.accelerator.no_sync(wrapped)
             )
-            self.step_flops += self.world * self._flops(batch, videos.shape[1])
+            passes = 1 if negatives is None else 2
+            self.step_flops += passes * self.world * self._flops(batch, videos.shape[1])
             with sync, self.accelerator.autocast():
-                loss = self.model(batch, videos) / accum
+                loss = self.model(batch, videos, negatives, self.config.contrast_weight) / accum
                 self.accelerator.backward(loss)
             total += float(loss.detach())
         if self.config.optim.grad_clip:
