@@ -216,6 +216,10 @@ def test_contrast_training_sets_input_statistics_and_resumes_exactly(tmp_path, s
     split = _config(tmp_path / "b", small_synthkitchen, "contrast_weight=1.0", "max_steps=4")
     assert whole.fingerprint() != _config(tmp_path / "c", small_synthkitchen).fingerprint()
     uninterrupted = train(whole, show_progress=False)
+    # Same batches and start: the first step's loss is the answer loss plus a positive
+    # contrast term.
+    plain = train(_config(tmp_path / "c", small_synthkitchen, "max_steps=1"), show_progress=False)
+    assert uninterrupted.losses[0] > plain.losses[0] + 0.1
     train(split, show_progress=False, stop_after=3)
     resumed = train(split, show_progress=False)
     assert resumed.losses == uninterrupted.losses[2:]

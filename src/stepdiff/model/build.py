@@ -61,9 +61,6 @@ def build_model(
     return model
 
 
-INPUT_STATISTICS = ("input_mean", "input_std")
-
-
 def load_projector_state(
     projector: PerceiverProjector, state: dict[str, torch.Tensor], source: str | Path
 ) -> None:
@@ -71,7 +68,7 @@ def load_projector_state(
     # Checkpoints written before inputs were standardised: identity statistics, which is
     # what they were trained with.
     identity = {"input_mean": torch.zeros_like, "input_std": torch.ones_like}
-    state = {**{k: identity[k](expected[k]) for k in INPUT_STATISTICS if k not in state}, **state}
+    state = {**{k: like(expected[k]) for k, like in identity.items() if k not in state}, **state}
     if set(state) != set(expected):
         missing = sorted(set(expected) - set(state))
         extra = sorted(set(state) - set(expected))

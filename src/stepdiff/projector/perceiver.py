@@ -78,10 +78,10 @@ class PerceiverProjector(nn.Module):
         width = config.width
         # Per-channel statistics of the frozen encoder's tokens over the training clips
         # (set_input_statistics; identity until then). Frame features share a large
-        # component (the scene, the backdrop) that after input_proj and the media LayerNorm
-        # left every clip's keys and values almost alike: the latents averaged it into
-        # nearly the same tokens for every video, and training learnt a fixed prompt
-        # instead of reading the videos. Standardising first keeps what tells clips apart.
+        # component (the scene, the backdrop); standardised, each channel's differences
+        # between clips reach the latents at unit scale whatever the encoder. On
+        # SynthKitchen it lowered the training loss, but on its own it did not stop
+        # training from turning the video tokens into a fixed prompt (README).
         self.register_buffer("input_mean", torch.zeros(input_dim))
         self.register_buffer("input_std", torch.ones(input_dim))
         self.input_proj = nn.Linear(input_dim, width)
