@@ -386,3 +386,41 @@ def test_pooled_frames_give_one_media_token_per_frame():
         unpooled.load_state_dict(projector.state_dict())
         assert not torch.allclose(unpooled(clips), out, atol=1e-4)
     assert out.shape == (3, projector.config.num_latents, model.llm.config.hidden_size)
+
+
+def test_words_head_mixes_the_llms_own_token_embeddings():
+    model = build_model(load_config("tiny", ["projector.output_head=words"]))
+    projector = model.projector_module
+    words = model.llm.get_input_embeddings().weight.detach()  # (V, H)
+    clips = features(model, 2, 40)
+    with torch.no_grad():
+        projector.word_log_scale.fill_(-30.0)  # a flat softmax: the mean embedding
+        flat = projector(clips)  # (2, N, H)
+        torch.testing.assert_close(flat, words.mean(0).expand_as(flat))
+        projector.word_log_scale.fill_(12.0)  # a hard one: the nearest word by cosine
+        out = projector(clips)  # (2, N, H)
+        queries = projector.head(projector.norm(projector.latents.expand(2, -1, -1)))
+    nearest = (out[..., None, :] - words).norm(dim=-1).min(dim=-1).values  # (2, N)
+    assert nearest.max() < 1e-4, "each token is one of the LLM's word embeddings"
+    assert not torch.allclose(out[0], out[1]), "different videos pick different words"
+    assert queries.shape == out.shape
+
+
+def test_words_head_checkpoints_rebind_the_llm_embeddings(tmp_path):
+    model = build_model(load_config("tiny", ["projector.output_head=words"]))
+    with torch.no_grad():
+        model.projector_module.word_log_scale.fill_(3.0)
+    model.save_pretrained(tmp_path / "m")
+    from safetensors.torch import load_file
+
+    saved = load_file(tmp_path / "m" / "projector.safetensors")
+    assert "word_embeddings" not in saved, "the embeddings come with the LLM, not the file"
+    loaded = load_model(tmp_path / "m")
+    clips = features(model, 2, 41)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.projector_module(clips), model.projector_module(clips))
+
+
+def test_unknown_output_head_is_refused():
+    with pytest.raises(ValueError, match="output_head must be one of linear, words"):
+        build_model(load_config("tiny", ["projector.output_head=tokens"]))

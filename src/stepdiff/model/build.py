@@ -47,6 +47,8 @@ def build_model(
             # included), so a stand-in scale is fine there.
             output_std=1.0 if embeddings.is_meta else float(embeddings.float().std()),
         )
+    if config.projector.output_head == "words" and not embeddings.is_meta:
+        projector.set_word_anchors(embeddings)
     trained = False
     if checkpoint is not None:
         load_projector_state(projector, read_projector_weights(checkpoint), checkpoint)
@@ -69,6 +71,10 @@ def load_projector_state(
     # what they were trained with.
     identity = {"input_mean": torch.zeros_like, "input_std": torch.ones_like}
     state = {**{k: like(expected[k]) for k, like in identity.items() if k not in state}, **state}
+    if "word_ids" in state and "word_ids" in expected:
+        # The words head's vocabulary is as long as the training texts made it.
+        projector.word_ids = torch.empty_like(state["word_ids"])
+        expected["word_ids"] = projector.word_ids
     if set(state) != set(expected):
         missing = sorted(set(expected) - set(state))
         extra = sorted(set(state) - set(expected))

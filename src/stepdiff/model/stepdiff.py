@@ -97,7 +97,7 @@ class StepDiffModel(nn.Module):
                 f"llama.cpp answers need a GGUF LLM, but the LLM is {self.config.llm!r}"
             )
         answerer = LlamaCppAnswerer(gguf, n_threads=n_threads or torch.get_num_threads())
-        if answerer.hidden_size != self.projector_module.head.out_features:
+        if answerer.hidden_size != self.projector_module.output_dim:
             raise ConfigError(f"{gguf}: width {answerer.hidden_size} differs from the projector's")
         self.llamacpp = answerer
 
@@ -470,7 +470,7 @@ class StepDiffModel(nn.Module):
         meta = {
             "format": CHECKPOINT_FORMAT,
             "config": self.config.to_dict(),
-            "llm_hidden_size": self.projector_module.head.out_features,
+            "llm_hidden_size": self.projector_module.output_dim,
             "encoder_dim": self.projector_module.input_proj.in_features,
         }
         state = self.projector_module.state_dict()

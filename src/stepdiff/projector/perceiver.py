@@ -11,12 +11,15 @@ N latents, H LLM width.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
 from einops import rearrange
 from torch import nn
+
+OUTPUT_HEADS = ("linear", "words")
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,12 @@ class ProjectorConfig:
     # Average each frame's P tokens into one before the latents attend: T media tokens
     # whose differences between clips are not diluted by hundreds of background patches.
     pool_frames: bool = False
+    # "linear": each latent is mapped freely into the LLM's embedding space (the paper).
+    # "words": each latent becomes a softmax mixture of the frozen LLM's own token
+    # embeddings (attention over the vocabulary), so the video tokens stay word-like:
+    # they cannot grow into a large fixed prompt, and the LLM reads them as it reads
+    # words, e.g. copies "whisk" into an answer (README, "the word-anchored head").
+    output_head: str = "linear"
 
 
 class PerceiverAttention(nn.Module):
@@ -97,11 +106,53 @@ class PerceiverProjector(nn.Module):
             for _ in range(config.depth)
         )
         self.norm = nn.LayerNorm(width)
+        if config.output_head not in OUTPUT_HEADS:
+            raise ValueError(
+                f"projector.output_head must be one of {', '.join(OUTPUT_HEADS)}, "
+                f"not {config.output_head!r}"
+            )
+        self.output_dim = output_dim
         self.head = nn.Linear(width, output_dim)
         # Start at the scale of the LLM's own token embeddings: LayerNorm outputs have unit
         # variance, so weights of std output_std/sqrt(width) give outputs of std ~output_std.
         nn.init.normal_(self.head.weight, std=output_std / width**0.5)
         nn.init.zeros_(self.head.bias)
+        if config.output_head == "words":
+            # Sharpness of the attention over the words. Cosine similarities lie in
+            # [-1, 1], so the scale bounds how sharply one word can be picked; starting
+            # high lets a few hundred samples pick words rather than average them.
+            self.word_log_scale = nn.Parameter(torch.tensor(math.log(30.0)))
+            # Which of the LLM's tokens the head may use (set_word_vocabulary; empty = all),
+            # saved with the weights; the embeddings themselves come with the LLM.
+            self.register_buffer("word_ids", torch.empty(0, dtype=torch.long))
+            self.register_buffer("llm_embeddings", torch.empty(0, output_dim), persistent=False)
+
+    def set_word_anchors(self, embeddings: torch.Tensor) -> None:
+        """Bind the frozen LLM's input embeddings (V, H) that the "words" head mixes (by
+        reference: they are the LLM's, not the projector's)."""
+        if embeddings.shape[-1] != self.output_dim:
+            raise ValueError(
+                f"word embeddings of width {embeddings.shape[-1]} for a projector of "
+                f"width {self.output_dim}"
+            )
+        self.llm_embeddings = embeddings.detach()
+
+    @torch.no_grad()
+    def set_word_vocabulary(self, token_ids: Sequence[int]) -> None:
+        """Restrict the "words" head to these LLM token ids (e.g. the training texts'
+        content words): a sharper choice among a few hundred words than among all."""
+        ids = torch.tensor(sorted(set(token_ids)), dtype=torch.long)
+        if ids.numel() == 0:
+            raise ValueError("the word vocabulary is empty")
+        self.word_ids = ids.to(self.word_ids.device)
+
+    def word_table(self) -> torch.Tensor:
+        """The embeddings (K, H) of the words the head may use."""
+        if self.llm_embeddings.numel() == 0:
+            raise RuntimeError("the words head needs set_word_anchors(LLM input embeddings)")
+        if self.word_ids.numel() == 0:
+            return self.llm_embeddings
+        return self.llm_embeddings[self.word_ids]
 
     @torch.no_grad()
     def set_input_statistics(self, features: Iterable[torch.Tensor]) -> None:
@@ -130,6 +181,27 @@ class PerceiverProjector(nn.Module):
 
     def forward(self, video_tokens: torch.Tensor) -> torch.Tensor:
         """video_tokens (B, T, P, D) -> (B, N, H)."""
+        queries = self.head(self.norm(self.read(video_tokens)))  # (B, N, H)
+        if self.config.output_head == "linear":
+            return queries
+        words = self.word_table().to(queries.dtype)  # (K, H)
+        return torch.softmax(self._word_logits(queries, words), dim=-1) @ words  # (B, N, H)
+
+    def word_log_probs(self, video_tokens: torch.Tensor) -> torch.Tensor:
+        """The "words" head's distributions: (B, T, P, D) -> log-probabilities (B, N, K)
+        over the word vocabulary (set_word_vocabulary), one per video token."""
+        queries = self.head(self.norm(self.read(video_tokens)))
+        words = self.word_table().to(queries.dtype)
+        return torch.log_softmax(self._word_logits(queries, words), dim=-1)
+
+    def _word_logits(self, queries: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
+        """Scaled cosine similarity of queries (B, N, H) to words (K, H) -> (B, N, K)."""
+        unit_words = nn.functional.normalize(words, dim=-1)
+        cosine = nn.functional.normalize(queries, dim=-1) @ unit_words.T
+        return cosine * self.word_log_scale.exp()
+
+    def read(self, video_tokens: torch.Tensor) -> torch.Tensor:
+        """The latents after reading the video: (B, T, P, D) -> (B, N, W)."""
         batch, time_steps = video_tokens.shape[:2]
         if time_steps > self.config.max_time_steps:
             raise ValueError(
@@ -145,4 +217,4 @@ class PerceiverProjector(nn.Module):
         for attention, ff in self.layers:
             latents = latents + attention(media, latents)
             latents = latents + ff(latents)
-        return self.head(self.norm(latents))  # (B, N, H)
+        return latents

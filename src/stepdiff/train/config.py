@@ -73,6 +73,12 @@ class TrainConfig:
     # Weight of the contrast between each answer's log-likelihood with its own videos and
     # with one video swapped for another training clip (0: the paper's answer loss only).
     contrast_weight: float = 0.0
+    # Weight of word grounding (stepdiff.train.grounding; projector.output_head=words):
+    # each content word of a clip's own texts (single-video answers, narrations) should
+    # be picked by one of its video tokens. answer_weight=0 trains grounding alone,
+    # without running the LLM.
+    grounding_weight: float = 0.0
+    answer_weight: float = 1.0
     eval_every: int = 0  # steps; 0 = only at the end when a dev file is given
     save_every: int = 50  # steps; a checkpoint is always written at the end
     keep_checkpoints: int = 2
@@ -87,8 +93,14 @@ class TrainConfig:
         """A hash of everything that changes the result; the output folder is not part."""
         data = self.to_dict()
         data.pop("out")
-        if not data["contrast_weight"]:  # added later: runs without it keep their hash
-            data.pop("contrast_weight")
+        # Keys added later: runs that leave them at their defaults keep their hash.
+        for key, default in (
+            ("contrast_weight", 0.0),
+            ("grounding_weight", 0.0),
+            ("answer_weight", 1.0),
+        ):
+            if data[key] == default:
+                data.pop(key)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     @classmethod
@@ -144,6 +156,8 @@ class TrainConfig:
             "optim.weight_decay": self.optim.weight_decay,
             "optim.min_lr_ratio": self.optim.min_lr_ratio,
             "contrast_weight": self.contrast_weight,
+            "grounding_weight": self.grounding_weight,
+            "answer_weight": self.answer_weight,
         }
         if self.optim.grad_clip is not None:  # None: no clipping
             numbers["optim.grad_clip"] = self.optim.grad_clip
@@ -152,8 +166,13 @@ class TrainConfig:
                 raise ConfigError(f"{source}: {name} must be a number, got {value!r}")
         if not self.optim.lr > 0:
             raise ConfigError(f"{source}: optim.lr must be positive")
-        if self.contrast_weight < 0:
-            raise ConfigError(f"{source}: contrast_weight must not be negative")
+        for name in ("contrast_weight", "grounding_weight", "answer_weight"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{source}: {name} must not be negative")
+        if not self.answer_weight and not self.grounding_weight:
+            raise ConfigError(f"{source}: answer_weight and grounding_weight are both 0")
+        if self.contrast_weight and not self.answer_weight:
+            raise ConfigError(f"{source}: contrast_weight needs answer_weight > 0")
         unknown = sorted(set(self.data.mix) - set(DATA_KINDS))
         if unknown:
             raise ConfigError(

@@ -59,6 +59,7 @@ from stepdiff.train.flops import (
     projector_training_flops,
     training_flops_per_sample,
 )
+from stepdiff.train.grounding import build_word_grounding, clip_texts, grounding_loss
 from stepdiff.train.schedule import lr_factor
 from stepdiff.train.sharding import (
     check_strategy,
@@ -203,12 +204,50 @@ class Trainer:
                 f"launched as {launched} processes, but accelerate set up {self.world}: "
                 "use `accelerate launch` (with --cpu on a machine without GPUs)"
             )
+        self._check_grounding()
         self.sampler = MixtureSampler(
             {kind: len(records) for kind, records in self.records.items()},
             config.active_kinds(),
             config.batch_size * self.world,
             config.seed,
         )
+
+    def _check_grounding(self) -> None:
+        """Word grounding's needs, before any compute is spent."""
+        if not self.config.grounding_weight:
+            return
+        if self.model_config.projector.output_head != "words":
+            raise ConfigError(
+                "grounding_weight needs the words head: add projector.output_head=words "
+                "to model_overrides"
+            )
+        if self.world > 1:
+            # Grounding calls the projector beside the data-parallel wrapper's forward.
+            raise ConfigError("grounding_weight trains on one process only")
+        records = [r for kind in self.config.active_kinds() for r in self.records[kind]]
+        if not clip_texts(records):
+            raise ConfigError(
+                "grounding_weight needs texts about single clips: single_video or "
+                "interleaved data with a positive data.mix weight"
+            )
+
+    def _set_up_words(self) -> None:
+        """The words head's vocabulary (from the training texts, when starting from
+        scratch) and, with grounding, each training clip's target words."""
+        projector = self.model.projector_module
+        self.grounding = None
+        if projector.config.output_head != "words":
+            return
+        records = [r for kind in self.config.active_kinds() for r in self.records[kind]]
+        texts = clip_texts(records) or {
+            clip: [r.answer] for r in records for clip in r.clips
+        }  # pair answers only: their words still make a vocabulary
+        tokenizer = self.model.tokenizer
+        if self.config.init_from is None:
+            projector.set_word_vocabulary(build_word_grounding(tokenizer, texts).vocabulary)
+        if self.config.grounding_weight:
+            vocabulary = projector.word_ids.tolist()
+            self.grounding = build_word_grounding(tokenizer, texts, vocabulary=vocabulary)
 
     def _check_tensorboard(self) -> None:
         if not self.config.tensorboard:
@@ -249,6 +288,7 @@ class Trainer:
         self.bank_ids = sorted(self.bank.features)  # where contrast negatives come from
         if config.init_from is None:  # a started projector keeps the statistics it learnt with
             self.model.projector_module.set_input_statistics(self.bank.features.values())
+        self._set_up_words()
         self._count_flops_setup()  # before sharding: it counts the LLM's parameters
         if self.sharded:
             self.model = shard(self.accelerator, self.model)
@@ -309,9 +349,12 @@ class Trainer:
         return state.step
 
     # -- steps
-    def micro_batch(self, index: int) -> tuple[TokenBatch, torch.Tensor, torch.Tensor | None]:
-        """Tokens, videos (B, V, T, P, D) and, with a contrast weight, the same videos with
-        one per row swapped for another training clip (drawn from (seed, index))."""
+    def micro_batch(
+        self, index: int
+    ) -> tuple[TokenBatch, torch.Tensor, torch.Tensor | None, list[str]]:
+        """Tokens, videos (B, V, T, P, D), with a contrast weight the same videos with
+        one per row swapped for another training clip (drawn from (seed, index)), and the
+        clip ids of the videos in (B, V) order."""
         kind, items = self.sampler.batch(index)
         # This process's slice of the global micro-batch.
         mine = items[self.accelerator.process_index :: self.world]
@@ -324,7 +367,8 @@ class Trainer:
             rng = random.Random(f"{self.config.seed}:negatives:{index}:{rank}")
             swapped = [swap_one_clip(r.clips, self.bank_ids, rng) for r in records]
             negatives = self.bank.videos(swapped).to(device)
-        return tokenise_records(self.model, records), videos, negatives
+        clips = [clip for r in records for clip in r.clips]
+        return tokenise_records(self.model, records), videos, negatives, clips
 
     def _flops(self, batch: TokenBatch, num_videos: int) -> float:
         """Model FLOPs of one micro-batch on one process (padded length, as executed)."""
@@ -342,7 +386,7 @@ class Trainer:
         total = 0.0
         self.step_flops = 0.0  # model FLOPs of this step, all processes
         for micro in range(accum):
-            batch, videos, negatives = self.micro_batch(step * accum + micro)
+            batch, videos, negatives, clips = self.micro_batch(step * accum + micro)
             last = micro == accum - 1
             wrapped = self.model if self.sharded else self.model.projector
             sync = (
@@ -351,9 +395,12 @@ class Trainer:
                 else self.accelerator.no_sync(wrapped)
             )
             passes = 1 if negatives is None else 2
-            self.step_flops += passes * self.world * self._flops(batch, videos.shape[1])
+            if self.config.answer_weight:
+                self.step_flops += passes * self.world * self._flops(batch, videos.shape[1])
+            else:  # grounding alone runs the projector only
+                self.step_flops += len(clips) * self.flop_args["projector_per_video"]
             with sync, self.accelerator.autocast():
-                loss = self.model(batch, videos, negatives, self.config.contrast_weight) / accum
+                loss = self.loss(batch, videos, negatives, clips) / accum
                 self.accelerator.backward(loss)
             total += float(loss.detach())
         if self.config.optim.grad_clip:
@@ -365,6 +412,26 @@ class Trainer:
             local = torch.tensor(total, device=self.accelerator.device)
             total = float(self.accelerator.reduce(local, reduction="mean"))
         return total
+
+    def loss(
+        self,
+        batch: TokenBatch,
+        videos: torch.Tensor,
+        negatives: torch.Tensor | None,
+        clips: list[str],
+    ) -> torch.Tensor:
+        """answer_weight x the model's loss (+ contrast) + grounding_weight x grounding."""
+        config = self.config
+        loss = videos.new_zeros(())
+        if config.answer_weight:
+            answer = self.model(batch, videos, negatives, config.contrast_weight)
+            loss = loss + config.answer_weight * answer
+        if self.grounding is not None:
+            projector = self.model.projector_module
+            log_probs = projector.word_log_probs(videos.flatten(0, 1))  # (B*V, N, K)
+            targets = self.grounding.targets_of(clips)
+            loss = loss + config.grounding_weight * grounding_loss(log_probs, targets)
+        return loss
 
     def save(self, step: int) -> None:
         optimizer = optimizer_state(self.model, self.optimizer)  # every process (FSDP)
