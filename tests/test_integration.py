@@ -74,3 +74,14 @@ def test_the_shipped_trained_projector_is_the_default():
     assert model.projector.config.width == 256
     # Overrides mean "build from a config": the untrained preset, not the shipped weights.
     assert not load_model_from(overrides=["num_frames=8"]).projector_trained
+
+
+def test_word_tokens_are_whole_lower_case_words_with_the_default_tokenizer(default_model):
+    from stepdiff.train.grounding import word_tokens
+
+    tokenizer = default_model.tokenizer
+    tokens = word_tokens(tokenizer, "Uneven and browned. A steel ladle!")
+    spelled = [tokenizer.decode([t]) for t in tokens]
+    # One token per word, lower-cased and as after a space; a word of several tokens
+    # keeps its first (" brown" of " browned", " lad" of " ladle").
+    assert spelled == [" uneven", " and", " brown", " a", " steel", " lad"]

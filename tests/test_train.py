@@ -227,3 +227,15 @@ def test_contrast_training_sets_input_statistics_and_resumes_exactly(tmp_path, s
     # Statistics of the training clips' encoder tokens, not the identity.
     assert weights["input_std"].min() > 0 and not torch.all(weights["input_mean"] == 0)
     assert not torch.all(weights["input_std"] == 1)
+
+
+def test_every_shipped_training_preset_is_a_valid_config():
+    from stepdiff.config import load_config, preset_names
+
+    names = preset_names("configs/train")
+    assert {"synthkitchen-cpu-words-grounding", "synthkitchen-cpu-words"} <= set(names)
+    for name in names:
+        config = load_train_config(name)
+        model = load_config(config.model, list(config.model_overrides))
+        if config.grounding_weight:
+            assert model.projector.output_head == "words", name

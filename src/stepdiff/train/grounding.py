@@ -12,6 +12,7 @@ Shapes: B videos, N video tokens per video, K words in the vocabulary.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -45,6 +46,21 @@ def clip_texts(records: Sequence[TrainingRecord]) -> dict[str, list[str]]:
     return texts
 
 
+def word_tokens(tokenizer, text: str) -> list[int]:
+    """The first token of each word of ``text``, lower-cased and tokenised as it would be
+    after a space: one token per word, whole words rather than the pieces a sentence's
+    first word or a rare word's tail become ("Browned" -> "B" "rowned"; " browned" is
+    one token, " ladle" starts with " lad")."""
+    tokens = []
+    for word in re.findall(r"[a-z]+", text.lower()):
+        ids = tokenizer(" " + word, add_special_tokens=False)["input_ids"]
+        # Some tokenizers give the space a token of its own: take the first with letters.
+        first = next((t for t in ids if tokenizer.decode([t]).strip().isalpha()), None)
+        if first is not None:
+            tokens.append(first)
+    return tokens
+
+
 def build_word_grounding(
     tokenizer,
     texts: Mapping[str, Sequence[str]],
@@ -52,17 +68,16 @@ def build_word_grounding(
     vocabulary: Sequence[int] | None = None,
     max_clip_fraction: float = 0.3,
 ) -> WordGrounding:
-    """Vocabulary: every alphabetic token of the texts, unless given (a started projector
-    keeps its own). Targets: the vocabulary tokens of a clip's texts that occur in at most
-    ``max_clip_fraction`` of the clips; words that nearly every clip's text has ("the",
-    "person", "now") tell no clip from another."""
+    """Vocabulary: the word tokens (``word_tokens``) of all the texts, unless given (a
+    started projector keeps its own). Targets: the vocabulary words of a clip's texts that
+    occur in at most ``max_clip_fraction`` of the clips; words that nearly every clip's
+    text has ("the", "person", "now") tell no clip from another."""
     tokens = {
-        clip: {t for text in items for t in tokenizer(text, add_special_tokens=False)["input_ids"]}
+        clip: {t for text in items for t in word_tokens(tokenizer, text)}
         for clip, items in texts.items()
     }
     if vocabulary is None:
-        spelled = {t: tokenizer.decode([t]).strip() for ids in tokens.values() for t in ids}
-        vocabulary = sorted(t for t, word in spelled.items() if word.isalpha())
+        vocabulary = sorted(set().union(*tokens.values()))
     vocabulary = tuple(vocabulary)
     if not vocabulary:
         raise ValueError("word grounding found no words in the clips' texts")
