@@ -151,3 +151,51 @@ def test_grounding_needs_the_words_head_and_clip_texts(tmp_path, small_synthkitc
         train(pairs_only, show_progress=False)
     with pytest.raises(ConfigError, match="both 0"):
         _grounding_config(tmp_path / "c", small_synthkitchen, "answer_weight=0")
+
+
+def test_a_started_projector_keeps_its_vocabulary_and_pairs_alone_give_one(
+    tmp_path, small_synthkitchen
+):
+    from safetensors.torch import load_file
+    from train_data import write_pair_qa
+
+    from stepdiff.train.grounding import word_tokens
+
+    stage1 = train(
+        _grounding_config(
+            tmp_path / "a", small_synthkitchen, "answer_weight=0", "grounding_weight=1"
+        ),
+        show_progress=False,
+    )
+    qa = write_pair_qa(small_synthkitchen, tmp_path)
+    stage2 = train(
+        _grounding_config(
+            tmp_path / "b",
+            small_synthkitchen,
+            "grounding_weight=1",
+            f"init_from={stage1.model_dir}",
+            f"data.pair_qa={qa}",
+            "data.mix={pair_qa: 0.5, interleaved: 0.5}",
+            "max_steps=2",
+        ),
+        show_progress=False,
+    )
+    first = load_file(stage1.model_dir / "projector.safetensors")["word_ids"]
+    assert torch.equal(load_file(stage2.model_dir / "projector.safetensors")["word_ids"], first)
+    # From scratch on pair QA only: the words of the answers.
+    pairs = train(
+        _grounding_config(
+            tmp_path / "c",
+            small_synthkitchen,
+            f"data.pair_qa={qa}",
+            "data.mix={pair_qa: 1.0}",
+            "max_steps=1",
+        ),
+        show_progress=False,
+    )
+    from stepdiff.model.build import load_model
+
+    model = load_model(pairs.model_dir)
+    answers = [json.loads(line)["answer"] for line in qa.read_text().splitlines()]
+    expected = sorted({t for a in answers for t in word_tokens(model.tokenizer, a)})
+    assert model.projector_module.word_ids.tolist() == expected

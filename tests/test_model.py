@@ -421,6 +421,6 @@ def test_words_head_checkpoints_rebind_the_llm_embeddings(tmp_path):
         torch.testing.assert_close(loaded.projector_module(clips), model.projector_module(clips))
 
 
-def test_unknown_output_head_is_refused():
-    with pytest.raises(ValueError, match="output_head must be one of linear, words"):
-        build_model(load_config("tiny", ["projector.output_head=tokens"]))
+def test_unknown_output_head_is_refused_when_the_config_loads():
+    with pytest.raises(ConfigError, match="output_head must be one of linear, words"):
+        load_config("tiny", ["projector.output_head=tokens"])

@@ -19,6 +19,8 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from stepdiff.errors import ConfigError
+
 OUTPUT_HEADS = ("linear", "words")
 
 
@@ -38,8 +40,16 @@ class ProjectorConfig:
     # "words": each latent becomes a softmax mixture of the frozen LLM's own token
     # embeddings (attention over the vocabulary), so the video tokens stay word-like:
     # they cannot grow into a large fixed prompt, and the LLM reads them as it reads
-    # words, e.g. copies "whisk" into an answer (README, "the word-anchored head").
+    # words, e.g. copies "whisk" into an answer (README, "The words head and word
+    # grounding").
     output_head: str = "linear"
+
+    def __post_init__(self) -> None:
+        if self.output_head not in OUTPUT_HEADS:
+            raise ConfigError(
+                f"projector.output_head must be one of {', '.join(OUTPUT_HEADS)}, "
+                f"not {self.output_head!r}"
+            )
 
 
 class PerceiverAttention(nn.Module):
@@ -106,11 +116,6 @@ class PerceiverProjector(nn.Module):
             for _ in range(config.depth)
         )
         self.norm = nn.LayerNorm(width)
-        if config.output_head not in OUTPUT_HEADS:
-            raise ValueError(
-                f"projector.output_head must be one of {', '.join(OUTPUT_HEADS)}, "
-                f"not {config.output_head!r}"
-            )
         self.output_dim = output_dim
         self.head = nn.Linear(width, output_dim)
         # Start at the scale of the LLM's own token embeddings: LayerNorm outputs have unit
@@ -119,8 +124,9 @@ class PerceiverProjector(nn.Module):
         nn.init.zeros_(self.head.bias)
         if config.output_head == "words":
             # Sharpness of the attention over the words. Cosine similarities lie in
-            # [-1, 1], so the scale bounds how sharply one word can be picked; starting
-            # high lets a few hundred samples pick words rather than average them.
+            # [-1, 1], so the scale bounds how sharply one word can be picked. Adam moves
+            # its log by about the learning rate per step: started at 10, it had barely
+            # grown after 150 steps and the tokens stayed averages of many words.
             self.word_log_scale = nn.Parameter(torch.tensor(math.log(30.0)))
             # Which of the LLM's tokens the head may use (set_word_vocabulary; empty = all),
             # saved with the weights; the embeddings themselves come with the LLM.

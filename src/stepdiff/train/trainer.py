@@ -239,9 +239,8 @@ class Trainer:
         if projector.config.output_head != "words":
             return
         records = [r for kind in self.config.active_kinds() for r in self.records[kind]]
-        texts = clip_texts(records) or {
-            clip: [r.answer] for r in records for clip in r.clips
-        }  # pair answers only: their words still make a vocabulary
+        # Pair answers only: they ground no clip, but their words still make a vocabulary.
+        texts = clip_texts(records) or {"pair answers": [r.answer for r in records]}
         tokenizer = self.model.tokenizer
         if self.config.init_from is None:
             projector.set_word_vocabulary(build_word_grounding(tokenizer, texts).vocabulary)
