@@ -224,12 +224,15 @@ class Trainer:
         if self.world > 1:
             # Grounding calls the projector beside the data-parallel wrapper's forward.
             raise ConfigError("grounding_weight trains on one process only")
-        records = [r for kind in self.config.active_kinds() for r in self.records[kind]]
-        if not clip_texts(records):
+        if not clip_texts(self.active_records()):
             raise ConfigError(
                 "grounding_weight needs texts about single clips: single_video or "
                 "interleaved data with a positive data.mix weight"
             )
+
+    def active_records(self) -> list[TrainingRecord]:
+        """The records of every data kind that has a positive mix weight."""
+        return [r for kind in self.config.active_kinds() for r in self.records[kind]]
 
     def _set_up_words(self) -> None:
         """The words head's vocabulary (from the training texts, when starting from
@@ -238,7 +241,7 @@ class Trainer:
         self.grounding = None
         if projector.config.output_head != "words":
             return
-        records = [r for kind in self.config.active_kinds() for r in self.records[kind]]
+        records = self.active_records()
         # Pair answers only: they ground no clip, but their words still make a vocabulary.
         texts = clip_texts(records) or {"pair answers": [r.answer for r in records]}
         tokenizer = self.model.tokenizer
