@@ -190,21 +190,22 @@ class PerceiverProjector(nn.Module):
         queries = self.head(self.norm(self.read(video_tokens)))  # (B, N, H)
         if self.config.output_head == "linear":
             return queries
-        words = self.word_table().to(queries.dtype)  # (K, H)
-        return torch.softmax(self._word_logits(queries, words), dim=-1) @ words  # (B, N, H)
+        logits, words = self._word_logits(queries)  # (B, N, K), (K, H)
+        return torch.softmax(logits, dim=-1) @ words  # (B, N, H)
 
     def word_log_probs(self, video_tokens: torch.Tensor) -> torch.Tensor:
         """The "words" head's distributions: (B, T, P, D) -> log-probabilities (B, N, K)
         over the word vocabulary (set_word_vocabulary), one per video token."""
-        queries = self.head(self.norm(self.read(video_tokens)))
-        words = self.word_table().to(queries.dtype)
-        return torch.log_softmax(self._word_logits(queries, words), dim=-1)
+        logits, _ = self._word_logits(self.head(self.norm(self.read(video_tokens))))
+        return torch.log_softmax(logits, dim=-1)
 
-    def _word_logits(self, queries: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
-        """Scaled cosine similarity of queries (B, N, H) to words (K, H) -> (B, N, K)."""
+    def _word_logits(self, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scaled cosine similarity of queries (B, N, H) to each word -> logits (B, N, K)
+        and the words' embeddings (K, H) in the queries' dtype."""
+        words = self.word_table().to(queries.dtype)
         unit_words = nn.functional.normalize(words, dim=-1)
         cosine = nn.functional.normalize(queries, dim=-1) @ unit_words.T
-        return cosine * self.word_log_scale.exp()
+        return cosine * self.word_log_scale.exp(), words
 
     def read(self, video_tokens: torch.Tensor) -> torch.Tensor:
         """The latents after reading the video: (B, T, P, D) -> (B, N, W)."""
