@@ -423,3 +423,61 @@ def test_words_head_checkpoints_rebind_the_llm_embeddings(tmp_path):
 def test_unknown_output_head_is_refused_when_the_config_loads():
     with pytest.raises(ConfigError, match="output_head must be one of linear, words"):
         load_config("tiny", ["projector.output_head=tokens"])
+
+
+def test_compare_projector_starts_as_the_papers_and_reads_each_video_against_the_other():
+    torch.manual_seed(0)
+    plain = build_model(load_config("tiny"))
+    model = build_model(load_config("tiny", ["projector.compare=true"]))
+    state = {k: v for k, v in model.projector_module.state_dict().items() if "compare" not in k}
+    plain.projector_module.load_state_dict(state)
+    pair = torch.stack([features(model, 2, 50), features(model, 2, 51)], dim=1)  # (2, 2, ...)
+    with torch.no_grad():
+        # Zero-initialised: the same tokens as the paper's projector until it trains.
+        torch.testing.assert_close(model.project_videos(pair), plain.project_videos(pair))
+        torch.nn.init.normal_(model.projector_module.compare_proj[-1].weight)
+        paired = model.project_videos(pair)  # (2, 2, N, H)
+        alone = model.project_videos(pair, paired=False)
+        swapped = model.project_videos(pair.flip(1))
+    torch.testing.assert_close(alone, plain.project_videos(pair))
+    assert not torch.allclose(paired, alone, atol=1e-4), "pairs read each other"
+    # Each video's tokens depend on which video is its partner, not on the slot it is in.
+    torch.testing.assert_close(swapped, paired.flip(1))
+    other = pair.clone()
+    other[:, 0] = features(model, 2, 52)
+    with torch.no_grad():
+        changed = model.project_videos(other)
+    assert not torch.allclose(changed[:, 1], paired[:, 1], atol=1e-4)
+
+
+def test_compare_projector_learns_which_pairs_differ():
+    # "Same?" answers that no single video determines: both videos show one of two
+    # objects (a direction in their tokens) and the answer is whether they match. The
+    # paper's projector reads each video alone, the compare summary reads the pair.
+    torch.manual_seed(3)
+    model = build_model(load_config("tiny", ["projector.compare=true"]))
+    time_steps, tokens = model.encoder.tokens_shape(model.config.num_frames)
+    dim = model.encoder.dim
+    objects = 3 * torch.nn.functional.normalize(torch.randn(2, dim), dim=1)  # (2, D)
+    question = "Do these two videos show the same tool?"
+
+    def pairs(first: torch.Tensor, second: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        noise = torch.randn(2, len(first), time_steps, tokens, dim)
+        return (
+            noise[0] + objects[first][:, None, None, :],
+            noise[1] + objects[second][:, None, None, :],
+        )
+
+    optimizer = projector_optimizer(model, lr=3e-3)
+    for _ in range(120):
+        first, second = torch.randint(0, 2, (2, 8))
+        ref, cand = pairs(first, second)
+        answers = ["YES" if a == b else "NO" for a, b in zip(first, second, strict=True)]
+        train_step(model, optimizer, ref, cand, [question] * 8, answers)
+    model.eval()
+    first = torch.tensor([0, 0, 1, 1] * 4)
+    second = torch.tensor([0, 1, 0, 1] * 4)
+    ref, cand = pairs(first, second)
+    p_yes = model.p_yes(ref, cand, [question] * 16)
+    same = first == second
+    assert p_yes[same].min() > p_yes[~same].max(), p_yes

@@ -127,6 +127,40 @@ def test_mixture_with_interleaved_data_and_init_from(tmp_path, small_synthkitche
     assert len(result.losses) == 4 and all(loss > 0 for loss in result.losses)
 
 
+def test_compare_projector_reads_pairs_but_not_two_clip_interleaved_sequences(
+    tmp_path, small_synthkitchen
+):
+    # The interleaved samples here hold two clips each, like a pair: only the records'
+    # kind tells them apart, and only pairs may train the compare summary.
+    interleaved = _interleaved(small_synthkitchen, tmp_path)
+    common = [f"data.video_dir={small_synthkitchen / 'videos'}", "tensorboard=false"]
+    stage1 = load_train_config(
+        "tiny",
+        [
+            f"out={tmp_path / 'interleaved'}",
+            f"data.interleaved={interleaved}",
+            "data.pair_qa=[]",
+            "data.mix={interleaved: 1.0}",
+            "model_overrides=[projector.compare=true]",
+            "max_steps=2",
+            *common,
+        ],
+    )
+    pre = train(stage1, show_progress=False)
+    compare_out = "compare_proj.2.weight"
+    assert not load_file(pre.model_dir / "projector.safetensors")[compare_out].any()
+    pairs = _config(
+        tmp_path / "pairs",
+        small_synthkitchen,
+        f"init_from={pre.model_dir}",
+        "model_overrides=[projector.compare=true]",
+        "max_steps=2",
+        "tensorboard=false",
+    )
+    tuned = train(pairs, show_progress=False)
+    assert load_file(tuned.model_dir / "projector.safetensors")[compare_out].abs().sum() > 0
+
+
 def test_overrides_read_scientific_notation_as_numbers() -> None:
     # PyYAML alone reads "1e-4" (YAML 1.1, no dot) as a string.
     config = load_train_config("tiny", ["optim.lr=1e-4", "optim.weight_decay=5E-2"])

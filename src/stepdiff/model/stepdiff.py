@@ -175,16 +175,25 @@ class StepDiffModel(nn.Module):
             require_answers=require_answers,
         )
 
-    def project_videos(self, videos: torch.Tensor) -> torch.Tensor:
-        """Video tokens for the LLM: (B, V, T, P, D) -> (B, V, N, H)."""
+    def project_videos(self, videos: torch.Tensor, paired: bool | None = None) -> torch.Tensor:
+        """Video tokens for the LLM: (B, V, T, P, D) -> (B, V, N, H). ``paired``: the two
+        videos of each row are a (reference, candidate) pair, which a ``compare``
+        projector reads against each other (default: when V is 2; training says so
+        explicitly, since an interleaved sequence may also hold two clips)."""
         batch_size, num_videos = videos.shape[:2]
         # The projector keeps fp32 weights whatever the frozen parts run in; the splice
         # casts its output to the LLM's dtype.
         videos = videos.to(self.projector_module.latents.dtype)
-        tokens = self.projector(videos.flatten(0, 1))  # (B*V, N, H)
+        paired = num_videos == 2 if paired is None else paired
+        others = None
+        if paired and self.projector_module.config.compare:
+            others = videos.flip(1).flatten(0, 1)  # each video's partner, (B*2, T, P, D)
+        tokens = self.projector(videos.flatten(0, 1), others)  # (B*V, N, H)
         return tokens.view(batch_size, num_videos, *tokens.shape[1:])
 
-    def _inputs_embeds(self, batch: TokenBatch, videos: torch.Tensor) -> torch.Tensor:
+    def _inputs_embeds(
+        self, batch: TokenBatch, videos: torch.Tensor, paired: bool | None = None
+    ) -> torch.Tensor:
         """Token embeddings with the videos (B, V, T, P, D) spliced in -> (B, L, H)."""
         if videos.shape[0] != batch.input_ids.shape[0]:
             raise ValueError(
@@ -193,11 +202,13 @@ class StepDiffModel(nn.Module):
         ids = batch.input_ids.to(self.device)
         # Placeholders are not real ids: embed a stand-in, then overwrite those rows.
         text = self.llm.get_input_embeddings()(ids.clamp(min=0))  # (B, L, H)
-        return splice_video_embeddings(ids, text, self.project_videos(videos))
+        return splice_video_embeddings(ids, text, self.project_videos(videos, paired))
 
-    def _hidden(self, batch: TokenBatch, videos: torch.Tensor) -> torch.Tensor:
+    def _hidden(
+        self, batch: TokenBatch, videos: torch.Tensor, paired: bool | None = None
+    ) -> torch.Tensor:
         """The LLM's last hidden states -> (B, L, H)."""
-        embeds = self._inputs_embeds(batch, videos)
+        embeds = self._inputs_embeds(batch, videos, paired)
         mask = batch.attention_mask.to(self.device)
         return self.llm.base_model(inputs_embeds=embeds, attention_mask=mask)[0]
 
@@ -224,10 +235,12 @@ class StepDiffModel(nn.Module):
         videos: torch.Tensor,
         negatives: torch.Tensor | None = None,
         contrast_weight: float = 1.0,
+        paired: bool | None = None,
     ) -> torch.Tensor:
         """The training loss: mean cross-entropy over the labelled tokens; videos
-        (B, V, T, P, D) in prompt order. Wrappers such as FSDP gather their parameters
-        around ``forward``, so training calls the model itself.
+        (B, V, T, P, D) in prompt order (``paired``: as in :meth:`project_videos`).
+        Wrappers such as FSDP gather their parameters around ``forward``, so training
+        calls the model itself.
 
         With ``negatives`` (other clips in the same layout, (B, V, T, P, D)), adds
         ``contrast_weight`` times -log sigmoid(log p(answer | videos) - log p(answer |
@@ -244,7 +257,7 @@ class StepDiffModel(nn.Module):
         if negatives is not None:  # one forward over the rows twice: own videos, then others
             batch = batch.repeat(2)
             videos = torch.cat([videos, negatives])  # (2B, V, T, P, D)
-        hidden = self._hidden(batch, videos)  # (R, L, H)
+        hidden = self._hidden(batch, videos, paired)  # (R, L, H)
         targets = batch.labels.to(self.device)[:, 1:]  # position t predicts token t+1
         keep = targets != IGNORE_INDEX  # (R, L-1)
         logits = self.llm.get_output_embeddings()(hidden[:, :-1][keep])  # (K, V)

@@ -43,6 +43,14 @@ class ProjectorConfig:
     # words, e.g. copies "whisk" into an answer (README, "The words head and word
     # grounding").
     output_head: str = "linear"
+    # The paper's projector reads each video alone and leaves the comparison to the LLM.
+    # With ``compare``, each video of a pair also gets a summary of how its frames differ
+    # from the other video's frames (standardised, frame by frame in time order: the mean
+    # signed difference, which says which way, and the mean absolute one, which says how
+    # much), added to its latents before they read the video. The trainable part then
+    # does the comparison, which a small frozen LLM does not do even from true attributes
+    # written as text (README). Zero-initialised: at the start it is the paper's projector.
+    compare: bool = False
 
     def __post_init__(self) -> None:
         if self.output_head not in OUTPUT_HEADS:
@@ -115,6 +123,12 @@ class PerceiverProjector(nn.Module):
             )
             for _ in range(config.depth)
         )
+        if config.compare:
+            self.compare_proj = nn.Sequential(
+                nn.Linear(2 * input_dim, width), nn.GELU(), nn.Linear(width, width)
+            )
+            nn.init.zeros_(self.compare_proj[-1].weight)
+            nn.init.zeros_(self.compare_proj[-1].bias)
         self.norm = nn.LayerNorm(width)
         self.output_dim = output_dim
         self.head = nn.Linear(width, output_dim)
@@ -185,9 +199,12 @@ class PerceiverProjector(nn.Module):
             return video_tokens.mean(dim=2, keepdim=True)
         return video_tokens
 
-    def forward(self, video_tokens: torch.Tensor) -> torch.Tensor:
-        """video_tokens (B, T, P, D) -> (B, N, H)."""
-        queries = self.head(self.norm(self.read(video_tokens)))  # (B, N, H)
+    def forward(
+        self, video_tokens: torch.Tensor, others: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """video_tokens (B, T, P, D) -> (B, N, H). ``others`` (B, T, P, D): the other
+        video of each pair, read by the ``compare`` summary (ignored without it)."""
+        queries = self.head(self.norm(self.read(video_tokens, others)))  # (B, N, H)
         if self.config.output_head == "linear":
             return queries
         logits, words = self._word_logits(queries)  # (B, N, K), (K, H)
@@ -207,8 +224,22 @@ class PerceiverProjector(nn.Module):
         cosine = nn.functional.normalize(queries, dim=-1) @ unit_words.T
         return cosine * self.word_log_scale.exp(), words
 
-    def read(self, video_tokens: torch.Tensor) -> torch.Tensor:
-        """The latents after reading the video: (B, T, P, D) -> (B, N, W)."""
+    def comparison(self, video_tokens: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
+        """How each video differs from the other of its pair: 2 x (B, T, P, D) -> (B, W)."""
+        if others.shape != video_tokens.shape:
+            raise ValueError(
+                f"compared videos differ in shape: {tuple(video_tokens.shape)} and "
+                f"{tuple(others.shape)}"
+            )
+        own = ((video_tokens - self.input_mean) / self.input_std).mean(dim=2)  # (B, T, D)
+        other = ((others - self.input_mean) / self.input_std).mean(dim=2)  # (B, T, D)
+        difference = own - other  # (B, T, D)
+        summary = torch.cat([difference.mean(dim=1), difference.abs().mean(dim=1)], dim=-1)
+        return self.compare_proj(summary)  # (B, W)
+
+    def read(self, video_tokens: torch.Tensor, others: torch.Tensor | None = None) -> torch.Tensor:
+        """The latents after reading the video: (B, T, P, D) -> (B, N, W); with the
+        ``compare`` option and ``others`` (B, T, P, D), conditioned on the difference."""
         batch, time_steps = video_tokens.shape[:2]
         if time_steps > self.config.max_time_steps:
             raise ValueError(
@@ -221,6 +252,8 @@ class PerceiverProjector(nn.Module):
         x = x + self.time_embed[:time_steps, None, :]  # broadcast over P
         media = rearrange(x, "b t p w -> b (t p) w")  # (B, T*P, W)
         latents = self.latents.expand(batch, -1, -1)  # (B, N, W)
+        if self.config.compare and others is not None:
+            latents = latents + self.comparison(video_tokens, others)[:, None, :]
         for attention, ff in self.layers:
             latents = latents + attention(media, latents)
             latents = latents + ff(latents)

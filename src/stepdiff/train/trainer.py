@@ -353,10 +353,10 @@ class Trainer:
     # -- steps
     def micro_batch(
         self, index: int
-    ) -> tuple[TokenBatch, torch.Tensor, torch.Tensor | None, list[str]]:
+    ) -> tuple[TokenBatch, torch.Tensor, torch.Tensor | None, list[str], str]:
         """Tokens, videos (B, V, T, P, D), with a contrast weight the same videos with
-        one per row swapped for another training clip (drawn from (seed, index)), and the
-        clip ids of the videos in (B, V) order."""
+        one per row swapped for another training clip (drawn from (seed, index)), the
+        clip ids of the videos in (B, V) order, and the records' kind."""
         kind, items = self.sampler.batch(index)
         # This process's slice of the global micro-batch.
         mine = items[self.accelerator.process_index :: self.world]
@@ -370,7 +370,7 @@ class Trainer:
             swapped = [swap_one_clip(r.clips, self.bank_ids, rng) for r in records]
             negatives = self.bank.videos(swapped).to(device)
         clips = [clip for r in records for clip in r.clips]
-        return tokenise_records(self.model, records), videos, negatives, clips
+        return tokenise_records(self.model, records), videos, negatives, clips, kind
 
     def _flops(self, batch: TokenBatch, num_videos: int) -> float:
         """Model FLOPs of one micro-batch on one process (padded length, as executed)."""
@@ -388,7 +388,7 @@ class Trainer:
         total = 0.0
         self.step_flops = 0.0  # model FLOPs of this step, all processes
         for micro in range(accum):
-            batch, videos, negatives, clips = self.micro_batch(step * accum + micro)
+            batch, videos, negatives, clips, kind = self.micro_batch(step * accum + micro)
             last = micro == accum - 1
             wrapped = self.model if self.sharded else self.model.projector
             sync = (
@@ -402,7 +402,8 @@ class Trainer:
             else:  # grounding alone runs the projector only
                 self.step_flops += len(clips) * self.flop_args["projector_per_video"]
             with sync, self.accelerator.autocast():
-                loss = self.loss(batch, videos, negatives, clips) / accum
+                loss = self.loss(batch, videos, negatives, clips, paired=kind == "pair_qa")
+                loss = loss / accum
                 self.accelerator.backward(loss)
             total += float(loss.detach())
         if self.config.optim.grad_clip:
@@ -421,12 +422,15 @@ class Trainer:
         videos: torch.Tensor,
         negatives: torch.Tensor | None,
         clips: list[str],
+        *,
+        paired: bool,
     ) -> torch.Tensor:
-        """answer_weight x the model's loss (+ contrast) + grounding_weight x grounding."""
+        """answer_weight x the model's loss (+ contrast) + grounding_weight x grounding.
+        ``paired``: each row's videos are a (reference, candidate) pair."""
         config = self.config
         loss = videos.new_zeros(())
         if config.answer_weight:
-            answer = self.model(batch, videos, negatives, config.contrast_weight)
+            answer = self.model(batch, videos, negatives, config.contrast_weight, paired=paired)
             loss = loss + config.answer_weight * answer
         if self.grounding is not None:
             projector = self.model.projector_module
