@@ -47,9 +47,10 @@ class ProjectorConfig:
     # With ``compare``, each video of a pair also gets a summary of how its frames differ
     # from the other video's frames (standardised, frame by frame in time order: the mean
     # signed difference, which says which way, and the mean absolute one, which says how
-    # much), added to its latents before they read the video. The trainable part then
-    # does the comparison, which a small frozen LLM does not do even from true attributes
-    # written as text (README). Zero-initialised: at the start it is the paper's projector.
+    # much), added to its latents before they read the video, so the trainable part can
+    # do the comparison, which a small frozen LLM does not do even from true attributes
+    # written as text. On SynthKitchen it has not helped yet (README, "The comparing
+    # projector"). Zero-initialised: at the start it is the paper's projector.
     compare: bool = False
 
     def __post_init__(self) -> None:
