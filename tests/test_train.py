@@ -30,6 +30,23 @@ def _interleaved(benchmark: Path, out: Path) -> Path:
     return path
 
 
+def _interleaved_stage(tmp_path: Path, benchmark: Path, *extra: str):
+    """A tiny stage-1 config: interleaved data only, 2 steps, into tmp_path/interleaved."""
+    return load_train_config(
+        "tiny",
+        [
+            f"out={tmp_path / 'interleaved'}",
+            f"data.interleaved={_interleaved(benchmark, tmp_path)}",
+            "data.pair_qa=[]",
+            "data.mix={interleaved: 1.0}",
+            f"data.video_dir={benchmark / 'videos'}",
+            "max_steps=2",
+            "tensorboard=false",
+            *extra,
+        ],
+    )
+
+
 def _config(tmp_path: Path, benchmark: Path, *extra: str):
     tmp_path.mkdir(parents=True, exist_ok=True)
     qa = write_pair_qa(benchmark, tmp_path)
@@ -96,20 +113,9 @@ def _without_timing(lines: list[str]) -> list[dict]:
 
 def test_mixture_with_interleaved_data_and_init_from(tmp_path, small_synthkitchen):
     first = _config(tmp_path / "i", small_synthkitchen, "max_steps=2")
-    interleaved = _interleaved(small_synthkitchen, tmp_path)
-    stage1 = load_train_config(
-        "tiny",
-        [
-            f"out={tmp_path / 'interleaved'}",
-            f"data.interleaved={interleaved}",
-            "data.pair_qa=[]",
-            "data.mix={interleaved: 1.0}",
-            f"data.video_dir={small_synthkitchen / 'videos'}",
-            "max_steps=2",
-            "tensorboard=false",
-        ],
-    )
+    stage1 = _interleaved_stage(tmp_path, small_synthkitchen)
     pre = train(stage1, show_progress=False)
+    interleaved = stage1.data.interleaved[0]
     mixed = load_train_config(
         "tiny",
         [
@@ -132,28 +138,15 @@ def test_compare_projector_reads_pairs_but_not_two_clip_interleaved_sequences(
 ):
     # The interleaved samples here hold two clips each, like a pair: only the records'
     # kind tells them apart, and only pairs may train the compare summary.
-    interleaved = _interleaved(small_synthkitchen, tmp_path)
-    common = [f"data.video_dir={small_synthkitchen / 'videos'}", "tensorboard=false"]
-    stage1 = load_train_config(
-        "tiny",
-        [
-            f"out={tmp_path / 'interleaved'}",
-            f"data.interleaved={interleaved}",
-            "data.pair_qa=[]",
-            "data.mix={interleaved: 1.0}",
-            "model_overrides=[projector.compare=true]",
-            "max_steps=2",
-            *common,
-        ],
-    )
-    pre = train(stage1, show_progress=False)
+    compare = "model_overrides=[projector.compare=true]"
+    pre = train(_interleaved_stage(tmp_path, small_synthkitchen, compare), show_progress=False)
     compare_out = "compare_proj.2.weight"
     assert not load_file(pre.model_dir / "projector.safetensors")[compare_out].any()
     pairs = _config(
         tmp_path / "pairs",
         small_synthkitchen,
         f"init_from={pre.model_dir}",
-        "model_overrides=[projector.compare=true]",
+        compare,
         "max_steps=2",
         "tensorboard=false",
     )
