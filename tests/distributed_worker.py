@@ -81,6 +81,24 @@ def main() -> None:
     results["fsdp-resumed"] = run("fsdp-resumed")
     # A 16-bit LLM beside the fp32 projector: they must sit in different shard units.
     results["fsdp-bf16"] = run("fsdp-bf16", "max_steps=2", "model_overrides=[llm_dtype=bfloat16]")
+    # A compare projector under DDP with interleaved micro-batches, which leave its
+    # summary weights without gradients.
+    _use_torch_fsdp(False)
+    clips = [json.loads(line)["clip_id"] for line in (benchmark / "clips.jsonl").open()][:4]
+    interleaved = out / "interleaved.jsonl"
+    if int(os.environ.get("RANK", "0")) == 0:
+        rows = [
+            {"clips": clips[i : i + 2], "narrations": ["I stir now.", "Then I pour."]}
+            for i in (0, 2)
+        ]
+        interleaved.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    torch.distributed.barrier()
+    results["ddp-compare"] = run(
+        "ddp-compare",
+        f"data.interleaved={interleaved}",
+        "data.mix={pair_qa: 0.5, interleaved: 0.5}",
+        "model_overrides=[projector.compare=true]",
+    )
     from accelerate import PartialState
 
     state = PartialState()  # what the trainer's Accelerator saw

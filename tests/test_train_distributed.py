@@ -85,3 +85,12 @@ def test_fsdp_shards_a_16_bit_llm_beside_the_fp32_projector(ranks: list[dict]) -
         assert len(losses) == 2 and all(0 < loss < 20 for loss in losses)
     weights = read_projector_weights(ranks[0]["fsdp-bf16"]["model"])
     assert all(w.dtype == torch.float32 for w in weights.values())
+
+
+def test_ddp_trains_a_compare_projector_on_pairs_mixed_with_interleaved_data(
+    ranks: list[dict],
+) -> None:
+    # Interleaved micro-batches leave the compare weights without gradients: DDP must
+    # expect unused parameters, or the next step fails.
+    losses = [report["ddp-compare"]["losses"] for report in ranks]
+    assert len(losses[0]) == 4 and losses[0] == pytest.approx(losses[1], rel=1e-6)

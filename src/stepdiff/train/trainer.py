@@ -191,10 +191,13 @@ class Trainer:
         self._check_tensorboard()
         # The projector's buffers (input statistics) are equal on every process and never
         # change; DDP would otherwise broadcast them in each forward, a collective that
-        # hangs when only the main process runs the dev evaluation.
-        self.accelerator = Accelerator(
-            kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)]
+        # hangs when only the main process runs the dev evaluation. A compare projector's
+        # summary weights get no gradient from interleaved micro-batches (no pairs), which
+        # DDP must be told to expect.
+        ddp_options = DistributedDataParallelKwargs(
+            broadcast_buffers=False, find_unused_parameters=self.model_config.projector.compare
         )
+        self.accelerator = Accelerator(kwargs_handlers=[ddp_options])
         self.world = self.accelerator.num_processes
         check_strategy(self.accelerator)
         launched = int(os.environ.get("WORLD_SIZE", "1"))
