@@ -156,6 +156,15 @@ def test_duplicates_within_a_pair_and_across_the_dataset():
     assert [shared[f"p{i}"][0].reason for i in range(4)] == [None] * 4  # 4 <= 1% of 500
 
 
+def test_closed_form_answers_are_one_word_and_may_repeat():
+    closed = ("Is the technique the same in both videos? Answer YES or NO.", "NO")
+    assert _verdicts([closed])[0][0] is None
+    assert _verdicts([("Is the technique the same in both videos?", "NO")])[0][0] == "malformed"
+    pairs = [PairQA(f"p{i}", [closed], D1, D2) for i in range(5)]
+    verdicts = judge_dataset(pairs, FilterSettings(max_repeats=1, max_share=0))
+    assert all(verdicts[f"p{i}"][0].keep for i in range(5))
+
+
 def test_a_single_video_question_passes_when_the_answer_uses_both_descriptions():
     question = "What does the person stir with?"  # not comparative by itself
     assert _verdicts([(question, "A wooden spatula.")])[0][0] == "single_video"

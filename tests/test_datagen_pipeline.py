@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from stepdiff.cli import app
 from stepdiff.datagen.pipeline import run_pipeline, run_stage
 from stepdiff.datagen.stages import DatagenConfig
+from stepdiff.errors import ConfigError
 
 OUTPUTS = (
     "descriptions.jsonl",
@@ -324,3 +325,17 @@ def test_changed_options_ask_for_force(tmp_path, clips, single_run):
         app, ["datagen", "pairs", "--out", str(out), "--pairs-per-clip", "2"]
     )
     assert result.exit_code == 1 and "--force" in result.output
+
+
+def test_same_questions_join_the_rubric_qa_and_need_it(tmp_path, clips, single_run):
+    out = tmp_path / "same"
+    shutil.copytree(single_run, out)
+    for name in ("qa_raw.jsonl", "qa_report.json", "qa.jsonl", "filter_report.json"):
+        (out / name).unlink()
+    run_pipeline(_config(out, clips, same_questions=True))
+    plain, more = _lines(single_run / "qa.jsonl"), _lines(out / "qa.jsonl")
+    closed = [q for q in more if q["question"].endswith("Answer YES or NO.")]
+    assert closed and {q["answer"] for q in closed} == {"YES", "NO"}
+    assert [q for q in more if q not in closed] == plain
+    with pytest.raises(ConfigError, match="--same-questions needs rubric QA"):
+        run_stage("qa", _config(tmp_path / "llm", clips, qa_source="llm", same_questions=True))

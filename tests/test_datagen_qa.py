@@ -10,15 +10,19 @@ import pytest
 
 from stepdiff.datagen.qa import (
     CATEGORY_TOPICS,
+    CLOSED_FORM_SUFFIX,
+    SAME_QUESTIONS,
     PairText,
     format_reply,
     generate_llm_qa,
+    is_closed_form,
     rubric_qa,
     rubric_record,
+    same_category_qa,
 )
 from stepdiff.datagen.records import PairRecord, make_pair_id
 from stepdiff.synthkitchen.builder import SIZES, sample_clips
-from stepdiff.synthkitchen.differences import compare
+from stepdiff.synthkitchen.differences import compare, similarity_scores
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +83,49 @@ def test_rubric_asks_about_the_most_severe_categories_and_is_deterministic(spec_
     record = rubric_record(pair, reference, candidate, seed=0)
     assert record.model == "rubric" and record.prompt_id == "rubric_v1" and record.error is None
     assert record.raw == format_reply(record.summary, qa)
+
+
+def _category_of(question: str) -> str:
+    stem = question.removesuffix(f" {CLOSED_FORM_SUFFIX}")
+    (category,) = [c for c, phrasings in SAME_QUESTIONS.items() if stem in phrasings]
+    return category
+
+
+def test_same_questions_say_yes_exactly_when_nothing_of_the_category_differs(spec_pairs):
+    answers: list[str] = []
+    for reference, candidate in spec_pairs:
+        scores = similarity_scores(reference, candidate)
+        qa = same_category_qa(reference, candidate, seed=0)
+        categories = [_category_of(q) for q, _ in qa]
+        assert len(set(categories)) == len(categories), "each category asked once at most"
+        for (question, answer), category in zip(qa, categories, strict=True):
+            assert is_closed_form(question, answer)
+            assert answer == ("YES" if scores[category] == 5 else "NO")
+        same = sum(score == 5 for score in scores.values())
+        # every "same" category, and as many "different" ones (at least one)
+        assert [a for _, a in qa].count("YES") == same
+        assert [a for _, a in qa].count("NO") == min(max(same, 1), 6 - same)
+        answers += [a for _, a in qa]
+        assert same_category_qa(reference, candidate, seed=0) == qa
+    assert 0 < answers.count("YES") < len(answers)
+
+
+def test_rubric_record_appends_same_questions_only_when_asked(spec_pairs):
+    reference, candidate = spec_pairs[0]
+    pair = PairRecord(
+        make_pair_id(reference.clip_id, candidate.clip_id),
+        reference.clip_id,
+        candidate.clip_id,
+        reference.keystep,
+        0.8,
+    )
+    plain = rubric_record(pair, reference, candidate, seed=0)
+    more = rubric_record(pair, reference, candidate, seed=0, same_questions=True)
+    assert not any(is_closed_form(q["question"], q["answer"]) for q in plain.qa)
+    assert more.qa[:3] == plain.qa and len(more.qa) > 3
+    assert all(is_closed_form(q["question"], q["answer"]) for q in more.qa[3:])
+    assert not is_closed_form("Did both videos use the same tool?", "YES")
+    assert not is_closed_form(f"Same tool? {CLOSED_FORM_SUFFIX}", "Yes, both use a whisk.")
 
 
 class Scripted:

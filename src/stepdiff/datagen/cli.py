@@ -93,6 +93,14 @@ PairHigh = Annotated[
 PerClip = Annotated[
     int, typer.Option("--pairs-per-clip", min=1, help="Most pairs any one clip joins.")
 ]
+SameQuestions = Annotated[
+    bool,
+    typer.Option(
+        "--same-questions/--no-same-questions",
+        help='Rubric QA only: also ask closed-form "same <category>? Answer YES or NO." '
+        "questions (off: the rubric's 3 QA per pair).",
+    ),
+]
 Filter = Annotated[
     bool,
     typer.Option("--filter/--no-filter", help="Filter QA (--no-filter: the paper's ablation)."),
@@ -220,6 +228,7 @@ def _stage_command(name: str, doc: str) -> None:
         pair_low: PairLow = 0.5,
         pair_high: PairHigh = 0.95,
         pairs_per_clip: PerClip = 4,
+        same_questions: SameQuestions = False,
         filter: Filter = True,
         shard: ShardOpt = None,
         num_shards: NumShards = 1,
@@ -246,6 +255,7 @@ def _stage_command(name: str, doc: str) -> None:
                 pair_low=pair_low,
                 pair_high=pair_high,
                 pairs_per_clip=pairs_per_clip,
+                same_questions=same_questions,
                 filter=filter,
             )
         _run((name,), config, shard, num_shards, force, ray, ray_address)

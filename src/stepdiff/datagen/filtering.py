@@ -29,6 +29,10 @@ the reason:
    deduplication dropped 30% of SynthKitchen-medium's rubric QA, most of them "yes"
    answers, skewing the yes/no balance). ``max_repeats=1, max_share=0`` is strict
    deduplication.
+
+Closed-form QA ("... Answer YES or NO." -> "YES"; see
+:func:`~stepdiff.datagen.qa.is_closed_form`) are one word by design and repeat by design,
+so the answer-length minimum and check 5 do not apply to them.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from stepdiff.datagen.qa import is_closed_form
 
 REASONS = ("malformed", "duplicate", "single_video", "ungrounded")
 
@@ -187,7 +193,8 @@ def malformed(question: str, answer: str, settings: FilterSettings) -> str | Non
     if not is_question(question):
         return "question is not a question"
     q_words, a_words = len(question.split()), len(answer.split())
-    if q_words < settings.min_question_words or a_words < settings.min_answer_words:
+    min_answer_words = 1 if is_closed_form(question, answer) else settings.min_answer_words
+    if q_words < settings.min_question_words or a_words < min_answer_words:
         return "too short"
     if q_words > settings.max_question_words or a_words > settings.max_answer_words:
         return "too long"
@@ -253,7 +260,7 @@ def judge_dataset(
             for index, ((question, answer), verdict) in enumerate(
                 zip(pair.qa, judged, strict=True)
             ):
-                if not verdict.keep:
+                if not verdict.keep or is_closed_form(question, answer):
                     continue
                 key = (normalise(question), normalise(answer))
                 if kept[key] >= allowed:

@@ -13,6 +13,8 @@ Two writers produce the same record (:class:`~stepdiff.datagen.records.QARawReco
   attribute ("Did both videos use the same vessel?"). Deterministic for (seed, pair);
   records say ``model="rubric"``. The offline default LLM (SmolLM2-135M) writes poor QA,
   so this is what SynthKitchen runs use unless ``--qa-source llm`` is asked for.
+  With ``same_questions``, it also asks closed-form "same <category>?" questions
+  (:func:`same_category_qa`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,12 @@ from dataclasses import dataclass
 
 from stepdiff.datagen.records import PairRecord, QARawRecord
 from stepdiff.errors import DataFormatError, first_line
-from stepdiff.synthkitchen.differences import CategoryComparison, Difference, compare
+from stepdiff.synthkitchen.differences import (
+    CategoryComparison,
+    Difference,
+    compare,
+    similarity_scores,
+)
 from stepdiff.synthkitchen.world import (
     GARNISH_PHRASES,
     INGREDIENTS,
@@ -48,6 +55,41 @@ CATEGORY_TOPICS: dict[str, str] = {
     "Actions": "the order of actions",
     "Visuals": "how the food looks",
     "Serving / Presentation": "serving and presentation",
+}
+
+
+# Closed-form questions end with this instruction and are answered by one word, the
+# response-format prompt of short-answer instruction data (as LLaVA-1.5 adds "Answer the
+# question using a single word or phrase."): the word's probability is then a score.
+CLOSED_FORM_SUFFIX = "Answer YES or NO."
+CLOSED_FORM_ANSWERS = ("YES", "NO")
+
+# Two phrasings per category of "are the two videos the same in this category?"
+SAME_QUESTIONS: dict[str, tuple[str, str]] = {
+    "Ingredients": (
+        "Are the same ingredients used in both videos?",
+        "Do both videos use the same ingredients?",
+    ),
+    "Tools/Equipment": (
+        "Are the same tools and equipment used in both videos?",
+        "Do both videos use the same tools and equipment?",
+    ),
+    "Technique": (
+        "Is the technique the same in both videos?",
+        "Do both videos use the same technique?",
+    ),
+    "Actions": (
+        "Are the actions done the same way in both videos?",
+        "Do both videos do the same actions in the same order?",
+    ),
+    "Visuals": (
+        "Does the food look the same in both videos?",
+        "Do both videos show food that looks the same?",
+    ),
+    "Serving / Presentation": (
+        "Is the food served the same way in both videos?",
+        "Is the serving and presentation the same in both videos?",
+    ),
 }
 
 
@@ -229,11 +271,47 @@ def rubric_qa(
     return summary, qa
 
 
+def same_category_qa(
+    reference: ClipSpec, candidate: ClipSpec, seed: int = 0
+) -> list[tuple[str, str]]:
+    """Closed-form "same <category>?" QA for a SynthKitchen pair: "YES" when nothing of
+    the category differs (its severity score is 5), else "NO". Every "YES" category is
+    asked, and as many "NO" ones (at least one), chosen with a seeded shuffle: most
+    categories of a same-keystep pair differ, and asking all would teach "NO" alone.
+    Deterministic for (seed, pair)."""
+    rng = random.Random(f"stepdiff-same:{seed}:{reference.clip_id}|{candidate.clip_id}")
+    scores = similarity_scores(reference, candidate)
+    same = [c for c in SAME_QUESTIONS if scores[c] == 5]
+    different = [c for c in SAME_QUESTIONS if scores[c] < 5]
+    rng.shuffle(different)
+    asked = same + different[: max(len(same), 1)]
+    rng.shuffle(asked)
+    return [
+        (
+            f"{rng.choice(SAME_QUESTIONS[c])} {CLOSED_FORM_SUFFIX}",
+            CLOSED_FORM_ANSWERS[0] if scores[c] == 5 else CLOSED_FORM_ANSWERS[1],
+        )
+        for c in asked
+    ]
+
+
+def is_closed_form(question: str, answer: str) -> bool:
+    """Whether a QA is a closed-form yes/no question with its one-word answer."""
+    return question.endswith(CLOSED_FORM_SUFFIX) and answer in CLOSED_FORM_ANSWERS
+
+
 def rubric_record(
-    pair: PairRecord, reference: ClipSpec, candidate: ClipSpec, seed: int = 0
+    pair: PairRecord,
+    reference: ClipSpec,
+    candidate: ClipSpec,
+    seed: int = 0,
+    same_questions: bool = False,
 ) -> QARawRecord:
-    """:func:`rubric_qa` as a ``qa_raw.jsonl`` record (``model="rubric"``)."""
+    """:func:`rubric_qa` as a ``qa_raw.jsonl`` record (``model="rubric"``), with
+    :func:`same_category_qa` after it when ``same_questions``."""
     summary, qa = rubric_qa(reference, candidate, seed)
+    if same_questions:
+        qa = qa + same_category_qa(reference, candidate, seed)
     return QARawRecord(
         pair_id=pair.pair_id,
         reference=pair.reference,

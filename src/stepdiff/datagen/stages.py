@@ -76,6 +76,7 @@ class DatagenConfig:
     pair_high: float = 0.95
     pairs_per_clip: int = 4
     embedder: str = "all-minilm-l6-v2"
+    same_questions: bool = False  # rubric QA: add closed-form "same <category>?" QA
     filter: bool = True
     min_grounded: float = 0.6
     max_repeats: int = 3
@@ -401,11 +402,18 @@ class QAStage(_Stage):
         self._specs: dict[str, Any] | None = None
         if self.source == "auto":
             self.source = "rubric" if self._has_ground_truth() else "llm"
-        self.options = (
+        if config.same_questions and self.source != "rubric":
+            raise ConfigError(
+                "--same-questions needs rubric QA (SynthKitchen ground truth): "
+                f"--qa-source is {self.source!r}"
+            )
+        self.options: tuple[str, ...] = (
             ("seed",)
             if self.source == "rubric"
             else ("llm", "qa_prompt_version", "seed", "max_new_tokens")
         )
+        if config.same_questions:  # only when on, so earlier runs keep their fingerprint
+            self.options += ("same_questions",)
         self.batch_size = 64 if self.source == "rubric" else config.batch_size
         self._items: list[tuple[str, Any]] | None = None
 
@@ -473,7 +481,13 @@ class QAStage(_Stage):
         if self.source == "rubric":
             specs = self.specs()
             records = [
-                rubric_record(p, specs[p.reference], specs[p.candidate], self.config.seed)
+                rubric_record(
+                    p,
+                    specs[p.reference],
+                    specs[p.candidate],
+                    self.config.seed,
+                    same_questions=self.config.same_questions,
+                )
                 for p in pairs
             ]
         else:
