@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from stepdiff.baselines.base import SingleVideoScorer, StepDiffScorer
+from stepdiff.baselines.feature_distance import FeatureDistanceScorer
 from stepdiff.baselines.random import RandomScorer
 from stepdiff.baselines.text_llm import TextLLMScorer
 from stepdiff.config import load_config
@@ -88,3 +89,22 @@ def test_random_scorer_is_seeded(clips):
     a = RandomScorer(seed=3).p_yes(clips, clips, ["q"] * 3)
     assert a == RandomScorer(seed=3).p_yes(clips, clips, ["q"] * 3)
     assert a != RandomScorer(seed=4).p_yes(clips, clips, ["q"] * 3)
+
+
+def test_feature_distance_scores_closeness_of_mean_features(clips):
+    from stepdiff.baselines.registry import build_scorer
+    from stepdiff.encoders.featurize import ClipFeaturizer
+    from stepdiff.encoders.registry import build_frame_encoder
+    from stepdiff.errors import ConfigError
+
+    featurizer = ClipFeaturizer(build_frame_encoder("tiny"), num_frames=4)
+    scorer = FeatureDistanceScorer(featurizer)
+    refs, cands = [clips[0]] * 3, clips
+    scores = scorer.p_yes(refs, cands, ["Same tool? Answer YES or NO."] * 3)
+    means = featurizer(clips).mean(dim=(1, 2))  # (3, D)
+    distances = [float((means[0] - means[i]).norm()) for i in range(3)]
+    assert scores == pytest.approx([1 / (1 + d) for d in distances], rel=1e-5)
+    assert scores[0] == pytest.approx(1.0) and max(scores[1:]) < 1.0  # a clip is closest to itself
+    with pytest.raises(ConfigError, match="DiffRank only"):
+        scorer.loglik(refs, cands, [QUESTION] * 3, ["A whisk."] * 3)
+    assert build_scorer("feature-distance:tiny").name == "feature-distance"

@@ -2,7 +2,8 @@
 
 Names: ``stepdiff``, ``single-video``, ``blind-llm``, ``socratic`` (descriptions from
 object tags and narration), ``socratic-oracle`` (ground-truth descriptions of
-SynthKitchen clips), ``random``, ``vlembed:<CLIP/SigLIP id or folder>``
+SynthKitchen clips), ``random``, ``feature-distance`` or ``feature-distance:<encoder>``
+(DiffRank only: closeness of mean frozen frame features), ``vlembed:<CLIP/SigLIP id or folder>``
 ``vlembed-aligned:<alignment head folder>`` (the offline joint space), and the trained
 model baselines ``vclm:<folder>`` (a projector trained on single-video data only, given
 both videos) and ``interleaved:<folder>`` (the interleaved stage before pair QA tuning).
@@ -25,6 +26,7 @@ SCORER_NAMES = (
     "socratic",
     "socratic-oracle",
     "random",
+    "feature-distance[:<encoder>]",
     "vlembed:<model>",
     "vlembed-aligned:<folder>",
     "vclm:<model folder>",
@@ -91,6 +93,13 @@ def build_scorer(name: str, options: ScorerOptions | None = None) -> PairScorer:
         from stepdiff.baselines.random import RandomScorer
 
         return RandomScorer(options.seed)
+    if name == "feature-distance" or name.startswith("feature-distance:"):
+        from stepdiff.baselines.feature_distance import build_feature_distance
+        from stepdiff.config import StepDiffConfig
+
+        default = StepDiffConfig()  # the default model's encoder and frame count
+        encoder = name.partition(":")[2] or default.encoder
+        return build_feature_distance(encoder, default.num_frames, options.cache)
     if name == "blind-llm":
         return _text_scorer(options, None, name)
     if name == "socratic":
