@@ -3,7 +3,8 @@
 1. Training form: the pair QA's own yes/no questions ("Did both videos use the same
    tool?" -> "Yes, ..." / "No, ..."), P("Yes") against "No": its ROC AUC against the
    true answer, and its mean with each reference paired with itself (nothing differs)
-   and with another row's candidate.
+   and with another row's candidate. The same for closed-form QA ("... Answer YES or
+   NO." -> "YES" / "NO", from ``stepdiff datagen run --same-questions``) if there are any.
 2. Benchmark form: DiffRank's "Do these two videos show the same {category}? Answer YES
    or NO.", P("YES") for the 4 targets of each item: how much it varies inside an item,
    and its Kendall tau against the annotated scores next to that of a training-free
@@ -36,8 +37,8 @@ def main() -> None:
     import numpy as np
     import torch
     from scipy.stats import kendalltau
-    from sklearn.metrics import roc_auc_score
 
+    from stepdiff.datagen.qa import is_closed_form
     from stepdiff.encoders.cache import FeatureCache
     from stepdiff.eval.questions import same_question
     from stepdiff.eval.runner import ClipResolver
@@ -48,27 +49,17 @@ def main() -> None:
     model.eval()
 
     rows = [json.loads(line) for line in args.qa.read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if r["answer"].startswith(("Yes", "No"))]
-    random.Random(args.seed).shuffle(rows)
-    rows = rows[: args.samples]
-    ref = model.clip_features([resolve(r["reference"]) for r in rows])  # (N, T, P, D)
-    cand = model.clip_features([resolve(r["candidate"]) for r in rows])
-    questions = [r["question"] for r in rows]
-    truth = np.array([r["answer"].startswith("Yes") for r in rows])
-    other = torch.roll(torch.arange(len(rows)), 1)  # each row gets the previous row's candidate
-
-    def p_yes(first: torch.Tensor, second: torch.Tensor) -> np.ndarray:
-        with torch.no_grad():
-            return model.p_yes(first, second, questions, yes="Yes", no="No").numpy()
-
-    own = p_yes(ref, cand)
-    print(f"{args.model}: {len(rows)} yes/no training QA ({truth.mean():.2f} yes)")
-    print("| AUC of P(Yes) | P(Yes) own pair | P(Yes) reference twice | P(Yes) other candidate |")
-    print("|---|---|---|---|")
-    print(
-        f"| {roc_auc_score(truth, own):.3f} | {own.mean():.3f} | {p_yes(ref, ref).mean():.3f} "
-        f"| {p_yes(ref, cand[other]).mean():.3f} |"
-    )
+    long_form = [r for r in rows if r["answer"].startswith(("Yes", "No"))]
+    closed_form = [r for r in rows if is_closed_form(r["question"], r["answer"])]
+    for picked in (long_form, closed_form):
+        random.Random(args.seed).shuffle(picked)
+    print(f"{args.model}")
+    for form, (yes, no), picked in (
+        ("long-form", ("Yes", "No"), long_form),
+        ("closed-form", ("YES", "NO"), closed_form),
+    ):
+        if picked:
+            training_form(model, resolve, picked[: args.samples], yes, no, form)
 
     items = [json.loads(line) for line in args.diffrank.read_text().splitlines() if line]
     random.Random(args.seed).shuffle(items)
@@ -96,6 +87,32 @@ def main() -> None:
     print(
         f"| {np.mean(means_yes):.3f} | {np.median(spreads):.4f} "
         f"| {np.nanmean(model_taus):.3f} | {np.nanmean(distance_taus):.3f} |"
+    )
+
+
+def training_form(model, resolve, rows: list[dict], yes: str, no: str, form: str) -> None:
+    """Read-out 1 on ``rows`` (yes/no training QA answered with ``yes`` or ``no``)."""
+    import numpy as np
+    import torch
+    from sklearn.metrics import roc_auc_score
+
+    ref = model.clip_features([resolve(r["reference"]) for r in rows])  # (N, T, P, D)
+    cand = model.clip_features([resolve(r["candidate"]) for r in rows])
+    questions = [r["question"] for r in rows]
+    truth = np.array([r["answer"].startswith(yes) for r in rows])
+    other = torch.roll(torch.arange(len(rows)), 1)  # each row gets the previous row's candidate
+
+    def p_yes(first: torch.Tensor, second: torch.Tensor) -> np.ndarray:
+        with torch.no_grad():
+            return model.p_yes(first, second, questions, yes=yes, no=no).numpy()
+
+    own = p_yes(ref, cand)
+    print(f"\n{len(rows)} {form} yes/no training QA ({truth.mean():.2f} {yes})")
+    print(f"| AUC of P({yes}) | P({yes}) own pair | reference twice | other candidate |")
+    print("|---|---|---|---|")
+    print(
+        f"| {roc_auc_score(truth, own):.3f} | {own.mean():.3f} | {p_yes(ref, ref).mean():.3f} "
+        f"| {p_yes(ref, cand[other]).mean():.3f} |"
     )
 
 
