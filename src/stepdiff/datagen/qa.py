@@ -276,15 +276,17 @@ def same_category_qa(
 ) -> list[tuple[str, str]]:
     """Closed-form "same <category>?" QA for a SynthKitchen pair: "YES" when nothing of
     the category differs (its severity score is 5), else "NO". Every "YES" category is
-    asked, and as many "NO" ones (at least one), chosen with a seeded shuffle: most
-    categories of a same-keystep pair differ, and asking all would teach "NO" alone.
-    Deterministic for (seed, pair)."""
+    asked, and as many "NO" ones, chosen with a seeded shuffle (none for a pair where
+    every category differs): most categories of a same-keystep pair differ, and asking
+    more of them makes "NO" the likely answer whatever the videos show, which measurably
+    kept P(YES) from ranking (README, "The comparing projector"). Deterministic for
+    (seed, pair)."""
     rng = random.Random(f"stepdiff-same:{seed}:{reference.clip_id}|{candidate.clip_id}")
     scores = similarity_scores(reference, candidate)
     same = [c for c in SAME_QUESTIONS if scores[c] == 5]
     different = [c for c in SAME_QUESTIONS if scores[c] < 5]
     rng.shuffle(different)
-    asked = same + different[: max(len(same), 1)]
+    asked = same + different[: len(same)]
     rng.shuffle(asked)
     return [
         (
