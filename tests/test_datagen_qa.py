@@ -37,6 +37,16 @@ def spec_pairs():
     return random.Random(0).sample(pairs, 40)
 
 
+def _pair_record(reference, candidate) -> PairRecord:
+    return PairRecord(
+        make_pair_id(reference.clip_id, candidate.clip_id),
+        reference.clip_id,
+        candidate.clip_id,
+        reference.keystep,
+        0.8,
+    )
+
+
 def test_rubric_answers_are_ground_truth_captions(spec_pairs):
     by_topic = {topic: category for category, topic in CATEGORY_TOPICS.items()}
     asked_yes_no = 0
@@ -73,13 +83,7 @@ def test_rubric_asks_about_the_most_severe_categories_and_is_deterministic(spec_
     category = next(c for c, t in CATEGORY_TOPICS.items() if first.startswith(t))
     assert comparison[category].penalty == worst
     assert rubric_qa(reference, candidate, seed=0) == (_, qa)
-    pair = PairRecord(
-        make_pair_id(reference.clip_id, candidate.clip_id),
-        reference.clip_id,
-        candidate.clip_id,
-        reference.keystep,
-        0.8,
-    )
+    pair = _pair_record(reference, candidate)
     record = rubric_record(pair, reference, candidate, seed=0)
     assert record.model == "rubric" and record.prompt_id == "rubric_v1" and record.error is None
     assert record.raw == format_reply(record.summary, qa)
@@ -111,14 +115,11 @@ def test_same_questions_say_yes_exactly_when_nothing_of_the_category_differs(spe
 
 
 def test_rubric_record_appends_same_questions_only_when_asked(spec_pairs):
-    reference, candidate = spec_pairs[0]
-    pair = PairRecord(
-        make_pair_id(reference.clip_id, candidate.clip_id),
-        reference.clip_id,
-        candidate.clip_id,
-        reference.keystep,
-        0.8,
+    # a pair with a category in common, so that it gets closed-form questions
+    reference, candidate = next(
+        (r, c) for r, c in spec_pairs if 5 in similarity_scores(r, c).values()
     )
+    pair = _pair_record(reference, candidate)
     plain = rubric_record(pair, reference, candidate, seed=0)
     more = rubric_record(pair, reference, candidate, seed=0, same_questions=True)
     assert not any(is_closed_form(q["question"], q["answer"]) for q in plain.qa)
