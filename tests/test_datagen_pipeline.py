@@ -332,10 +332,14 @@ def test_same_questions_join_the_rubric_qa_and_need_it(tmp_path, clips, single_r
     shutil.copytree(single_run, out)
     for name in ("qa_raw.jsonl", "qa_report.json", "qa.jsonl", "filter_report.json"):
         (out / name).unlink()
-    run_pipeline(_config(out, clips, same_questions=True))
+    run_pipeline(_config(out, clips, same_questions="paraphrase"))
     plain, more = _lines(single_run / "qa.jsonl"), _lines(out / "qa.jsonl")
     closed = [q for q in more if q["question"].endswith("Answer YES or NO.")]
     assert closed and {q["answer"] for q in closed} == {"YES", "NO"}
     assert [q for q in more if q not in closed] == plain
     with pytest.raises(ConfigError, match="--same-questions needs rubric QA"):
-        run_stage("qa", _config(tmp_path / "llm", clips, qa_source="llm", same_questions=True))
+        run_stage(
+            "qa", _config(tmp_path / "llm", clips, qa_source="llm", same_questions="graded")
+        )
+    with pytest.raises(ConfigError, match="--same-questions 'yes': expected none or one of"):
+        _config(tmp_path / "bad", clips, same_questions="yes")

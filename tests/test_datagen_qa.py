@@ -15,12 +15,14 @@ from stepdiff.datagen.qa import (
     PairText,
     format_reply,
     generate_llm_qa,
+    graded_same_qa,
     is_closed_form,
     rubric_qa,
     rubric_record,
     same_category_qa,
 )
 from stepdiff.datagen.records import PairRecord, make_pair_id
+from stepdiff.eval.questions import same_question
 from stepdiff.synthkitchen.builder import SIZES, sample_clips
 from stepdiff.synthkitchen.differences import compare, similarity_scores
 
@@ -121,12 +123,37 @@ def test_rubric_record_appends_same_questions_only_when_asked(spec_pairs):
     )
     pair = _pair_record(reference, candidate)
     plain = rubric_record(pair, reference, candidate, seed=0)
-    more = rubric_record(pair, reference, candidate, seed=0, same_questions=True)
     assert not any(is_closed_form(q["question"], q["answer"]) for q in plain.qa)
-    assert more.qa[:3] == plain.qa and len(more.qa) > 3
-    assert all(is_closed_form(q["question"], q["answer"]) for q in more.qa[3:])
+    for mode, added in (("paraphrase", same_category_qa), ("graded", graded_same_qa)):
+        more = rubric_record(pair, reference, candidate, seed=0, same_questions=mode)
+        assert more.qa[:3] == plain.qa
+        expected = added(reference, candidate, 0)
+        assert [(q["question"], q["answer"]) for q in more.qa[3:]] == expected and expected
+        assert all(is_closed_form(q["question"], q["answer"]) for q in more.qa[3:])
     assert not is_closed_form("Did both videos use the same tool?", "YES")
     assert not is_closed_form(f"Same tool? {CLOSED_FORM_SUFFIX}", "Yes, both use a whisk.")
+
+
+def test_graded_same_questions_ask_diffranks_question_with_yes_at_rate_score_over_5(spec_pairs):
+    by_score: dict[int, list[int]] = {s: [] for s in range(6)}
+    for reference, candidate in spec_pairs:
+        scores = similarity_scores(reference, candidate)
+        qa = graded_same_qa(reference, candidate, seed=0)
+        # every category once, in the benchmark's exact wording
+        questions = {same_question(c): c for c in SAME_QUESTIONS}
+        assert sorted(q for q, _ in qa) == sorted(questions)
+        for question, answer in qa:
+            assert is_closed_form(question, answer)
+            by_score[scores[questions[question]]].append(answer == "YES")
+        assert graded_same_qa(reference, candidate, seed=0) == qa
+    # identical categories are always YES, fully different ones always NO
+    assert by_score[5] and all(by_score[5])
+    assert by_score[0] and not any(by_score[0])
+    # in between, the YES rate grows with the score (240 answers over 40 pairs)
+    pooled = {s: sum(v) / len(v) for s, v in by_score.items() if len(v) >= 10}
+    assert list(pooled.values()) == sorted(pooled.values()) and len(pooled) >= 4
+    reseeded = [graded_same_qa(r, c, seed=1) for r, c in spec_pairs]
+    assert reseeded != [graded_same_qa(r, c, seed=0) for r, c in spec_pairs]
 
 
 class Scripted:

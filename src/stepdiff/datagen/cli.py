@@ -94,11 +94,13 @@ PerClip = Annotated[
     int, typer.Option("--pairs-per-clip", min=1, help="Most pairs any one clip joins.")
 ]
 SameQuestions = Annotated[
-    bool,
+    str,
     typer.Option(
-        "--same-questions/--no-same-questions",
+        "--same-questions",
         help='Rubric QA only: also ask closed-form "same <category>? Answer YES or NO." '
-        "questions (off: the rubric's 3 QA per pair).",
+        "questions. paraphrase: reworded questions, YES for an identical category; graded: "
+        "DiffRank's own question for every category, YES with probability score/5; none "
+        "(default): the rubric's 3 QA per pair.",
     ),
 ]
 Filter = Annotated[
@@ -228,7 +230,7 @@ def _stage_command(name: str, doc: str) -> None:
         pair_low: PairLow = 0.5,
         pair_high: PairHigh = 0.95,
         pairs_per_clip: PerClip = 4,
-        same_questions: SameQuestions = False,
+        same_questions: SameQuestions = "none",
         filter: Filter = True,
         shard: ShardOpt = None,
         num_shards: NumShards = 1,

@@ -13,8 +13,10 @@ Two writers produce the same record (:class:`~stepdiff.datagen.records.QARawReco
   attribute ("Did both videos use the same vessel?"). Deterministic for (seed, pair);
   records say ``model="rubric"``. The offline default LLM (SmolLM2-135M) writes poor QA,
   so this is what SynthKitchen runs use unless ``--qa-source llm`` is asked for.
-  With ``same_questions``, it also asks closed-form "same <category>?" questions
-  (:func:`same_category_qa`).
+  With ``same_questions``, it also asks closed-form "same <category>?" questions:
+  paraphrases answered "YES" only for an identical category (:func:`same_category_qa`),
+  or DiffRank's own question answered "YES" with probability score/5
+  (:func:`graded_same_qa`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 
 from stepdiff.datagen.records import PairRecord, QARawRecord
 from stepdiff.errors import DataFormatError, first_line
+from stepdiff.eval.questions import same_question
 from stepdiff.synthkitchen.differences import (
     CategoryComparison,
     Difference,
@@ -296,6 +299,35 @@ def same_category_qa(
     ]
 
 
+def graded_same_qa(
+    reference: ClipSpec, candidate: ClipSpec, seed: int = 0
+) -> list[tuple[str, str]]:
+    """DiffRank's own question ("Do these two videos show the same {g}? Answer YES or
+    NO.") for every category of a SynthKitchen pair, answered "YES" with probability
+    score/5 (the rubric's 0-5 similarity), drawn with a seeded generator. The
+    cross-entropy of these answers is lowest when P(YES) = score/5, so a model that
+    fits them ranks targets by the rubric, not just "identical or not"; over random
+    same-keystep pairs about half of the answers are "YES". Deterministic for (seed, pair)."""
+    rng = random.Random(f"stepdiff-graded:{seed}:{reference.clip_id}|{candidate.clip_id}")
+    scores = similarity_scores(reference, candidate)
+    qa = [
+        (
+            same_question(c),
+            CLOSED_FORM_ANSWERS[0] if rng.random() < scores[c] / 5 else CLOSED_FORM_ANSWERS[1],
+        )
+        for c in SAME_QUESTIONS
+    ]
+    rng.shuffle(qa)
+    return qa
+
+
+# How ``--same-questions`` asks closed-form questions (``none``: it does not).
+SAME_QUESTION_MODES: dict[str, Callable[[ClipSpec, ClipSpec, int], list[tuple[str, str]]]] = {
+    "paraphrase": same_category_qa,
+    "graded": graded_same_qa,
+}
+
+
 def is_closed_form(question: str, answer: str) -> bool:
     """Whether a QA is a closed-form yes/no question with its one-word answer."""
     return question.endswith(CLOSED_FORM_SUFFIX) and answer in CLOSED_FORM_ANSWERS
@@ -306,13 +338,14 @@ def rubric_record(
     reference: ClipSpec,
     candidate: ClipSpec,
     seed: int = 0,
-    same_questions: bool = False,
+    same_questions: str = "none",
 ) -> QARawRecord:
-    """:func:`rubric_qa` as a ``qa_raw.jsonl`` record (``model="rubric"``), with
-    :func:`same_category_qa` after it when ``same_questions``."""
+    """:func:`rubric_qa` as a ``qa_raw.jsonl`` record (``model="rubric"``), followed by
+    the closed-form QA of ``same_questions`` (a key of :data:`SAME_QUESTION_MODES`, or
+    ``"none"``)."""
     summary, qa = rubric_qa(reference, candidate, seed)
-    if same_questions:
-        qa = qa + same_category_qa(reference, candidate, seed)
+    if same_questions != "none":
+        qa = qa + SAME_QUESTION_MODES[same_questions](reference, candidate, seed)
     return QARawRecord(
         pair_id=pair.pair_id,
         reference=pair.reference,

@@ -76,7 +76,7 @@ class DatagenConfig:
     pair_high: float = 0.95
     pairs_per_clip: int = 4
     embedder: str = "all-minilm-l6-v2"
-    same_questions: bool = False  # rubric QA: add closed-form "same <category>?" QA
+    same_questions: str = "none"  # rubric QA: closed-form "same <category>?" QA (or none)
     filter: bool = True
     min_grounded: float = 0.6
     max_repeats: int = 3
@@ -93,6 +93,13 @@ class DatagenConfig:
             )
         if self.batch_size < 1:
             raise ConfigError(f"--batch-size {self.batch_size}: must be at least 1")
+        from stepdiff.datagen.qa import SAME_QUESTION_MODES
+
+        if self.same_questions != "none" and self.same_questions not in SAME_QUESTION_MODES:
+            raise ConfigError(
+                f"--same-questions {self.same_questions!r}: expected none or one of "
+                f"{', '.join(SAME_QUESTION_MODES)}"
+            )
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -402,7 +409,7 @@ class QAStage(_Stage):
         self._specs: dict[str, Any] | None = None
         if self.source == "auto":
             self.source = "rubric" if self._has_ground_truth() else "llm"
-        if config.same_questions and self.source != "rubric":
+        if config.same_questions != "none" and self.source != "rubric":
             raise ConfigError(
                 "--same-questions needs rubric QA (SynthKitchen ground truth): "
                 f"--qa-source is {self.source!r}"
@@ -412,7 +419,7 @@ class QAStage(_Stage):
             if self.source == "rubric"
             else ("llm", "qa_prompt_version", "seed", "max_new_tokens")
         )
-        if config.same_questions:  # only when on, so earlier runs keep their fingerprint
+        if config.same_questions != "none":  # only then, so other runs keep their fingerprint
             self.options += ("same_questions",)
         self.batch_size = 64 if self.source == "rubric" else config.batch_size
         self._items: list[tuple[str, Any]] | None = None
