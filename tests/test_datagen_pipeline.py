@@ -341,5 +341,5 @@ def test_same_questions_join_the_rubric_qa_and_need_it(tmp_path, clips, single_r
         run_stage(
             "qa", _config(tmp_path / "llm", clips, qa_source="llm", same_questions="graded")
         )
-    with pytest.raises(ConfigError, match="--same-questions 'yes': expected none or one of"):
+    with pytest.raises(ConfigError, match="--same-questions 'yes': expected one of none, paraphrase, graded"):
         _config(tmp_path / "bad", clips, same_questions="yes")

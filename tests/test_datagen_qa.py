@@ -135,23 +135,23 @@ def test_rubric_record_appends_same_questions_only_when_asked(spec_pairs):
 
 
 def test_graded_same_questions_ask_diffranks_question_with_yes_at_rate_score_over_5(spec_pairs):
-    by_score: dict[int, list[int]] = {s: [] for s in range(6)}
+    questions = {same_question(c): c for c in SAME_QUESTIONS}
+    by_score: dict[int, list[bool]] = {s: [] for s in range(6)}
     for reference, candidate in spec_pairs:
         scores = similarity_scores(reference, candidate)
         qa = graded_same_qa(reference, candidate, seed=0)
         # every category once, in the benchmark's exact wording
-        questions = {same_question(c): c for c in SAME_QUESTIONS}
         assert sorted(q for q, _ in qa) == sorted(questions)
         for question, answer in qa:
             assert is_closed_form(question, answer)
             by_score[scores[questions[question]]].append(answer == "YES")
         assert graded_same_qa(reference, candidate, seed=0) == qa
-    # identical categories are always YES, fully different ones always NO
-    assert by_score[5] and all(by_score[5])
-    assert by_score[0] and not any(by_score[0])
-    # in between, the YES rate grows with the score (240 answers over 40 pairs)
-    pooled = {s: sum(v) / len(v) for s, v in by_score.items() if len(v) >= 10}
-    assert list(pooled.values()) == sorted(pooled.values()) and len(pooled) >= 4
+    # identical categories are always YES, fully different ones always NO, and in
+    # between the YES rate is near score/5 (27-61 answers per score over 40 pairs)
+    assert all(by_score[5]) and not any(by_score[0])
+    for score in range(1, 5):
+        rate = sum(by_score[score]) / len(by_score[score])
+        assert abs(rate - score / 5) < 0.15, (score, rate)
     reseeded = [graded_same_qa(r, c, seed=1) for r, c in spec_pairs]
     assert reseeded != [graded_same_qa(r, c, seed=0) for r, c in spec_pairs]
 

@@ -323,6 +323,7 @@ def graded_same_qa(
 
 # How ``--same-questions`` asks closed-form questions (``none``: it does not).
 SAME_QUESTION_MODES: dict[str, Callable[[ClipSpec, ClipSpec, int], list[tuple[str, str]]]] = {
+    "none": lambda reference, candidate, seed: [],
     "paraphrase": same_category_qa,
     "graded": graded_same_qa,
 }
@@ -341,11 +342,9 @@ def rubric_record(
     same_questions: str = "none",
 ) -> QARawRecord:
     """:func:`rubric_qa` as a ``qa_raw.jsonl`` record (``model="rubric"``), followed by
-    the closed-form QA of ``same_questions`` (a key of :data:`SAME_QUESTION_MODES`, or
-    ``"none"``)."""
+    the closed-form QA of ``same_questions`` (a key of :data:`SAME_QUESTION_MODES`)."""
     summary, qa = rubric_qa(reference, candidate, seed)
-    if same_questions != "none":
-        qa = qa + SAME_QUESTION_MODES[same_questions](reference, candidate, seed)
+    qa = qa + SAME_QUESTION_MODES[same_questions](reference, candidate, seed)
     return QARawRecord(
         pair_id=pair.pair_id,
         reference=pair.reference,

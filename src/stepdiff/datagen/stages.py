@@ -95,9 +95,9 @@ class DatagenConfig:
             raise ConfigError(f"--batch-size {self.batch_size}: must be at least 1")
         from stepdiff.datagen.qa import SAME_QUESTION_MODES
 
-        if self.same_questions != "none" and self.same_questions not in SAME_QUESTION_MODES:
+        if self.same_questions not in SAME_QUESTION_MODES:
             raise ConfigError(
-                f"--same-questions {self.same_questions!r}: expected none or one of "
+                f"--same-questions {self.same_questions!r}: expected one of "
                 f"{', '.join(SAME_QUESTION_MODES)}"
             )
 
