@@ -338,8 +338,7 @@ def test_same_questions_join_the_rubric_qa_and_need_it(tmp_path, clips, single_r
     assert closed and {q["answer"] for q in closed} == {"YES", "NO"}
     assert [q for q in more if q not in closed] == plain
     with pytest.raises(ConfigError, match="--same-questions needs rubric QA"):
-        run_stage(
-            "qa", _config(tmp_path / "llm", clips, qa_source="llm", same_questions="graded")
-        )
-    with pytest.raises(ConfigError, match="--same-questions 'yes': expected one of none, paraphrase, graded"):
+        run_stage("qa", _config(tmp_path / "llm", clips, qa_source="llm", same_questions="graded"))
+    expected = "--same-questions 'yes': expected one of none, paraphrase, graded"
+    with pytest.raises(ConfigError, match=expected):
         _config(tmp_path / "bad", clips, same_questions="yes")
