@@ -481,3 +481,108 @@ def test_compare_projector_learns_which_pairs_differ():
     p_yes = model.p_yes(ref, cand, [question] * 16)
     same = first == second
     assert p_yes[same].min() > p_yes[~same].max(), p_yes
+
+
+def test_question_gate_needs_the_comparing_projector():
+    with pytest.raises(ConfigError, match="question_gate needs projector.compare"):
+        load_config("tiny", ["projector.question_gate=true"])
+
+
+def test_question_gate_starts_as_the_comparing_projector_and_loads_its_checkpoints(tmp_path):
+    torch.manual_seed(0)
+    compare = build_model(load_config("tiny", ["projector.compare=true"]))
+    with torch.no_grad():
+        torch.nn.init.normal_(compare.projector_module.compare_proj[-1].weight)
+    compare.save_pretrained(tmp_path / "compare")
+    from stepdiff.model.build import load_projector_state
+
+    gated = build_model(
+        load_config("tiny", ["projector.compare=true", "projector.question_gate=true"])
+    )
+    load_projector_state(gated.projector_module, compare.projector_module.state_dict(), "x")
+    ref, cand = features(gated, 2, 60), features(gated, 2, 61)
+    questions = ["Do these two videos show the same tool?", "Is the sauce the same?"]
+    answers = ["YES", "NO"]
+    with torch.no_grad():
+        torch.testing.assert_close(
+            gated.loglik(ref, cand, questions, answers),
+            compare.loglik(ref, cand, questions, answers),
+        )
+        torch.nn.init.normal_(gated.projector_module.question_gate.weight, std=0.5)
+        moved = gated.loglik(ref, cand, questions, answers)
+        # Each row's tokens follow its own question: the same as scoring it alone, and
+        # different from the ungated model's.
+        alone = torch.cat(
+            [
+                gated.loglik(
+                    ref[i : i + 1], cand[i : i + 1], questions[i : i + 1], answers[i : i + 1]
+                )
+                for i in range(2)
+            ]
+        )
+        same_pair = gated.loglik(
+            ref[:1].expand(2, -1, -1, -1), cand[:1].expand(2, -1, -1, -1), questions, answers
+        )
+        first_only = gated.loglik(ref[:1], cand[:1], questions[1:], answers[1:])
+    torch.testing.assert_close(moved, alone)
+    assert not torch.allclose(moved, compare.loglik(ref, cand, questions, answers), atol=1e-4)
+    # One pair, two questions: no shared prefix, since the video tokens differ per question.
+    torch.testing.assert_close(same_pair[1:], first_only)
+
+
+def test_question_gate_learns_which_attribute_a_question_asks_about():
+    # Each video shows one of two tools and one of two sauces (directions in separate
+    # channel groups); asked "same tool?", the answer is whether the tools match, asked
+    # "same sauce?", whether the sauces do. A linear read-out of the projector's tokens
+    # stands in for the LLM (which could route the question itself), and the two
+    # questions are as alike as DiffRank's (cosine ~0.98), so only a gate that reads the
+    # question can tell which half of the difference counts.
+    from stepdiff.projector.perceiver import PerceiverProjector, ProjectorConfig
+
+    dim, width, half = 64, 96, 32
+    config = ProjectorConfig(
+        num_latents=4, depth=1, width=32, heads=2, head_dim=16, compare=True, question_gate=True
+    )
+    generator = torch.Generator().manual_seed(0)
+    objects = 3 * torch.randn(2, 2, half, generator=generator)  # (attribute, value, D/2)
+    questions = torch.randn(width, generator=generator) + 0.17 * torch.randn(
+        2, width, generator=generator
+    )  # (2, H)
+
+    def sample(size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        first, second = torch.randint(0, 2, (2, size, 2), generator=generator)
+        asked = torch.randint(0, 2, (size,), generator=generator)
+
+        def videos(values: torch.Tensor) -> torch.Tensor:  # (B, 2) -> (B, T, P, D)
+            look = torch.cat([objects[0][values[:, 0]], objects[1][values[:, 1]]], dim=-1)
+            return torch.randn(size, 4, 1, dim, generator=generator) + look[:, None, None]
+
+        rows = torch.arange(size)
+        same = (first[rows, asked] == second[rows, asked]).float()
+        return videos(first), videos(second), questions[asked], same
+
+    def roc_auc(gated: bool) -> float:
+        torch.manual_seed(0)
+        projector = PerceiverProjector(dim, width, config)
+        torch.nn.init.normal_(projector.compare_proj[-1].weight, std=0.02)
+        readout = torch.nn.Linear(width, 1)
+        optimizer = torch.optim.Adam([*projector.parameters(), *readout.parameters()], lr=1e-3)
+        for _ in range(200):
+            ref, cand, question, same = sample(16)
+            tokens = projector(ref, cand, question if gated else None)  # (B, N, H)
+            logits = readout(tokens.mean(dim=1))[:, 0]
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, same)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        ref, cand, question, same = sample(256)
+        with torch.no_grad():
+            scores = readout(projector(ref, cand, question if gated else None).mean(dim=1))[:, 0]
+        yes, no = scores[same == 1], scores[same == 0]
+        return float((yes[:, None] > no[None, :]).float().mean())
+
+    gated, ungated = roc_auc(gated=True), roc_auc(gated=False)
+    assert gated > 0.97, gated
+    # Without the question, the best ranks "both match" over "one matches" over "neither":
+    # a ROC AUC of 0.875 at most.
+    assert ungated < 0.9, ungated

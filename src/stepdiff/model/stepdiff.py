@@ -26,6 +26,7 @@ from stepdiff.errors import ConfigError
 from stepdiff.llm.loading import FrozenLLM
 from stepdiff.llm.prompt import (
     SINGLE_VIDEO_TEXT,
+    VIDEO_TOKEN_ID,
     VIDEOS_TEXT,
     InterleavedSample,
     TokenisedSample,
@@ -175,21 +176,53 @@ class StepDiffModel(nn.Module):
             require_answers=require_answers,
         )
 
-    def project_videos(self, videos: torch.Tensor, paired: bool | None = None) -> torch.Tensor:
+    @property
+    def question_gated(self) -> bool:
+        """Whether the video tokens depend on the question (``projector.question_gate``)."""
+        return self.projector_module.config.question_gate
+
+    def project_videos(
+        self,
+        videos: torch.Tensor,
+        paired: bool | None = None,
+        question: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Video tokens for the LLM: (B, V, T, P, D) -> (B, V, N, H). ``paired``: the two
         videos of each row are a (reference, candidate) pair, which a ``compare``
         projector reads against each other (default: when V is 2; training says so
-        explicitly, since an interleaved sequence may also hold two clips)."""
+        explicitly, since an interleaved sequence may also hold two clips). ``question``
+        (B, H): each row's question summary (see :meth:`question_summary`), which a
+        ``question_gate`` projector's comparison reads."""
         batch_size, num_videos = videos.shape[:2]
         # The projector keeps fp32 weights whatever the frozen parts run in; the splice
         # casts its output to the LLM's dtype.
-        videos = videos.to(self.projector_module.latents.dtype)
+        dtype = self.projector_module.latents.dtype
+        videos = videos.to(dtype)
         paired = num_videos == 2 if paired is None else paired
         others = None
         if paired and self.projector_module.config.compare:
             others = videos.flip(1).flatten(0, 1)  # each video's partner, (B*2, T, P, D)
-        tokens = self.projector(videos.flatten(0, 1), others)  # (B*V, N, H)
+        if question is not None:
+            question = question.to(dtype).repeat_interleave(num_videos, dim=0)  # (B*V, H)
+        tokens = self.projector(videos.flatten(0, 1), others, question)  # (B*V, N, H)
         return tokens.view(batch_size, num_videos, *tokens.shape[1:])
+
+    @staticmethod
+    def question_summary(batch: TokenBatch, text: torch.Tensor) -> torch.Tensor:
+        """The mean embedding of each row's prompt text after its last video, answer
+        tokens left out: the question (and the fixed template around it, a constant).
+        text (B, L, H) -> (B, H)."""
+        ids = batch.input_ids.to(text.device)
+        positions = torch.arange(ids.shape[1], device=text.device).expand_as(ids)  # (B, L)
+        last_video = torch.where(ids == VIDEO_TOKEN_ID, positions, -1).max(dim=1).values
+        is_question = (
+            batch.attention_mask.to(text.device).bool()
+            & (batch.labels.to(text.device) == IGNORE_INDEX)
+            & (positions > last_video[:, None])
+        )  # (B, L)
+        weights = is_question.to(text.dtype)
+        total = (text * weights[..., None]).sum(dim=1)  # (B, H)
+        return total / weights.sum(dim=1, keepdim=True).clamp(min=1)
 
     def _inputs_embeds(
         self, batch: TokenBatch, videos: torch.Tensor, paired: bool | None = None
@@ -202,7 +235,9 @@ class StepDiffModel(nn.Module):
         ids = batch.input_ids.to(self.device)
         # Placeholders are not real ids: embed a stand-in, then overwrite those rows.
         text = self.llm.get_input_embeddings()(ids.clamp(min=0))  # (B, L, H)
-        return splice_video_embeddings(ids, text, self.project_videos(videos, paired))
+        question = self.question_summary(batch, text) if self.question_gated else None
+        video_tokens = self.project_videos(videos, paired, question)  # (B, V, N, H)
+        return splice_video_embeddings(ids, text, video_tokens)
 
     def _hidden(
         self, batch: TokenBatch, videos: torch.Tensor, paired: bool | None = None
@@ -300,7 +335,9 @@ class StepDiffModel(nn.Module):
         same = all(
             torch.equal(video, video[:1].expand_as(video)) for video in (reference, candidate)
         )
-        if not same:
+        # A question-gated projector's video tokens differ from question to question, so
+        # the prefix that holds them is not shared.
+        if not same or self.question_gated:
             return None
         _check_answers(questions, answers)
         return self._split(self._samples(questions, answers, answer_end=answer_end))
@@ -453,7 +490,12 @@ class StepDiffModel(nn.Module):
         for rows, group_split in groups:
             first = rows[0]
             videos = _pair(reference[first : first + 1], candidate[first : first + 1])
-            video_tokens = self.project_videos(videos).flatten(0, 2)  # (2N, H)
+            question = None
+            if self.question_gated:  # one row per group (no shared prefix)
+                batch = self._tokenise([questions[first]], None, padding_side="right")
+                text = self.llm.get_input_embeddings()(batch.input_ids.clamp(min=0).to(self.device))
+                question = self.question_summary(batch, text)  # (1, H)
+            video_tokens = self.project_videos(videos, question=question).flatten(0, 2)  # (2N, H)
             tokens = self.llamacpp.answer(
                 group_split.prefix, video_tokens, group_split.suffixes, max_new_tokens, eos
             )

@@ -22,6 +22,12 @@ from torch import nn
 from stepdiff.errors import ConfigError
 
 OUTPUT_HEADS = ("linear", "words")
+# The length of the centred question summary the gate reads. Questions share most of
+# their tokens, so their summaries are alike (cosine 0.97-0.99 between DiffRank's six);
+# at unit length the gate barely moved in 300 steps at lr 1e-3, at unit variance per
+# entry (length sqrt(H)) its first Adam steps can saturate it. At 8 it learnt to pick the
+# asked channels in ~100 steps for LLM widths 96 and 576 (tests/test_model.py).
+QUESTION_SCALE = 8.0
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,15 @@ class ProjectorConfig:
     # written as text. On SynthKitchen it has not helped yet (README, "The comparing
     # projector"). Zero-initialised: at the start it is the paper's projector.
     compare: bool = False
+    # The projector does not see the question, so one comparison summary must serve every
+    # question, and the frozen LLM must pick out of it the part the question asks about
+    # ("the same tools?" vs "the same ingredients?"), which a 135M LLM does poorly. With
+    # ``question_gate`` (needs ``compare``), the mean of the question's token embeddings
+    # weights each encoder channel of the frame differences before they are summarised
+    # (as InstructBLIP's instruction-aware Q-Former lets the text steer what is read), so
+    # the summary itself can be about the asked category. Starts as a gate of 1 on every
+    # channel: at the start it is the plain comparing projector.
+    question_gate: bool = False
 
     def __post_init__(self) -> None:
         if self.output_head not in OUTPUT_HEADS:
@@ -59,6 +74,8 @@ class ProjectorConfig:
                 f"projector.output_head must be one of {', '.join(OUTPUT_HEADS)}, "
                 f"not {self.output_head!r}"
             )
+        if self.question_gate and not self.compare:
+            raise ConfigError("projector.question_gate needs projector.compare: true")
 
 
 class PerceiverAttention(nn.Module):
@@ -130,6 +147,11 @@ class PerceiverProjector(nn.Module):
             )
             nn.init.zeros_(self.compare_proj[-1].weight)
             nn.init.zeros_(self.compare_proj[-1].bias)
+        if config.question_gate:
+            # 2 * sigmoid(0) = 1: every channel passes unchanged until training moves it.
+            self.question_gate = nn.Linear(output_dim, input_dim)
+            nn.init.zeros_(self.question_gate.weight)
+            nn.init.zeros_(self.question_gate.bias)
         self.norm = nn.LayerNorm(width)
         self.output_dim = output_dim
         self.head = nn.Linear(width, output_dim)
@@ -201,11 +223,16 @@ class PerceiverProjector(nn.Module):
         return video_tokens
 
     def forward(
-        self, video_tokens: torch.Tensor, others: torch.Tensor | None = None
+        self,
+        video_tokens: torch.Tensor,
+        others: torch.Tensor | None = None,
+        question: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """video_tokens (B, T, P, D) -> (B, N, H). ``others`` (B, T, P, D): the other
-        video of each pair, read by the ``compare`` summary (ignored without it)."""
-        queries = self.head(self.norm(self.read(video_tokens, others)))  # (B, N, H)
+        video of each pair, read by the ``compare`` summary (ignored without it);
+        ``question`` (B, H): the mean embedding of each row's question, which steers that
+        summary with ``question_gate`` (ignored without it)."""
+        queries = self.head(self.norm(self.read(video_tokens, others, question)))  # (B, N, H)
         if self.config.output_head == "linear":
             return queries
         logits, words = self._word_logits(queries)  # (B, N, K), (K, H)
@@ -225,8 +252,15 @@ class PerceiverProjector(nn.Module):
         cosine = nn.functional.normalize(queries, dim=-1) @ unit_words.T
         return cosine * self.word_log_scale.exp(), words
 
-    def comparison(self, video_tokens: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
-        """How each video differs from the other of its pair: 2 x (B, T, P, D) -> (B, W)."""
+    def comparison(
+        self,
+        video_tokens: torch.Tensor,
+        others: torch.Tensor,
+        question: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """How each video differs from the other of its pair: 2 x (B, T, P, D) -> (B, W);
+        with ``question_gate`` and ``question`` (B, H), in the channels the question
+        weights."""
         if others.shape != video_tokens.shape:
             raise ValueError(
                 f"compared videos differ in shape: {tuple(video_tokens.shape)} and "
@@ -235,12 +269,24 @@ class PerceiverProjector(nn.Module):
         own = ((video_tokens - self.input_mean) / self.input_std).mean(dim=2)  # (B, T, D)
         other = ((others - self.input_mean) / self.input_std).mean(dim=2)  # (B, T, D)
         difference = own - other  # (B, T, D)
+        if self.config.question_gate and question is not None:
+            # Centred and of a fixed length whatever the LLM's embedding scale.
+            centred = question - question.mean(dim=-1, keepdim=True)  # (B, H)
+            question = QUESTION_SCALE * nn.functional.normalize(centred, dim=-1)
+            gate = 2 * torch.sigmoid(self.question_gate(question))  # (B, D)
+            difference = difference * gate[:, None, :]
         summary = torch.cat([difference.mean(dim=1), difference.abs().mean(dim=1)], dim=-1)
         return self.compare_proj(summary)  # (B, W)
 
-    def read(self, video_tokens: torch.Tensor, others: torch.Tensor | None = None) -> torch.Tensor:
+    def read(
+        self,
+        video_tokens: torch.Tensor,
+        others: torch.Tensor | None = None,
+        question: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """The latents after reading the video: (B, T, P, D) -> (B, N, W); with the
-        ``compare`` option and ``others`` (B, T, P, D), conditioned on the difference."""
+        ``compare`` option and ``others`` (B, T, P, D), conditioned on the difference
+        (steered by ``question`` (B, H) with ``question_gate``)."""
         batch, time_steps = video_tokens.shape[:2]
         if time_steps > self.config.max_time_steps:
             raise ValueError(
@@ -254,7 +300,7 @@ class PerceiverProjector(nn.Module):
         media = rearrange(x, "b t p w -> b (t p) w")  # (B, T*P, W)
         latents = self.latents.expand(batch, -1, -1)  # (B, N, W)
         if self.config.compare and others is not None:
-            latents = latents + self.comparison(video_tokens, others)[:, None, :]
+            latents = latents + self.comparison(video_tokens, others, question)[:, None, :]
         for attention, ff in self.layers:
             latents = latents + attention(media, latents)
             latents = latents + ff(latents)
