@@ -152,6 +152,19 @@ def test_compare_projector_reads_pairs_but_not_two_clip_interleaved_sequences(
     )
     tuned = train(pairs, show_progress=False)
     assert load_file(tuned.model_dir / "projector.safetensors")[compare_out].abs().sum() > 0
+    # A question gate may be added to a trained comparing projector (it starts at 1)...
+    gate = "model_overrides=[projector.compare=true, projector.question_gate=true]"
+    gated = _config(
+        tmp_path / "gated", small_synthkitchen, f"init_from={tuned.model_dir}", gate, "max_steps=2"
+    )
+    weights = load_file(train(gated, show_progress=False).model_dir / "projector.safetensors")
+    assert weights["question_gate.weight"].abs().sum() > 0, "the gate trained"
+    # ...but not to a projector of another shape.
+    plain = _config(
+        tmp_path / "plain", small_synthkitchen, f"init_from={pre.model_dir}", "max_steps=2"
+    )
+    with pytest.raises(ModelLoadError, match="checkpoint is for another model"):
+        train(plain, show_progress=False)
 
 
 def test_overrides_read_scientific_notation_as_numbers() -> None:

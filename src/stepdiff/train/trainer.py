@@ -14,6 +14,7 @@ its slice of every global micro-batch.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import random
@@ -95,12 +96,17 @@ def read_all_records(config: TrainConfig) -> dict[str, list[TrainingRecord]]:
     }
 
 
-def _same_frozen_parts(a: StepDiffConfig, b: StepDiffConfig) -> bool:
-    return (a.encoder, a.llm, a.num_frames, a.projector) == (
-        b.encoder,
-        b.llm,
-        b.num_frames,
-        b.projector,
+def _same_frozen_parts(start: StepDiffConfig, run: StepDiffConfig) -> bool:
+    """Whether a run can start from a checkpoint: the same frozen parts and projector,
+    except that a question gate may be added (it starts as the identity)."""
+    projector = start.projector
+    if run.projector.question_gate and not projector.question_gate:
+        projector = dataclasses.replace(projector, question_gate=True)
+    return (start.encoder, start.llm, start.num_frames, projector) == (
+        run.encoder,
+        run.llm,
+        run.num_frames,
+        run.projector,
     )
 
 
