@@ -20,6 +20,7 @@ from stepdiff.datagen.qa import (
     rubric_qa,
     rubric_record,
     same_category_qa,
+    threshold_same_qa,
 )
 from stepdiff.datagen.records import PairRecord, make_pair_id
 from stepdiff.eval.questions import same_question
@@ -124,7 +125,12 @@ def test_rubric_record_appends_same_questions_only_when_asked(spec_pairs):
     pair = _pair_record(reference, candidate)
     plain = rubric_record(pair, reference, candidate, seed=0)
     assert not any(is_closed_form(q["question"], q["answer"]) for q in plain.qa)
-    for mode, added in (("paraphrase", same_category_qa), ("graded", graded_same_qa)):
+    modes = (
+        ("paraphrase", same_category_qa),
+        ("graded", graded_same_qa),
+        ("threshold", threshold_same_qa),
+    )
+    for mode, added in modes:
         more = rubric_record(pair, reference, candidate, seed=0, same_questions=mode)
         assert more.qa[:3] == plain.qa
         expected = added(reference, candidate, 0)
@@ -154,6 +160,19 @@ def test_graded_same_questions_ask_diffranks_question_with_yes_at_rate_score_ove
         assert abs(rate - score / 5) < 0.15, (score, rate)
     reseeded = [graded_same_qa(r, c, seed=1) for r, c in spec_pairs]
     assert reseeded != [graded_same_qa(r, c, seed=0) for r, c in spec_pairs]
+
+
+def test_threshold_same_questions_say_yes_exactly_from_score_3(spec_pairs):
+    questions = {same_question(c): c for c in SAME_QUESTIONS}
+    answered = 0
+    for reference, candidate in spec_pairs:
+        scores = similarity_scores(reference, candidate)
+        qa = threshold_same_qa(reference, candidate, seed=0)
+        assert sorted(q for q, _ in qa) == sorted(questions)
+        for question, answer in qa:
+            assert answer == ("YES" if scores[questions[question]] >= 3 else "NO")
+            answered += 1
+    assert answered == 6 * len(spec_pairs)
 
 
 class Scripted:

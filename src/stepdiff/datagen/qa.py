@@ -299,21 +299,22 @@ def same_category_qa(
     ]
 
 
-def graded_same_qa(
-    reference: ClipSpec, candidate: ClipSpec, seed: int = 0
+def _diffrank_worded_qa(
+    reference: ClipSpec,
+    candidate: ClipSpec,
+    seed: int,
+    says_yes: Callable[[int, random.Random], bool],
 ) -> list[tuple[str, str]]:
     """DiffRank's own question ("Do these two videos show the same {g}? Answer YES or
-    NO.") for every category of a SynthKitchen pair, answered "YES" with probability
-    score/5 (the rubric's 0-5 similarity), drawn with a seeded generator. The
-    cross-entropy of these answers is lowest when P(YES) = score/5, so a model that
-    fits them ranks targets by the rubric, not just "identical or not"; over random
-    same-keystep pairs about half of the answers are "YES". Deterministic for (seed, pair)."""
+    NO.") for every category of a SynthKitchen pair, answered by ``says_yes(score,
+    rng)`` on the rubric's 0-5 similarity, in a seeded order. Deterministic for (seed,
+    pair)."""
     rng = random.Random(f"stepdiff-graded:{seed}:{reference.clip_id}|{candidate.clip_id}")
     scores = similarity_scores(reference, candidate)
     qa = [
         (
             same_question(c),
-            CLOSED_FORM_ANSWERS[0] if rng.random() < scores[c] / 5 else CLOSED_FORM_ANSWERS[1],
+            CLOSED_FORM_ANSWERS[0] if says_yes(scores[c], rng) else CLOSED_FORM_ANSWERS[1],
         )
         for c in SAME_QUESTIONS
     ]
@@ -321,11 +322,40 @@ def graded_same_qa(
     return qa
 
 
+def graded_same_qa(
+    reference: ClipSpec, candidate: ClipSpec, seed: int = 0
+) -> list[tuple[str, str]]:
+    """DiffRank's question for every category, answered "YES" with probability score/5.
+    The cross-entropy of these answers is lowest when P(YES) = score/5, so a model that
+    fits them ranks targets by the rubric, not just "identical or not"; over random
+    same-keystep pairs about half of the answers are "YES"."""
+    return _diffrank_worded_qa(
+        reference, candidate, seed, lambda score, rng: rng.random() < score / 5
+    )
+
+
+# "Mostly the same": the rubric's scores 3-5 of 0-5.
+THRESHOLD_SCORE = 3
+
+
+def threshold_same_qa(
+    reference: ClipSpec, candidate: ClipSpec, seed: int = 0
+) -> list[tuple[str, str]]:
+    """DiffRank's question for every category, answered "YES" when the rubric's score is
+    at least THRESHOLD_SCORE: the same ranking signal as ``graded_same_qa`` without its
+    sampling noise (a graded answer is one coin flip per pair and category), at the cost
+    of the scores' steps above and below the threshold."""
+    return _diffrank_worded_qa(
+        reference, candidate, seed, lambda score, rng: score >= THRESHOLD_SCORE
+    )
+
+
 # How ``--same-questions`` asks closed-form questions (``none``: it does not).
 SAME_QUESTION_MODES: dict[str, Callable[[ClipSpec, ClipSpec, int], list[tuple[str, str]]]] = {
     "none": lambda reference, candidate, seed: [],
     "paraphrase": same_category_qa,
     "graded": graded_same_qa,
+    "threshold": threshold_same_qa,
 }
 
 
