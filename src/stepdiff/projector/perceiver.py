@@ -252,6 +252,13 @@ class PerceiverProjector(nn.Module):
         cosine = nn.functional.normalize(queries, dim=-1) @ unit_words.T
         return cosine * self.word_log_scale.exp(), words
 
+    def question_gates(self, question: torch.Tensor) -> torch.Tensor:
+        """The gate on each encoder channel for question summaries (B, H) -> (B, D)."""
+        # Centred and of a fixed length whatever the LLM's embedding scale.
+        centred = question - question.mean(dim=-1, keepdim=True)  # (B, H)
+        question = QUESTION_SCALE * nn.functional.normalize(centred, dim=-1)
+        return 2 * torch.sigmoid(self.question_gate(question))  # (B, D)
+
     def comparison(
         self,
         video_tokens: torch.Tensor,
@@ -270,11 +277,7 @@ class PerceiverProjector(nn.Module):
         other = ((others - self.input_mean) / self.input_std).mean(dim=2)  # (B, T, D)
         difference = own - other  # (B, T, D)
         if self.config.question_gate and question is not None:
-            # Centred and of a fixed length whatever the LLM's embedding scale.
-            centred = question - question.mean(dim=-1, keepdim=True)  # (B, H)
-            question = QUESTION_SCALE * nn.functional.normalize(centred, dim=-1)
-            gate = 2 * torch.sigmoid(self.question_gate(question))  # (B, D)
-            difference = difference * gate[:, None, :]
+            difference = difference * self.question_gates(question)[:, None, :]
         summary = torch.cat([difference.mean(dim=1), difference.abs().mean(dim=1)], dim=-1)
         return self.compare_proj(summary)  # (B, W)
 
