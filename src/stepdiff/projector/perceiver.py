@@ -26,7 +26,7 @@ OUTPUT_HEADS = ("linear", "words")
 # their tokens, so their summaries are alike (cosine 0.97-0.99 between DiffRank's six);
 # at unit length the gate barely moved in 300 steps at lr 1e-3, at unit variance per
 # entry (length sqrt(H)) its first Adam steps can saturate it. At 8 it learnt to pick the
-# asked channels in ~100 steps for LLM widths 96 and 576 (tests/test_model.py).
+# asked channels in ~100 steps, for an LLM width of 96 (tests/test_model.py) as of 576.
 QUESTION_SCALE = 8.0
 
 
@@ -65,7 +65,8 @@ class ProjectorConfig:
     # weights each encoder channel of the frame differences before they are summarised
     # (as InstructBLIP's instruction-aware Q-Former lets the text steer what is read), so
     # the summary itself can be about the asked category. Starts as a gate of 1 on every
-    # channel: at the start it is the plain comparing projector.
+    # channel: at the start it is the plain comparing projector. On SynthKitchen it has
+    # learnt a shared channel weighting, not yet one per category (README).
     question_gate: bool = False
 
     def __post_init__(self) -> None:
