@@ -1,13 +1,15 @@
 """How much of DiffRank the frame differences carry: a linear probe of the comparison.
 
 For training pairs of a datagen run (``pairs.jsonl``) whose clips carry SynthKitchen
-ground truth, takes the summary the comparing projector reads (standardised mean frame
-features, subtracted frame by frame: the mean absolute and the absolute mean difference
-per channel), fits a ridge regression to the rubric's 0-5 similarity, one per category
-and one to the mean over categories, and scores held-out DiffRank items with it as the
-benchmark does (Kendall tau-b per item, 95% bootstrap interval), beside the feature
-distance. It uses training labels only: what a model that reads this summary and the
-question could reach, and how much of it needs the question's category.
+ground truth, takes the summary the comparing projector reads in its order-free form
+(standardised mean frame features, subtracted frame by frame: per channel the mean
+absolute difference, and the absolute value of the mean signed one, whose sign the
+projector keeps to tell which video is which), fits a ridge regression to the rubric's
+0-5 similarity, one per category and one to the mean over categories, and scores
+held-out DiffRank items with it as the benchmark does (Kendall tau-b per item, 95%
+bootstrap interval), beside the feature distance. It uses training labels only: what a
+model that reads this summary and the question could reach, and how much of it needs
+the question's category.
 
     .venv/bin/python benchmarks/comparison_probe.py --pairs runs/datagen-p16/pairs.jsonl \
         --data runs/synthkitchen --items runs/synthkitchen/diffrank_heldout.jsonl
@@ -68,7 +70,8 @@ def main() -> None:
     mean, std = training.mean(0), training.std(0) + 1e-3
 
     def summary(reference: str, candidate: str) -> np.ndarray:
-        """As the comparing projector's: (2D,) from two clips' (T, D) frame features."""
+        """The comparing projector's summary, signs dropped: (2D,) from two clips' (T, D)
+        frame features (standardised here by the training pairs' frames)."""
         difference = (frames[reference] - mean) / std - (frames[candidate] - mean) / std
         return np.concatenate([np.abs(difference).mean(0), np.abs(difference.mean(0))])
 

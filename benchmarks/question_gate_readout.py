@@ -31,10 +31,9 @@ def main() -> None:
     if not model.question_gated:
         raise SystemExit(f"{args.model}: the projector has no question gate")
     categories = list(SAME_QUESTIONS)
-    batch = model._tokenise([same_question(c) for c in categories], None, padding_side="right")
     with torch.no_grad():
-        text = model.llm.get_input_embeddings()(batch.input_ids.clamp(min=0))  # (6, L, H)
-        gates = model.projector_module.question_gates(model.question_summary(batch, text))
+        summaries = model.question_summaries([same_question(c) for c in categories])  # (6, H)
+        gates = model.projector_module.question_gates(summaries)  # (6, D)
     print("| category | mean | std | min | max |\n|---|---|---|---|---|")
     for category, gate in zip(categories, gates, strict=True):
         print(

@@ -495,11 +495,13 @@ def test_question_gate_starts_as_the_comparing_projector_and_loads_its_checkpoin
         torch.nn.init.normal_(compare.projector_module.compare_proj[-1].weight)
     compare.save_pretrained(tmp_path / "compare")
     from stepdiff.model.build import load_projector_state
+    from stepdiff.model_files import read_projector_weights
 
     gated = build_model(
         load_config("tiny", ["projector.compare=true", "projector.question_gate=true"])
     )
-    load_projector_state(gated.projector_module, compare.projector_module.state_dict(), "x")
+    weights = read_projector_weights(tmp_path / "compare")
+    load_projector_state(gated.projector_module, weights, tmp_path / "compare")
     ref, cand = features(gated, 2, 60), features(gated, 2, 61)
     questions = ["Do these two videos show the same tool?", "Is the sauce the same?"]
     answers = ["YES", "NO"]
@@ -528,6 +530,13 @@ def test_question_gate_starts_as_the_comparing_projector_and_loads_its_checkpoin
     assert not torch.allclose(moved, compare.loglik(ref, cand, questions, answers), atol=1e-4)
     # One pair, two questions: no shared prefix, since the video tokens differ per question.
     torch.testing.assert_close(same_pair[1:], first_only)
+    # The gate reads the question, not the answer: scored with other answers (labelled
+    # tokens), a question's summary is the one it has with none.
+    batch = gated._tokenise(questions, ["NO", "Yes, a whisk in both."], padding_side="right")
+    text = gated.llm.get_input_embeddings()(batch.input_ids.clamp(min=0))
+    torch.testing.assert_close(
+        gated.question_summary(batch, text), gated.question_summaries(questions)
+    )
 
 
 def test_question_gate_learns_which_attribute_a_question_asks_about():

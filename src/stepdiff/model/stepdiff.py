@@ -224,6 +224,12 @@ class StepDiffModel(nn.Module):
         total = (text * weights[..., None]).sum(dim=1)  # (B, H)
         return total / weights.sum(dim=1, keepdim=True).clamp(min=1)
 
+    def question_summaries(self, questions: Sequence[str]) -> torch.Tensor:
+        """:meth:`question_summary` of each question in a pair prompt -> (B, H)."""
+        batch = self._tokenise(questions, None, padding_side="right")
+        ids = batch.input_ids.to(self.device)
+        return self.question_summary(batch, self.llm.get_input_embeddings()(ids.clamp(min=0)))
+
     def _inputs_embeds(
         self, batch: TokenBatch, videos: torch.Tensor, paired: bool | None = None
     ) -> torch.Tensor:
@@ -492,9 +498,7 @@ class StepDiffModel(nn.Module):
             videos = _pair(reference[first : first + 1], candidate[first : first + 1])
             question = None
             if self.question_gated:  # one row per group (no shared prefix)
-                batch = self._tokenise([questions[first]], None, padding_side="right")
-                text = self.llm.get_input_embeddings()(batch.input_ids.clamp(min=0).to(self.device))
-                question = self.question_summary(batch, text)  # (1, H)
+                question = self.question_summaries([questions[first]])  # (1, H)
             video_tokens = self.project_videos(videos, question=question).flatten(0, 2)  # (2N, H)
             tokens = self.llamacpp.answer(
                 group_split.prefix, video_tokens, group_split.suffixes, max_new_tokens, eos
