@@ -21,6 +21,7 @@ from stepdiff.cli import app
 from stepdiff.datagen.pipeline import run_pipeline, run_stage
 from stepdiff.datagen.stages import DatagenConfig
 from stepdiff.errors import ConfigError
+from stepdiff.train.data import read_training_records
 
 OUTPUTS = (
     "descriptions.jsonl",
@@ -337,8 +338,20 @@ def test_same_questions_join_the_rubric_qa_and_need_it(tmp_path, clips, single_r
     closed = [q for q in more if q["question"].endswith("Answer YES or NO.")]
     assert closed and {q["answer"] for q in closed} == {"YES", "NO"}
     assert [q for q in more if q not in closed] == plain
+    assert not any("answer_probability" in q or "alternative" in q for q in more)
+    # Soft targets reach qa.jsonl, and training reads them.
+    for name in ("qa_raw.jsonl", "qa_report.json", "qa.jsonl", "filter_report.json"):
+        (out / name).unlink()
+    run_pipeline(_config(out, clips, same_questions="soft"))
+    soft = [q for q in _lines(out / "qa.jsonl") if q["question"].endswith("Answer YES or NO.")]
+    assert soft and {(q["answer"], q["alternative"]) for q in soft} == {("YES", "NO")}
+    assert {q["answer_probability"] for q in soft} <= {s / 5 for s in range(6)}
+    records = read_training_records("pair_qa", [out / "qa.jsonl"])
+    assert sorted(r.answer_probability for r in records if r.alternative) == sorted(
+        q["answer_probability"] for q in soft
+    )
     with pytest.raises(ConfigError, match="--same-questions needs rubric QA"):
         run_stage("qa", _config(tmp_path / "llm", clips, qa_source="llm", same_questions="graded"))
-    expected = "--same-questions 'yes': expected one of none, paraphrase, graded"
+    expected = "--same-questions 'yes': expected one of none, paraphrase, graded, threshold, soft"
     with pytest.raises(ConfigError, match=expected):
         _config(tmp_path / "bad", clips, same_questions="yes")

@@ -20,6 +20,7 @@ from stepdiff.datagen.qa import (
     rubric_qa,
     rubric_record,
     same_category_qa,
+    soft_same_qa,
     threshold_same_qa,
 )
 from stepdiff.datagen.records import PairRecord, make_pair_id
@@ -173,6 +174,22 @@ def test_threshold_same_questions_say_yes_exactly_from_score_3(spec_pairs):
             assert answer == ("YES" if scores[questions[question]] >= 3 else "NO")
             answered += 1
     assert answered == 6 * len(spec_pairs)
+
+
+def test_soft_same_questions_give_yes_the_probability_score_over_5(spec_pairs):
+    questions = {same_question(c): c for c in SAME_QUESTIONS}
+    for reference, candidate in spec_pairs:
+        scores = similarity_scores(reference, candidate)
+        qa = soft_same_qa(reference, candidate, seed=0)
+        # every category once in DiffRank's wording, in the threshold mode's order
+        expected = [q for q, _ in threshold_same_qa(reference, candidate, seed=0)]
+        assert [e["question"] for e in qa] == expected
+        for entry in qa:
+            assert (entry["answer"], entry["alternative"]) == ("YES", "NO")
+            assert entry["answer_probability"] == scores[questions[entry["question"]]] / 5
+    pair = _pair_record(*spec_pairs[0])
+    record = rubric_record(pair, *spec_pairs[0], seed=0, same_questions="soft")
+    assert record.qa[3:] == soft_same_qa(*spec_pairs[0], seed=0)
 
 
 class Scripted:

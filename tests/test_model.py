@@ -191,6 +191,40 @@ def test_label_only_vocabulary_projection_equals_full_logits(model):
     assert torch.allclose(model.loglik(ref, cand, questions, answers), expected, atol=1e-4)
 
 
+def test_soft_answers_score_the_first_token_against_both_answers(model):
+    from stepdiff.model.stepdiff import _pair
+
+    ref, cand = features(model, 3, 0), features(model, 3, 1)
+    questions = ["Same tool? Answer YES or NO."] * 2 + ["What differs?"]
+    answers = ["YES", "YES", "The pan is red"]
+    batch = model._tokenise(questions, answers, padding_side="right")
+    no_id = model._tokenise(questions[:1], ["NO"], padding_side="right").labels
+    no_id = int(no_id[no_id != IGNORE_INDEX][0])
+    soft = batch.with_soft_answers([0.3, 1.0, None], [no_id, no_id, IGNORE_INDEX])
+    embeds = model._inputs_embeds(batch, _pair(ref, cand))
+    with torch.no_grad():
+        full = model.llm(inputs_embeds=embeds, attention_mask=batch.attention_mask).logits
+        log_probs = full[:, :-1].log_softmax(dim=-1)  # (B, L-1, V)
+        targets = batch.labels[:, 1:]
+        losses = []  # by hand: the first answer token of row 0 is 0.3 YES + 0.7 NO
+        for row in range(3):
+            positions = (targets[row] != IGNORE_INDEX).nonzero()[:, 0].tolist()
+            for k, position in enumerate(positions):
+                loss = -log_probs[row, position, targets[row, position]]
+                if row == 0 and k == 0:
+                    loss = 0.3 * loss - 0.7 * log_probs[row, position, no_id]
+                losses.append(loss)
+        expected = torch.stack(losses).mean()
+        torch.testing.assert_close(model(soft, _pair(ref, cand)), expected)
+        # probability 1 everywhere is the plain loss; the copies of a repeated batch too
+        certain = batch.with_soft_answers([1.0, 1.0, None], [no_id] * 3)
+        torch.testing.assert_close(model(certain, _pair(ref, cand)), model(batch, _pair(ref, cand)))
+        assert torch.equal(
+            soft.repeat(2).answer_probability[3:].nan_to_num(-1),
+            soft.answer_probability.nan_to_num(-1),
+        )
+
+
 def test_bf16_frozen_llm_keeps_an_fp32_projector_and_close_scores(model):
     """GPUs run the frozen LLM in bf16: the projector stays fp32, gradients reach it, and
     scores stay close to the fp32 model's (same projector weights)."""
@@ -539,13 +573,14 @@ def test_question_gate_starts_as_the_comparing_projector_and_loads_its_checkpoin
     )
 
 
-def test_question_gate_learns_which_attribute_a_question_asks_about():
-    # Each video shows one of two tools and one of two sauces (directions in separate
-    # channel groups); asked "same tool?", the answer is whether the tools match, asked
-    # "same sauce?", whether the sauces do. A linear read-out of the projector's tokens
-    # stands in for the LLM (which could route the question itself), and the two
-    # questions are as alike as DiffRank's (cosine ~0.98), so only a gate that reads the
-    # question can tell which half of the difference counts.
+def _gate_roc_auc(question_spread: float, *, gated: bool, centred: bool = False) -> float:
+    """ROC AUC after 200 steps on "same attribute?" questions. Each video shows one of two
+    tools and one of two sauces (directions in separate channel groups); asked "same
+    tool?", the answer is whether the tools match, asked "same sauce?", whether the
+    sauces do. A linear read-out of the projector's tokens stands in for the LLM (which
+    could route the question itself). The two question summaries share one random
+    vector and differ by ``question_spread`` times another each, so only a gate that
+    reads the question can tell which half of the difference counts."""
     from stepdiff.projector.perceiver import PerceiverProjector, ProjectorConfig
 
     dim, width, half = 64, 96, 32
@@ -554,7 +589,7 @@ def test_question_gate_learns_which_attribute_a_question_asks_about():
     )
     generator = torch.Generator().manual_seed(0)
     objects = 3 * torch.randn(2, 2, half, generator=generator)  # (attribute, value, D/2)
-    questions = torch.randn(width, generator=generator) + 0.17 * torch.randn(
+    questions = torch.randn(width, generator=generator) + question_spread * torch.randn(
         2, width, generator=generator
     )  # (2, H)
 
@@ -570,28 +605,41 @@ def test_question_gate_learns_which_attribute_a_question_asks_about():
         same = (first[rows, asked] == second[rows, asked]).float()
         return videos(first), videos(second), questions[asked], same
 
-    def roc_auc(gated: bool) -> float:
-        torch.manual_seed(0)
-        projector = PerceiverProjector(dim, width, config)
-        torch.nn.init.normal_(projector.compare_proj[-1].weight, std=0.02)
-        readout = torch.nn.Linear(width, 1)
-        optimizer = torch.optim.Adam([*projector.parameters(), *readout.parameters()], lr=1e-3)
-        for _ in range(200):
-            ref, cand, question, same = sample(16)
-            tokens = projector(ref, cand, question if gated else None)  # (B, N, H)
-            logits = readout(tokens.mean(dim=1))[:, 0]
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, same)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        ref, cand, question, same = sample(256)
-        with torch.no_grad():
-            scores = readout(projector(ref, cand, question if gated else None).mean(dim=1))[:, 0]
-        yes, no = scores[same == 1], scores[same == 0]
-        return float((yes[:, None] > no[None, :]).float().mean())
+    torch.manual_seed(0)
+    projector = PerceiverProjector(dim, width, config)
+    if centred:
+        projector.set_question_statistics(questions)
+    torch.nn.init.normal_(projector.compare_proj[-1].weight, std=0.02)
+    readout = torch.nn.Linear(width, 1)
+    optimizer = torch.optim.Adam([*projector.parameters(), *readout.parameters()], lr=1e-3)
+    for _ in range(200):
+        ref, cand, question, same = sample(16)
+        tokens = projector(ref, cand, question if gated else None)  # (B, N, H)
+        logits = readout(tokens.mean(dim=1))[:, 0]
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, same)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    ref, cand, question, same = sample(256)
+    with torch.no_grad():
+        scores = readout(projector(ref, cand, question if gated else None).mean(dim=1))[:, 0]
+    yes, no = scores[same == 1], scores[same == 0]
+    return float((yes[:, None] > no[None, :]).float().mean())
 
-    gated, ungated = roc_auc(gated=True), roc_auc(gated=False)
+
+def test_question_gate_learns_which_attribute_a_question_asks_about():
+    # Questions as alike as DiffRank's (cosine ~0.98).
+    gated, ungated = _gate_roc_auc(0.17, gated=True), _gate_roc_auc(0.17, gated=False)
     assert gated > 0.97, gated
     # Without the question, the best ranks "both match" over "one matches" over "neither":
     # a ROC AUC of 0.875 at most.
     assert ungated < 0.9, ungated
+
+
+def test_question_gate_centred_on_the_questions_tells_near_identical_ones_apart():
+    # Cosine ~0.9995: off their mean the two questions are opposite, on their own they
+    # are the same vector to the gate, which then learns no more than the ungated cap.
+    centred = _gate_roc_auc(0.02, gated=True, centred=True)
+    plain = _gate_roc_auc(0.02, gated=True)
+    assert centred > 0.97, centred
+    assert plain < 0.9, plain

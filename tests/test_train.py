@@ -191,6 +191,25 @@ def test_bad_input_fails_before_compute(tmp_path, small_synthkitchen):
     config = _config(tmp_path, small_synthkitchen, f"data.pair_qa={bad}")
     with pytest.raises(DataFormatError, match=r"bad.jsonl:1: field 'answer'"):
         train(config, show_progress=False)
+    pair = '{"reference": "a", "candidate": "b", "question": "Same? Answer YES or NO.", '
+    for fields, message in (
+        ('"answer": "YES", "answer_probability": 1.5, "alternative": "NO"', "answer_probability"),
+        ('"answer": "YES", "answer_probability": 0.5', "field 'alternative'"),
+        ('"answer": "YES", "alternative": "YES", "answer_probability": 0.5', "repeats"),
+    ):
+        bad.write_text(pair + fields + "}\n")
+        config = _config(tmp_path, small_synthkitchen, f"data.pair_qa={bad}")
+        with pytest.raises(DataFormatError, match=rf"bad.jsonl:1: .*{message}"):
+            train(config, show_progress=False)
+    # Soft targets score the answers' first tokens, so those must differ (checked once
+    # the tokenizer is loaded, before any feature is computed).
+    bad.write_text(
+        pair + '"answer": "YES", "alternative": "YES, both", "answer_probability": 0.5}\n'
+    )
+    soft_out = f"out={tmp_path / 'soft'}"
+    config = _config(tmp_path, small_synthkitchen, f"data.pair_qa={bad}", soft_out)
+    with pytest.raises(DataFormatError, match="start with the same token"):
+        train(config, show_progress=False)
     corrupt = tmp_path / "corrupt"
     corrupt.mkdir()
     (corrupt / "stepdiff_config.json").write_text("{not json")

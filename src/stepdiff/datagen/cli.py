@@ -100,7 +100,8 @@ SameQuestions = Annotated[
         help='Rubric QA only: also ask closed-form "same <category>? Answer YES or NO." '
         "questions. paraphrase: reworded questions, YES for an identical category; graded: "
         "DiffRank's own question for every category, YES with probability score/5; "
-        "threshold: the same questions, YES when the score is at least 3; none "
+        "threshold: the same questions, YES when the score is at least 3; soft: the same "
+        "questions, YES with answer_probability score/5 (a soft training target); none "
         "(default): the rubric's 3 QA per pair.",
     ),
 ]

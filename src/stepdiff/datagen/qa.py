@@ -15,8 +15,9 @@ Two writers produce the same record (:class:`~stepdiff.datagen.records.QARawReco
   so this is what SynthKitchen runs use unless ``--qa-source llm`` is asked for.
   With ``same_questions``, it also asks closed-form "same <category>?" questions:
   paraphrases answered "YES" only for an identical category (:func:`same_category_qa`),
-  or DiffRank's own question answered "YES" with probability score/5
-  (:func:`graded_same_qa`).
+  DiffRank's own question answered "YES" with probability score/5
+  (:func:`graded_same_qa`), "YES" from score 3 (:func:`threshold_same_qa`), or "YES"
+  with ``answer_probability`` score/5 as a soft target (:func:`soft_same_qa`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from stepdiff.datagen.records import PairRecord, QARawRecord
 from stepdiff.errors import DataFormatError, first_line
@@ -350,12 +352,47 @@ def threshold_same_qa(
     )
 
 
+# A QA as ``qa_raw.jsonl`` holds it: question and answer, and for a soft target its
+# answer_probability and alternative.
+QAEntry = dict[str, Any]
+SameQuestionMode = Callable[[ClipSpec, ClipSpec, int], list[QAEntry]]
+
+
+def soft_same_qa(reference: ClipSpec, candidate: ClipSpec, seed: int = 0) -> list[QAEntry]:
+    """DiffRank's question for every category, answered "YES" with an
+    ``answer_probability`` of score/5 and "NO" as the ``alternative``: the target
+    ``graded_same_qa`` samples, given whole (training fits P(YES) to it), so it keeps
+    every step of the score and none of the coin flips."""
+    scores = similarity_scores(reference, candidate)
+    category_of = {same_question(c): c for c in SAME_QUESTIONS}
+    yes, no = CLOSED_FORM_ANSWERS
+    return [
+        {
+            "question": question,
+            "answer": yes,
+            "alternative": no,
+            "answer_probability": scores[category_of[question]] / 5,
+        }
+        for question, _ in _diffrank_worded_qa(reference, candidate, seed, lambda *_: True)
+    ]
+
+
+def _entries(
+    write: Callable[[ClipSpec, ClipSpec, int], list[tuple[str, str]]],
+) -> SameQuestionMode:
+    """A (question, answer) writer as one that writes QA entries."""
+    return lambda reference, candidate, seed: [
+        {"question": q, "answer": a} for q, a in write(reference, candidate, seed)
+    ]
+
+
 # How ``--same-questions`` asks closed-form questions (``none``: it does not).
-SAME_QUESTION_MODES: dict[str, Callable[[ClipSpec, ClipSpec, int], list[tuple[str, str]]]] = {
+SAME_QUESTION_MODES: dict[str, SameQuestionMode] = {
     "none": lambda reference, candidate, seed: [],
-    "paraphrase": same_category_qa,
-    "graded": graded_same_qa,
-    "threshold": threshold_same_qa,
+    "paraphrase": _entries(same_category_qa),
+    "graded": _entries(graded_same_qa),
+    "threshold": _entries(threshold_same_qa),
+    "soft": soft_same_qa,
 }
 
 
@@ -374,14 +411,15 @@ def rubric_record(
     """:func:`rubric_qa` as a ``qa_raw.jsonl`` record (``model="rubric"``), followed by
     the closed-form QA of ``same_questions`` (a key of :data:`SAME_QUESTION_MODES`)."""
     summary, qa = rubric_qa(reference, candidate, seed)
-    qa = qa + SAME_QUESTION_MODES[same_questions](reference, candidate, seed)
+    entries = [{"question": q, "answer": a} for q, a in qa]
+    entries += SAME_QUESTION_MODES[same_questions](reference, candidate, seed)
     return QARawRecord(
         pair_id=pair.pair_id,
         reference=pair.reference,
         candidate=pair.candidate,
         summary=summary,
-        qa=[{"question": q, "answer": a} for q, a in qa],
-        raw=format_reply(summary, qa),
+        qa=entries,
+        raw=format_reply(summary, [(e["question"], e["answer"]) for e in entries]),
         error=None,
         prompt_id=RUBRIC_PROMPT_ID,
         model=RUBRIC_MODEL,

@@ -190,7 +190,7 @@ class QARawRecord:
     reference: str
     candidate: str
     summary: str
-    qa: list[dict[str, str]]
+    qa: list[dict[str, Any]]  # question, answer (+ answer_probability, alternative)
     raw: str
     error: str | None
     prompt_id: str
@@ -216,9 +216,17 @@ class QARecord:
     prompt_id: str
     model: str
     seed: int
+    # A soft target (closed-form answers): the answer's probability, the rest the
+    # alternative's; written only when set.
+    answer_probability: float | None = None
+    alternative: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        return {k: v for k, v in data.items() if k not in SOFT_FIELDS or v is not None}
+
+
+SOFT_FIELDS = ("answer_probability", "alternative")
 
 
 @dataclass(frozen=True)

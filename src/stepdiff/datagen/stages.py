@@ -615,6 +615,8 @@ class FilterStage(_Stage):
                         prompt_id=raw["prompt_id"],
                         model=raw["model"],
                         seed=raw["seed"],
+                        answer_probability=qa.get("answer_probability"),
+                        alternative=qa.get("alternative"),
                     ).to_json()
                 )
             results.append(ItemResult(pair_id, {"qa": kept}, counts, examples))

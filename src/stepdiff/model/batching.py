@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,13 +19,38 @@ class TokenBatch:
     input_ids: torch.Tensor  # (B, L) with VIDEO_TOKEN_ID placeholders
     attention_mask: torch.Tensor  # (B, L) 1 = real token
     labels: torch.Tensor  # (B, L) answer token ids, IGNORE_INDEX elsewhere
+    # Soft targets for closed-form answers: a row's first answer token is right with
+    # probability answer_probability (B,), and its alternative's first token, of id
+    # alternative_ids (B,), with the rest; NaN for a row whose answer is simply right.
+    answer_probability: torch.Tensor | None = None
+    alternative_ids: torch.Tensor | None = None
 
     def repeat(self, times: int) -> TokenBatch:
         """The rows ``times`` over, one copy after another -> (times * B, L)."""
+        soft = self.answer_probability is not None and self.alternative_ids is not None
         return TokenBatch(
             self.input_ids.repeat(times, 1),
             self.attention_mask.repeat(times, 1),
             self.labels.repeat(times, 1),
+            self.answer_probability.repeat(times) if soft else None,
+            self.alternative_ids.repeat(times) if soft else None,
+        )
+
+    def with_soft_answers(
+        self, probabilities: Sequence[float | None], alternative_ids: Sequence[int]
+    ) -> TokenBatch:
+        """This batch with soft first-token targets (None: the row's answer is plain)."""
+        if len(probabilities) != len(self.labels) or len(alternative_ids) != len(self.labels):
+            raise ValueError(
+                f"{len(probabilities)} probabilities and {len(alternative_ids)} alternatives "
+                f"for {len(self.labels)} rows"
+            )
+        return dataclasses.replace(
+            self,
+            answer_probability=torch.tensor(
+                [math.nan if p is None else p for p in probabilities], dtype=torch.float32
+            ),
+            alternative_ids=torch.tensor(list(alternative_ids), dtype=torch.long),
         )
 
 

@@ -72,10 +72,17 @@ def load_projector_state(
     identity = {"input_mean": torch.zeros_like, "input_std": torch.ones_like}
     state = {**{k: like(expected[k]) for k, like in identity.items() if k not in state}, **state}
     # A question gate starts as the identity, so a comparing projector trained without one
-    # (e.g. the stage a gated stage starts from) loads into a gated model unchanged.
-    gate_start = {k: v for k, v in expected.items() if k.startswith("question_gate.")}
-    if gate_start and not any(k.startswith("question_gate.") for k in state):
-        state = {**state, **gate_start}
+    # (e.g. the stage a gated stage starts from) loads into a gated model unchanged, and
+    # one saved before the gate was centred on the training questions has a zero mean.
+    # (All zeros: a gate of 2 * sigmoid(0) = 1 on every channel, and no centring.)
+    gate_start = {
+        k: torch.zeros_like(v)
+        for k, v in expected.items()
+        if k.startswith("question_gate.") or k == "question_mean"
+    }
+    if any(k.startswith("question_gate.") for k in state):
+        gate_start = {k: v for k, v in gate_start.items() if k == "question_mean"}
+    state = {**gate_start, **state}
     if "word_ids" in state and "word_ids" in expected:
         # The words head's vocabulary is as long as the training texts made it.
         projector.word_ids = torch.empty_like(state["word_ids"])

@@ -305,6 +305,8 @@ class StepDiffModel(nn.Module):
         token_loss = nn.functional.cross_entropy(
             logits.float(), targets[keep], reduction="none"
         )  # (K,)
+        if batch.answer_probability is not None and batch.alternative_ids is not None:
+            token_loss = self._soft_first_tokens(batch, keep, logits, token_loss)
         own = keep[:rows]
         answer_loss = token_loss[: int(own.sum())].mean()
         if negatives is None:
@@ -313,6 +315,28 @@ class StepDiffModel(nn.Module):
         loglik = -token_loss.new_zeros(len(keep)).index_add(0, row_of, token_loss)  # (2B,)
         margin = loglik[:rows] - loglik[rows:]  # (B,)
         return answer_loss + contrast_weight * nn.functional.softplus(-margin).mean()
+
+    def _soft_first_tokens(
+        self, batch: TokenBatch, keep: torch.Tensor, logits: torch.Tensor, loss: torch.Tensor
+    ) -> torch.Tensor:
+        """The labelled tokens' losses (K,) with each soft row's first answer token scored
+        against its two-way target: p * CE(answer) + (1 - p) * CE(alternative), which is
+        lowest where the model gives the answer probability p (for "YES" against "NO",
+        P(YES) = p), instead of a coin flip's all-or-nothing label. keep (R, L-1): which
+        positions are labelled; logits (K, V) at them."""
+        assert batch.answer_probability is not None and batch.alternative_ids is not None
+        rows = torch.arange(len(keep), device=keep.device)[:, None].expand_as(keep)[keep]  # (K,)
+        first = (keep & (keep.cumsum(dim=1) == 1))[keep]  # (K,) each row's first answer token
+        probability = batch.answer_probability.to(loss.device)[rows]  # (K,)
+        soft = first & ~probability.isnan()
+        alternative = torch.where(
+            soft, batch.alternative_ids.to(loss.device)[rows], IGNORE_INDEX
+        )  # (K,)
+        alternative_loss = nn.functional.cross_entropy(
+            logits.float(), alternative, reduction="none"
+        )  # (K,): 0 where ignored
+        weight = torch.where(soft, probability, 1.0)
+        return weight * loss + (1 - weight) * alternative_loss
 
     def answer_loss(
         self,

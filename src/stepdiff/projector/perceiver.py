@@ -153,6 +153,10 @@ class PerceiverProjector(nn.Module):
             self.question_gate = nn.Linear(output_dim, input_dim)
             nn.init.zeros_(self.question_gate.weight)
             nn.init.zeros_(self.question_gate.bias)
+            # The mean summary of the training questions (set_question_statistics; zero
+            # until then): questions share their template, so what tells them apart is
+            # their difference from the mean, not the summary itself.
+            self.register_buffer("question_mean", torch.zeros(output_dim))
         self.norm = nn.LayerNorm(width)
         self.output_dim = output_dim
         self.head = nn.Linear(width, output_dim)
@@ -253,10 +257,23 @@ class PerceiverProjector(nn.Module):
         cosine = nn.functional.normalize(queries, dim=-1) @ unit_words.T
         return cosine * self.word_log_scale.exp(), words
 
+    @torch.no_grad()
+    def set_question_statistics(self, summaries: torch.Tensor) -> None:
+        """Centre the gate's input on the mean of these question summaries (Q, H), e.g.
+        one per distinct training question."""
+        if summaries.ndim != 2 or summaries.shape[0] == 0:
+            raise ValueError(
+                f"question statistics need summaries (Q, H), not {tuple(summaries.shape)}"
+            )
+        self.question_mean.copy_(summaries.double().mean(dim=0).to(self.question_mean.dtype))
+
     def question_gates(self, question: torch.Tensor) -> torch.Tensor:
         """The gate on each encoder channel for question summaries (B, H) -> (B, D)."""
-        # Centred and of a fixed length whatever the LLM's embedding scale.
-        centred = question - question.mean(dim=-1, keepdim=True)  # (B, H)
+        # Off the training questions' mean, so the words that differ between questions
+        # (DiffRank's category: 1-2 tokens of ~20) are most of the gate's input, not a
+        # few percent of it; then of a fixed length whatever the LLM's embedding scale.
+        centred = question - self.question_mean  # (B, H)
+        centred = centred - centred.mean(dim=-1, keepdim=True)
         question = QUESTION_SCALE * nn.functional.normalize(centred, dim=-1)
         return 2 * torch.sigmoid(self.question_gate(question))  # (B, D)
 

@@ -23,6 +23,10 @@ class TrainingRecord:
     pair_qa: clips (reference, candidate), question, answer.
     single_video: clips (clip,), question, answer.
     interleaved: clips (c1, c2, ...), narrations (n1, n2, ...), one per clip.
+
+    A QA record may give its answer a probability (``answer_probability``) with the
+    ``alternative`` that has the rest, e.g. "YES" at 0.6 and "NO": a soft target for a
+    closed-form answer, scored on the answers' first tokens.
     """
 
     kind: str
@@ -30,6 +34,8 @@ class TrainingRecord:
     question: str = ""
     answer: str = ""
     narrations: tuple[str, ...] = ()
+    answer_probability: float | None = None
+    alternative: str = ""
 
 
 def _text(obj: dict[str, Any], name: str, where: str) -> str:
@@ -49,18 +55,35 @@ def _texts(obj: dict[str, Any], name: str, where: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in value)
 
 
-def _parse(kind: str, obj: dict[str, Any], where: str) -> TrainingRecord:
-    if kind == "pair_qa":
-        clips = (_text(obj, "reference", where), _text(obj, "candidate", where))
-        return TrainingRecord(
-            kind, clips, _text(obj, "question", where), _text(obj, "answer", where)
+def _soft_answer(obj: dict[str, Any], where: str) -> dict[str, Any]:
+    """The optional soft-target fields of a QA record, checked."""
+    if "answer_probability" not in obj and "alternative" not in obj:
+        return {}
+    probability = obj.get("answer_probability")
+    if (
+        isinstance(probability, bool)
+        or not isinstance(probability, (int, float))
+        or not 0 <= probability <= 1
+    ):
+        raise DataFormatError(
+            f"{where}: field 'answer_probability' must be a number from 0 to 1 "
+            "(given with 'alternative')"
         )
-    if kind == "single_video":
+    alternative = _text(obj, "alternative", where)
+    if alternative == _text(obj, "answer", where):
+        raise DataFormatError(f"{where}: field 'alternative' repeats the answer")
+    return {"answer_probability": float(probability), "alternative": alternative}
+
+
+def _parse(kind: str, obj: dict[str, Any], where: str) -> TrainingRecord:
+    if kind in ("pair_qa", "single_video"):
+        names = ("reference", "candidate") if kind == "pair_qa" else ("clip_id",)
         return TrainingRecord(
             kind,
-            (_text(obj, "clip_id", where),),
+            tuple(_text(obj, name, where) for name in names),
             _text(obj, "question", where),
             _text(obj, "answer", where),
+            **_soft_answer(obj, where),
         )
     clips = _texts(obj, "clips", where)
     narrations = _texts(obj, "narrations", where)

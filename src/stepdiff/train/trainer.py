@@ -30,7 +30,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from stepdiff.config import StepDiffConfig, load_config
 from stepdiff.data.formats import write_atomic
 from stepdiff.encoders.cache import FeatureCache
-from stepdiff.errors import ConfigError, ModelLoadError
+from stepdiff.errors import ConfigError, DataFormatError, ModelLoadError
 from stepdiff.llm.prompt import (
     SINGLE_VIDEO_TEXT,
     VIDEOS_TEXT,
@@ -77,6 +77,7 @@ CONFIG_FILE = "train_config.json"
 METRICS_FILE = "metrics.jsonl"
 FINAL_DIR = "model"
 REPORT_FILE = "training_report.json"
+QUESTION_CHUNK = 256  # questions summarised per forward when centring a question gate
 
 
 @dataclass
@@ -149,7 +150,7 @@ def swap_one_clip(
 
 def tokenise_records(model: StepDiffModel, records: list[TrainingRecord]) -> TokenBatch:
     """Tokenise one micro-batch (all of one kind) with answer-only (or narration) labels."""
-    samples = []
+    samples, alternative_ids = [], []
     for record in records:
         if record.kind == "interleaved":
             samples.append(
@@ -157,18 +158,47 @@ def tokenise_records(model: StepDiffModel, records: list[TrainingRecord]) -> Tok
                     model.tokenizer, list(record.narrations), model.num_video_tokens
                 )
             )
-        else:
-            context = VIDEOS_TEXT if record.kind == "pair_qa" else SINGLE_VIDEO_TEXT
-            samples.append(
-                tokenise_sample(
-                    model.prompt_format,
-                    record.question,
-                    record.answer,
-                    model.num_video_tokens,
-                    context=context,
-                )
+            alternative_ids.append(IGNORE_INDEX)
+            continue
+        context = VIDEOS_TEXT if record.kind == "pair_qa" else SINGLE_VIDEO_TEXT
+        sample, alternative = (
+            tokenise_sample(
+                model.prompt_format,
+                record.question,
+                answer,
+                model.num_video_tokens,
+                context=context,
             )
-    return model.collate(samples)
+            for answer in (record.answer, record.alternative or record.answer)
+        )
+        samples.append(sample)
+        alternative_ids.append(alternative.answer_ids[0])
+    batch = model.collate(samples)
+    if all(record.answer_probability is None for record in records):
+        return batch
+    return batch.with_soft_answers([r.answer_probability for r in records], alternative_ids)
+
+
+def check_soft_answers(model: StepDiffModel, records: dict[str, list[TrainingRecord]]) -> None:
+    """A soft target scores the first tokens of its answer and alternative, so they must
+    differ (checked once per distinct pair, before any compute)."""
+    seen = set()
+    for kind, kind_records in records.items():
+        for record in kind_records:
+            key = (record.answer, record.alternative)
+            if record.answer_probability is None or key in seen:
+                continue
+            seen.add(key)
+            first = [
+                tokenise_sample(model.prompt_format, record.question, text, 0).answer_ids[:1]
+                for text in key
+            ]
+            if first[0] == first[1]:
+                raise DataFormatError(
+                    f"{kind} data: answer {record.answer!r} and alternative "
+                    f"{record.alternative!r} start with the same token, so a soft target "
+                    "cannot tell them apart"
+                )
 
 
 def _progress() -> Progress:
@@ -275,6 +305,7 @@ class Trainer:
     def build(self) -> None:
         config = self.config
         self.model = build_model(self.model_config, feature_cache=FeatureCache())
+        check_soft_answers(self.model, self.records)
         if config.init_from is not None:
             load_projector_state(
                 self.model.projector, read_projector_weights(config.init_from), config.init_from
@@ -299,6 +330,7 @@ class Trainer:
         self.bank_ids = sorted(self.bank.features)  # where contrast negatives come from
         if config.init_from is None:  # a started projector keeps the statistics it learnt with
             self.model.projector_module.set_input_statistics(self.bank.features.values())
+        self._centre_question_gate()
         self._set_up_words()
         self._count_flops_setup()  # before sharding: it counts the LLM's parameters
         if self.sharded:
@@ -314,6 +346,23 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: lr_factor(step, config.max_steps, optim)
         )
+
+    @torch.no_grad()
+    def _centre_question_gate(self) -> None:
+        """Centre an untrained question gate on the distinct training questions (a
+        trained one keeps the centre it learnt with; an untrained one passes every
+        channel whatever it reads, so this does not change the starting model)."""
+        projector = self.model.projector_module
+        if not projector.config.question_gate or projector.question_gate.weight.any():
+            return
+        questions = sorted({r.question for r in self.records.get("pair_qa", [])})
+        if not questions:
+            return
+        summaries = [
+            self.model.question_summaries(questions[start : start + QUESTION_CHUNK])
+            for start in range(0, len(questions), QUESTION_CHUNK)
+        ]
+        projector.set_question_statistics(torch.cat(summaries).float())  # (Q, H)
 
     def _count_flops_setup(self) -> None:
         """What model-FLOPs accounting needs, and this device's fp32 GEMM peak (for MFU)."""
