@@ -298,3 +298,24 @@ def test_every_shipped_training_preset_is_a_valid_config():
         model = load_config(config.model, list(config.model_overrides))
         if config.grounding_weight:
             assert model.projector.output_head == "words", name
+
+
+def test_soft_records_carry_their_probability_and_the_alternatives_first_token():
+    from stepdiff.config import load_config
+    from stepdiff.model import build_model
+    from stepdiff.model.batching import IGNORE_INDEX
+    from stepdiff.train.data import TrainingRecord
+    from stepdiff.train.trainer import tokenise_records
+
+    model = build_model(load_config("tiny"))
+    question = "Same tool? Answer YES or NO."
+    soft = TrainingRecord(
+        "pair_qa", ("a", "b"), question, "YES", answer_probability=0.3, alternative="NO"
+    )
+    plain = TrainingRecord("pair_qa", ("a", "c"), "What differs?", "The pan.")
+    batch = tokenise_records(model, [soft, plain])
+    no = model._tokenise([question], ["NO"], padding_side="right").labels[0]
+    assert batch.alternative_ids.tolist() == [int(no[no != IGNORE_INDEX][0]), IGNORE_INDEX]
+    assert batch.answer_probability[0] == pytest.approx(0.3)
+    assert batch.answer_probability[1].isnan()
+    assert tokenise_records(model, [plain]).answer_probability is None

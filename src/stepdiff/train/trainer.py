@@ -161,22 +161,28 @@ def tokenise_records(model: StepDiffModel, records: list[TrainingRecord]) -> Tok
             alternative_ids.append(IGNORE_INDEX)
             continue
         context = VIDEOS_TEXT if record.kind == "pair_qa" else SINGLE_VIDEO_TEXT
-        sample, alternative = (
+        samples.append(
             tokenise_sample(
                 model.prompt_format,
                 record.question,
-                answer,
+                record.answer,
                 model.num_video_tokens,
                 context=context,
             )
-            for answer in (record.answer, record.alternative or record.answer)
         )
-        samples.append(sample)
-        alternative_ids.append(alternative.answer_ids[0])
+        soft = record.answer_probability is not None
+        alternative_ids.append(
+            first_answer_token(model, record.question, record.alternative) if soft else IGNORE_INDEX
+        )
     batch = model.collate(samples)
     if all(record.answer_probability is None for record in records):
         return batch
     return batch.with_soft_answers([r.answer_probability for r in records], alternative_ids)
+
+
+def first_answer_token(model: StepDiffModel, question: str, answer: str) -> int:
+    """The id of the first token of ``answer`` as a prompt's answer."""
+    return tokenise_sample(model.prompt_format, question, answer, 0).answer_ids[0]
 
 
 def check_soft_answers(model: StepDiffModel, records: dict[str, list[TrainingRecord]]) -> None:
@@ -189,11 +195,7 @@ def check_soft_answers(model: StepDiffModel, records: dict[str, list[TrainingRec
             if record.answer_probability is None or key in seen:
                 continue
             seen.add(key)
-            first = [
-                tokenise_sample(model.prompt_format, record.question, text, 0).answer_ids[:1]
-                for text in key
-            ]
-            if first[0] == first[1]:
+            if len({first_answer_token(model, record.question, text) for text in key}) == 1:
                 raise DataFormatError(
                     f"{kind} data: answer {record.answer!r} and alternative "
                     f"{record.alternative!r} start with the same token, so a soft target "
