@@ -22,11 +22,10 @@ from torch import nn
 from stepdiff.errors import ConfigError
 
 OUTPUT_HEADS = ("linear", "words")
-# The length of the centred question summary the gate reads. Questions share most of
-# their tokens, so their summaries are alike (cosine 0.97-0.99 between DiffRank's six);
-# at unit length the gate barely moved in 300 steps at lr 1e-3, at unit variance per
-# entry (length sqrt(H)) its first Adam steps can saturate it. At 8 it learnt to pick the
-# asked channels in ~100 steps, for an LLM width of 96 (tests/test_model.py) as of 576.
+# The length of the centred question summary the gate reads. At unit length the gate
+# barely moved in 300 steps at lr 1e-3, at unit variance per entry (length sqrt(H)) its
+# first Adam steps can saturate it. At 8 it learnt to pick the asked channels in ~100
+# steps, for an LLM width of 96 (tests/test_model.py) as of 576.
 QUESTION_SCALE = 8.0
 
 
@@ -65,8 +64,9 @@ class ProjectorConfig:
     # weights each encoder channel of the frame differences before they are summarised
     # (as InstructBLIP's instruction-aware Q-Former lets the text steer what is read), so
     # the summary itself can be about the asked category. Starts as a gate of 1 on every
-    # channel: at the start it is the plain comparing projector. On SynthKitchen it has
-    # learnt a shared channel weighting, not yet one per category (README).
+    # channel: at the start it is the plain comparing projector. Training centres it on
+    # the training questions' mean summary; so centred, on SynthKitchen it learnt a
+    # different weighting per category, but the ranking did not gain from it (README).
     question_gate: bool = False
 
     def __post_init__(self) -> None:
