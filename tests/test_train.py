@@ -60,10 +60,16 @@ def _config(tmp_path: Path, benchmark: Path, *extra: str):
     return load_train_config("tiny", overrides)
 
 
-def test_training_lowers_the_loss_and_writes_a_loadable_model(tmp_path, small_synthkitchen):
+def test_training_lowers_the_loss_and_writes_a_loadable_model(
+    tmp_path, small_synthkitchen, monkeypatch
+):
     config = _config(
         tmp_path, small_synthkitchen, "max_steps=24", "save_every=12", "optim.lr=0.003"
     )
+    # The GEMM peak is measured at the start and again at each save, and the best is
+    # kept (a first measurement under load would put MFU above 1).
+    peaks = iter([2e12, 8e12, 4e12])
+    monkeypatch.setattr("stepdiff.train.trainer.measure_gemm_peak", lambda device: next(peaks))
     result = train(config, show_progress=False)
     assert len(result.losses) == 24
     assert sum(result.losses[-3:]) / 3 < sum(result.losses[:3]) / 3 * 0.85
@@ -71,6 +77,8 @@ def test_training_lowers_the_loss_and_writes_a_loadable_model(tmp_path, small_sy
     assert [r["step"] for r in rows] == list(range(1, 25))
     assert rows[0]["lr"] > 0 and rows[0]["samples_per_s"] > 0
     assert 0 < rows[0]["mfu"] < 1 and rows[0]["tflops_per_s"] > 0
+    for row, peak in ((rows[0], 2.0), (rows[11], 2.0), (rows[12], 8.0), (rows[-1], 8.0)):
+        assert row["mfu"] == pytest.approx(row["tflops_per_s"] / peak)
     assert list((result.out / "tensorboard").glob("events.out.tfevents.*"))
     from stepdiff.model.build import export_model, load_model
 
@@ -85,6 +93,7 @@ def test_training_lowers_the_loss_and_writes_a_loadable_model(tmp_path, small_sy
         assert torch.allclose(reloaded.projector.state_dict()[name], tensor, atol=1e-2, rtol=1e-2)
     report = json.loads((result.model_dir / "training_report.json").read_text())
     assert report["steps"] == 24 and report["data"] == {"pair_qa": 12}
+    assert report["gemm_peak_tflops"] == 8.0
 
 
 def test_resume_after_a_crash_repeats_the_uninterrupted_run(tmp_path, small_synthkitchen):

@@ -392,6 +392,11 @@ class Trainer:
         self.peak_flops = measure_gemm_peak(device=self.accelerator.device)
         self.step_flops = 0.0
 
+    def remeasure_peak(self) -> None:
+        """Measure the GEMM peak again and keep the best: a measurement taken while
+        another job shared the cores is too low and would put MFU above 1."""
+        self.peak_flops = max(self.peak_flops, measure_gemm_peak(device=self.accelerator.device))
+
     def resume(self) -> int:
         """Restore the latest checkpoint of this run; the number of steps it had done."""
         checkpoints = list_checkpoints(self.out / "checkpoints")
@@ -623,6 +628,7 @@ def train(
                 log.close()
                 return TrainResult(trainer.out, None, done, losses, dev)
             if done % config.save_every == 0 or at_end:
+                trainer.remeasure_peak()
                 trainer.save(done)
     log.close()
     model_dir = trainer.out / FINAL_DIR
