@@ -166,8 +166,18 @@ def test_compare_projector_reads_pairs_but_not_two_clip_interleaved_sequences(
     gated = _config(
         tmp_path / "gated", small_synthkitchen, f"init_from={tuned.model_dir}", gate, "max_steps=2"
     )
-    weights = load_file(train(gated, show_progress=False).model_dir / "projector.safetensors")
+    gated_run = train(gated, show_progress=False)
+    weights = load_file(gated_run.model_dir / "projector.safetensors")
     assert weights["question_gate.weight"].abs().sum() > 0, "the gate trained"
+    # It was centred on the mean summary of the distinct training questions.
+    from stepdiff.model.build import load_model
+    from stepdiff.train.data import read_training_records
+
+    questions = sorted({r.question for r in read_training_records("pair_qa", gated.data.pair_qa)})
+    with torch.no_grad():
+        expected = load_model(gated_run.model_dir).question_summaries(questions).mean(dim=0)
+    torch.testing.assert_close(weights["question_mean"], expected)
+    assert len(questions) > 1 and expected.abs().sum() > 0
     # ...but not to a projector of another shape.
     plain = _config(
         tmp_path / "plain", small_synthkitchen, f"init_from={pre.model_dir}", "max_steps=2"

@@ -25,7 +25,7 @@ OUTPUT_HEADS = ("linear", "words")
 # The length of the centred question summary the gate reads. At unit length the gate
 # barely moved in 300 steps at lr 1e-3, at unit variance per entry (length sqrt(H)) its
 # first Adam steps can saturate it. At 8 it learnt to pick the asked channels in ~100
-# steps, for an LLM width of 96 (tests/test_model.py) as of 576.
+# steps for LLM widths 96 and 576 (tests/test_model.py).
 QUESTION_SCALE = 8.0
 
 
