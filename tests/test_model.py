@@ -225,6 +225,79 @@ def test_soft_answers_score_the_first_token_against_both_answers(model):
         )
 
 
+def test_rank_loss_is_ranknet_on_the_first_answer_tokens_log_odds(model):
+    """Two ranking items of 4 targets: the loss is the mean over target pairs with
+    score_i > score_j of softplus(-(m_i - m_j)), m = log p(YES) - log p(NO) at the first
+    answer token (with one-token YES and NO, the log-odds of DiffRank's P(YES))."""
+    from stepdiff.model.stepdiff import _pair
+    from stepdiff.train.data import TrainingRecord
+    from stepdiff.train.trainer import rank_rows
+
+    question = "Do these two videos show the same Technique? Answer YES or NO."
+    records = [
+        TrainingRecord(
+            "pair_rank",
+            ("r", "a", "b", "c", "d"),
+            question,
+            "YES",
+            alternative="NO",
+            scores=scores,
+        )
+        for scores in ((3.0, 1.0, 1.0, 0.0), (2.0, 2.0, 2.0, 2.0))
+    ]
+    batch, pairs, scores = rank_rows(model, records)
+    assert pairs[:2] == [("r", "a"), ("r", "b")] and scores.shape == (2, 4)
+    videos = _pair(features(model, 1, 30).expand(8, -1, -1, -1), features(model, 8, 31))
+    yes, no = (
+        model.tokenizer(word, add_special_tokens=False)["input_ids"][0] for word in ("YES", "NO")
+    )
+    assert batch.alternative_ids.tolist() == [no] * 8
+    with torch.no_grad():
+        embeds = model._inputs_embeds(batch, videos, paired=True)
+        full = model.llm(inputs_embeds=embeds, attention_mask=batch.attention_mask).logits
+        first = (batch.labels[:, 1:] != IGNORE_INDEX).int().argmax(dim=1)  # (8,)
+        logits = full[torch.arange(8), first]  # (8, V) where the answer's first token is predicted
+        margin = logits[:, yes] - logits[:, no]
+        ordered = [(0, 1), (0, 2), (0, 3), (1, 3), (2, 3)]  # item 0; item 1 is all ties
+        expected = torch.stack(
+            [torch.nn.functional.softplus(-(margin[i] - margin[j])) for i, j in ordered]
+        ).mean()
+        loss = model(batch, videos, paired=True, rank_scores=scores)
+    torch.testing.assert_close(loss, expected)
+    # Items of equal scores order nothing: zero, with a graph for backward.
+    tied = model(batch, videos, paired=True, rank_scores=torch.full((2, 4), 2.0))
+    assert tied.item() == 0 and tied.requires_grad
+
+
+def test_choice_items_rank_the_captions_summed_log_likelihood(model):
+    """A DiffMCQ-style item (no alternative answer): each row's score is the caption's
+    summed log-likelihood, as DiffMCQ's scorer reads it; the right pair must beat the
+    three others."""
+    from stepdiff.model.stepdiff import _pair
+    from stepdiff.train.data import TrainingRecord
+    from stepdiff.train.trainer import rank_rows
+
+    question, caption = QUESTIONS[0], ANSWERS[0]
+    record = TrainingRecord(
+        "pair_choice",
+        tuple("r1 c1 r2 c2 r3 c3 r4 c4".split()),
+        question,
+        caption,
+        scores=(0.0, 1.0, 0.0, 0.0),
+    )
+    batch, pairs, scores = rank_rows(model, [record])
+    assert pairs == [("r1", "c1"), ("r2", "c2"), ("r3", "c3"), ("r4", "c4")]
+    assert batch.alternative_ids is None
+    ref, cand = features(model, 4, 40), features(model, 4, 41)
+    with torch.no_grad():
+        loglik = model.loglik(ref, cand, [question] * 4, [caption] * 4, share_prefix=False)
+        expected = torch.stack(
+            [torch.nn.functional.softplus(-(loglik[1] - loglik[j])) for j in (0, 2, 3)]
+        ).mean()
+        loss = model(batch, _pair(ref, cand), paired=True, rank_scores=scores)
+    torch.testing.assert_close(loss, expected)
+
+
 def test_bf16_frozen_llm_keeps_an_fp32_projector_and_close_scores(model):
     """GPUs run the frozen LLM in bf16: the projector stays fp32, gradients reach it, and
     scores stay close to the fp32 model's (same projector weights)."""

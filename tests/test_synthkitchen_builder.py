@@ -49,11 +49,10 @@ def clips(small) -> dict[str, ClipSpec]:
 
 def test_same_seed_same_bytes_other_seed_other_rows(small, tmp_path):
     again = build_benchmark(tmp_path / "again", "small", seed=0, render=False)
-    for name in [*BENCHMARK_FILES, "clips.jsonl", "train_pairs.jsonl", "summary.json"]:
+    training = ["clips.jsonl", "train_pairs.jsonl", "diffrank_train.jsonl", "diffmcq_train.jsonl"]
+    for name in [*BENCHMARK_FILES, *training, "summary.json"]:
         assert (tmp_path / "again" / name).read_bytes() == (small / name).read_bytes(), name
-    assert again.files == sorted([*BENCHMARK_FILES, "clips.jsonl", "train_pairs.jsonl"]) + [
-        "summary.json"
-    ]
+    assert again.files == sorted([*BENCHMARK_FILES, *training]) + ["summary.json"]
     build_benchmark(tmp_path / "other", "small", seed=1, render=False)
     assert (tmp_path / "other" / "diffcap_test.jsonl").read_bytes() != (
         small / "diffcap_test.jsonl"
@@ -155,6 +154,35 @@ def test_diffrank_rows_have_a_clear_ranking_from_the_rubric(small, clips, split)
             similarity_scores(reference, clips[t])[row["category"]] for t in row["targets"]
         ]
     assert distinct_values[4] > 0
+
+
+def test_training_diffrank_items_rank_train_clips_by_the_rubric(small, clips):
+    rows = read_jsonl(small / "diffrank_train.jsonl")
+    assert {row["category"] for row in rows} == set(CATEGORIES)
+    references = Counter(row["reference"] for row in rows)
+    for row in rows:
+        reference = clips[row["reference"]]
+        targets = [clips[t] for t in row["targets"]]
+        assert reference.split == "train" and all(t.split == "train" for t in targets)
+        assert len(set(row["targets"])) == 4
+        assert all(t.keystep == reference.keystep for t in targets)
+        assert all(t.video_uid != reference.video_uid for t in targets)
+        assert row["scores"] == [similarity_scores(reference, t)[row["category"]] for t in targets]
+        assert len(set(row["scores"])) > 1  # some order to learn; ties are kept
+    # Several groups per reference (4 in each size's default), each in up to 6 categories.
+    assert max(references.values()) > 6
+    summary = json.loads((small / "summary.json").read_text())
+    assert summary["rows"]["diffrank"]["train"]["total"] == len(rows)
+
+
+def test_training_diffmcq_items_are_train_clips_in_the_benchmarks_format(small, clips):
+    rows = read_jsonl(small / "diffmcq_train.jsonl")
+    assert {row["category"] for row in rows} == set(CATEGORIES)
+    for row in rows:
+        assert row["answer"] in row["options"] and len(row["options"]) == 4
+        assert all(clips[c].split == "train" for pair in row["options"] for c in pair)
+    summary = json.loads((small / "summary.json").read_text())
+    assert summary["rows"]["diffmcq"]["train"]["total"] == len(rows)
 
 
 def test_train_pairs_and_summary_counts(small, clips):

@@ -338,3 +338,113 @@ def test_soft_records_carry_their_probability_and_the_alternatives_first_token()
     assert batch.answer_probability[0] == pytest.approx(0.3)
     assert batch.answer_probability[1].isnan()
     assert tokenise_records(model, [plain]).answer_probability is None
+
+
+def _rank_config(tmp_path: Path, benchmark: Path, *extra: str):
+    """A tiny ranking run on the build's DiffRank items of training clips."""
+    return load_train_config(
+        "tiny",
+        [
+            f"out={tmp_path / 'rank'}",
+            "data.pair_qa=[]",
+            f"data.pair_rank={benchmark / 'diffrank_train.jsonl'}",
+            "data.mix={pair_rank: 1.0}",
+            f"data.video_dir={benchmark / 'videos'}",
+            "tensorboard=false",
+            *extra,
+        ],
+    )
+
+
+def test_ranking_items_train_one_row_per_target_and_lower_the_rank_loss(
+    tmp_path, small_synthkitchen
+):
+    # batch_size 4 rows = one item of 4 targets per micro-batch, 2 per step. Four items
+    # seen over and over: the loss, log 2 for a model that cannot order them, must fall.
+    config = _rank_config(
+        tmp_path,
+        small_synthkitchen,
+        "batch_size=4",
+        "data.max_items=4",
+        "max_steps=30",
+        "save_every=30",
+        "optim.lr=0.003",
+    )
+    result = train(config, show_progress=False)
+    first, last = sum(result.losses[:4]) / 4, sum(result.losses[-4:]) / 4
+    assert 0.4 < first < 1.0 and last < 0.75 * first, (first, last)
+    report = json.loads((result.model_dir / "training_report.json").read_text())
+    assert report["data"] == {"pair_rank": 4}
+    rows = [json.loads(line) for line in (result.out / METRICS_FILE).read_text().splitlines()]
+    assert rows[0]["samples_per_s"] > 0
+
+
+def test_choice_items_train_one_row_per_option(tmp_path, small_synthkitchen):
+    config = _rank_config(
+        tmp_path,
+        small_synthkitchen,
+        "data.pair_rank=[]",
+        f"data.pair_choice={small_synthkitchen / 'diffmcq_train.jsonl'}",
+        "data.mix={pair_choice: 1.0}",
+        "batch_size=4",
+        "data.max_items=2",
+        "max_steps=12",
+        "save_every=12",
+        "optim.lr=0.003",
+    )
+    result = train(config, show_progress=False)
+    first, last = sum(result.losses[:3]) / 3, sum(result.losses[-3:]) / 3
+    assert last < 0.75 * first, (first, last)
+    report = json.loads((result.model_dir / "training_report.json").read_text())
+    assert report["data"] == {"pair_choice": 2}
+
+
+def test_ranking_items_are_read_as_the_official_diffrank_format(tmp_path):
+    from stepdiff.train.data import read_training_records
+
+    item = {
+        "reference": "sk_v0000_0.5_3.5",
+        "targets": [f"sk_v000{k}_0.5_3.5" for k in range(1, 5)],
+        "category": "Technique",
+        "scores": [4, 0, 2, 2],
+    }
+    path = tmp_path / "rank.jsonl"
+    path.write_text(json.dumps(item) + "\n")
+    (record,) = read_training_records("pair_rank", [path])
+    assert record.clips == (item["reference"], *item["targets"])
+    assert record.question == "Do these two videos show the same Technique? Answer YES or NO."
+    assert (record.answer, record.alternative, record.scores) == ("YES", "NO", (4, 0, 2, 2))
+    for field, value, message in (
+        ("category", "Taste", "unknown category 'Taste'"),
+        ("targets", item["targets"][:3], "field 'targets'"),
+        ("scores", [4, 0, 2, 9], "field 'scores"),
+    ):
+        path.write_text(json.dumps({**item, field: value}) + "\n")
+        with pytest.raises(DataFormatError, match=rf"rank.jsonl:1: .*{message}"):
+            read_training_records("pair_rank", [path])
+    options = [[f"sk_v000{k}_0.5_3.5", f"sk_v001{k}_0.5_3.5"] for k in range(4)]
+    item = {"difference": "A pan.", "category": "Tools/Equipment", "options": options}
+    path.write_text(json.dumps({**item, "answer": options[2]}) + "\n")
+    (record,) = read_training_records("pair_choice", [path])
+    assert record.option_pairs() == [tuple(pair) for pair in options]
+    assert record.scores == (0, 0, 1, 0) and record.answer == "A pan."
+    assert record.question.startswith("What is the main difference")
+    path.write_text(json.dumps({**item, "answer": ["sk_v0009_0.5_3.5", "sk_v0008_0.5_3.5"]}))
+    with pytest.raises(DataFormatError, match="rank.jsonl:1: field 'answer'"):
+        read_training_records("pair_choice", [path])
+
+
+def test_mixture_sampler_takes_items_per_kind():
+    from stepdiff.train.data import MixtureSampler
+
+    sampler = MixtureSampler(
+        {"pair_qa": 10, "pair_rank": 5},
+        {"pair_qa": 1.0, "pair_rank": 1.0},
+        {"pair_qa": 4, "pair_rank": 1},
+        0,
+    )
+    batches = [sampler.batch(index) for index in range(40)]
+    assert {len(items) for kind, items in batches if kind == "pair_qa"} == {4}
+    ranked = [items for kind, items in batches if kind == "pair_rank"]
+    assert {len(items) for items in ranked} == {1}
+    assert sorted(i for items in ranked[:5] for i in items) == [0, 1, 2, 3, 4]  # an epoch

@@ -277,11 +277,16 @@ class StepDiffModel(nn.Module):
         negatives: torch.Tensor | None = None,
         contrast_weight: float = 1.0,
         paired: bool | None = None,
+        rank_scores: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The training loss: mean cross-entropy over the labelled tokens; videos
         (B, V, T, P, D) in prompt order (``paired``: as in :meth:`project_videos`).
         Wrappers such as FSDP gather their parameters around ``forward``, so training
         calls the model itself.
+
+        With ``rank_scores`` (G, K), the B = G x K rows are G ranking items of K targets
+        each (row g*K + k: target k of item g), and the loss is a ranking loss instead
+        (see :meth:`_rank_loss`).
 
         With ``negatives`` (other clips in the same layout, (B, V, T, P, D)), adds
         ``contrast_weight`` times -log sigmoid(log p(answer | videos) - log p(answer |
@@ -302,6 +307,8 @@ class StepDiffModel(nn.Module):
         targets = batch.labels.to(self.device)[:, 1:]  # position t predicts token t+1
         keep = targets != IGNORE_INDEX  # (R, L-1)
         logits = self.llm.get_output_embeddings()(hidden[:, :-1][keep])  # (K, V)
+        if rank_scores is not None:
+            return self._rank_loss(batch, keep, logits, targets[keep], rank_scores)
         token_loss = nn.functional.cross_entropy(
             logits.float(), targets[keep], reduction="none"
         )  # (K,)
@@ -315,6 +322,41 @@ class StepDiffModel(nn.Module):
         loglik = -token_loss.new_zeros(len(keep)).index_add(0, row_of, token_loss)  # (2B,)
         margin = loglik[:rows] - loglik[rows:]  # (B,)
         return answer_loss + contrast_weight * nn.functional.softplus(-margin).mean()
+
+    @staticmethod
+    def _rank_loss(
+        batch: TokenBatch,
+        keep: torch.Tensor,
+        logits: torch.Tensor,
+        targets: torch.Tensor,
+        rank_scores: torch.Tensor,
+    ) -> torch.Tensor:
+        """RankNet's pairwise loss on each row's score: the mean of -log sigmoid(s_i - s_j)
+        over the rows i, j of one item with rank_scores_i > rank_scores_j. A row's score
+        is what the benchmark reads: with an alternative answer (DiffRank's "YES" against
+        "NO"), log p(answer) - log p(alternative) at the first answer token, the log-odds
+        of P(YES) for one-token answers; without one (a DiffMCQ caption), the answer's
+        summed log-likelihood. Only the order inside an item counts, as for the
+        benchmark's tau and argmax; a pointwise cross-entropy also spends the projector on
+        each category's base rate. keep (R, L-1): labelled positions; logits (K, V) and
+        targets (K,) at them; rank_scores (G, K') with G x K' = R."""
+        log_probs = logits.float().log_softmax(dim=-1)  # (K, V)
+        if batch.alternative_ids is not None:
+            first = (keep & (keep.cumsum(dim=1) == 1))[keep]  # (K,) each row's first token
+            alternative = batch.alternative_ids.to(log_probs.device)[:, None]  # (R, 1)
+            answer = targets[first][:, None]  # (R, 1)
+            score = log_probs[first].gather(1, answer) - log_probs[first].gather(1, alternative)
+        else:
+            row_of = torch.arange(len(keep), device=keep.device)[:, None].expand_as(keep)[keep]
+            token = log_probs.gather(1, targets[:, None])[:, 0]  # (K,)
+            score = token.new_zeros(len(keep)).index_add(0, row_of, token)  # (R,)
+        scores = rank_scores.to(log_probs.device)
+        score = score.reshape(scores.shape)  # (G, K')
+        better = scores[:, :, None] > scores[:, None, :]  # (G, K', K')
+        gap = score[:, :, None] - score[:, None, :]  # (G, K', K')
+        losses = nn.functional.softplus(-gap[better])
+        # Items of equal scores order nothing; the zero keeps the graph for backward.
+        return losses.mean() if len(losses) else score.sum() * 0
 
     def _soft_first_tokens(
         self, batch: TokenBatch, keep: torch.Tensor, logits: torch.Tensor, loss: torch.Tensor

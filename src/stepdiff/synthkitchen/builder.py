@@ -5,7 +5,9 @@ Splits
 Clips are grouped in *source videos* (2-3 keysteps of a recipe each) and whole videos
 are assigned to splits, so ``train`` and the benchmark splits never share a video:
 
-- ``train``: training clips (``train_pairs.jsonl``); no benchmark files.
+- ``train``: training clips (``train_pairs.jsonl``, and DiffRank and DiffMCQ items of
+  training clips in ``diffrank_train.jsonl`` and ``diffmcq_train.jsonl``, for ranking
+  losses); no DiffCap file.
 - ``test``: the in-distribution benchmark, from videos disjoint from train.
 - ``heldout``: compositional generalisation. Every heldout clip uses a (tool,
   ingredient) combination of its keystep from
@@ -21,6 +23,8 @@ clips changed)::
     diffmcq_<split>.jsonl                 {"difference","category","options","answer"}
     diffrank_<split>.jsonl                {"reference","targets","category","scores"}
     train_pairs.jsonl                     train clip pairs with per-category GT
+    diffrank_train.jsonl                  DiffRank items of train clips (training data)
+    diffmcq_train.jsonl                   DiffMCQ items of train clips (training data)
     summary.json                          counts per split/task/category, seed, size
 
 for <split> in (test, heldout). The JSONL files are byte-identical for the same seed
@@ -43,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stepdiff.data.categories import NUM_CHOICES
 from stepdiff.data.formats import write_atomic
 from stepdiff.synthkitchen.differences import CategoryComparison, compare, similarity_scores
 from stepdiff.synthkitchen.render import (
@@ -82,6 +87,8 @@ class BuildSize:
     rows_per_category: int = 12  # DiffCap and DiffMCQ rows per (split, category)
     rank_groups_tried: int = 32  # target groups tried per DiffRank reference
     train_pairs_per_clip: int = 4
+    train_rank_groups: int = 4  # target groups per training DiffRank reference
+    train_choice_per_category: int = 24  # training DiffMCQ items per category
 
 
 SIZES: dict[str, BuildSize] = {
@@ -94,6 +101,7 @@ SIZES: dict[str, BuildSize] = {
         heldout_videos=20,
         rows_per_category=24,
         train_pairs_per_clip=6,
+        train_choice_per_category=400,
     ),
     # 10x the clips.
     "large": BuildSize(
@@ -102,6 +110,7 @@ SIZES: dict[str, BuildSize] = {
         heldout_videos=100,
         rows_per_category=120,
         train_pairs_per_clip=6,
+        train_choice_per_category=400,
     ),
 }
 
@@ -397,6 +406,38 @@ def train_pair_rows(clips: Sequence[ClipSpec], rng: random.Random, per_clip: int
     return rows
 
 
+def train_rank_rows(
+    clips: Sequence[ClipSpec], rng: random.Random, groups_per_reference: int
+) -> list[dict[str, Any]]:
+    """DiffRank items of train clips, in the benchmark's format, for a ranking loss: per
+    reference, ``groups_per_reference`` random groups of four targets (same keystep,
+    other videos), one row per category whose scores are not all equal. Unlike the
+    benchmark's rows, ties are kept: training needs only some order, and choosing the
+    best-ranked group would skew which targets are seen."""
+    pairs = _Pairs(clips)
+    rows = []
+    for keystep in RECIPE_ORDER:
+        group_clips = pairs.by_keystep[keystep]
+        for reference in group_clips:
+            pool = [c for c in group_clips if c.video_uid != reference.video_uid]
+            if len(pool) < NUM_CHOICES:
+                continue
+            for _ in range(groups_per_reference):
+                group = rng.sample(pool, NUM_CHOICES)
+                for category in CATEGORIES:
+                    scores = [pairs.scores(reference, t)[category] for t in group]
+                    if len(set(scores)) > 1:
+                        rows.append(
+                            {
+                                "reference": reference.clip_id,
+                                "targets": [t.clip_id for t in group],
+                                "category": category,
+                                "scores": scores,
+                            }
+                        )
+    return rows
+
+
 # --- writing -----------------------------------------------------------------------------
 
 
@@ -531,6 +572,18 @@ def build_benchmark(
         by_split["train"], random.Random(f"{seed}:train_pairs"), size.train_pairs_per_clip
     )
     files["train_pairs.jsonl"] = _jsonl(train_rows)
+    train_rank = train_rank_rows(
+        by_split["train"], random.Random(f"{seed}:train:diffrank"), size.train_rank_groups
+    )
+    files["diffrank_train.jsonl"] = _jsonl(train_rank)
+    rows["diffrank"]["train"] = _count(train_rank)
+    train_choice = diffmcq_rows(
+        _Pairs(by_split["train"]),
+        random.Random(f"{seed}:train:diffmcq"),
+        size.train_choice_per_category,
+    )
+    files["diffmcq_train.jsonl"] = _jsonl(train_choice)
+    rows["diffmcq"]["train"] = _count(train_choice)
 
     rendered = reused = 0
     if render:

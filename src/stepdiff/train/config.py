@@ -15,7 +15,7 @@ from typing import Any
 from stepdiff.config import check_keys, read_config_data
 from stepdiff.errors import ConfigError
 
-DATA_KINDS = ("pair_qa", "interleaved", "single_video")
+DATA_KINDS = ("pair_qa", "pair_rank", "pair_choice", "interleaved", "single_video")
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,12 @@ class DataConfig:
     pair_qa: tuple[str, ...] = ()  # {reference, candidate, question, answer} per line
     interleaved: tuple[str, ...] = ()  # {clips: [...], narrations: [...]} per line
     single_video: tuple[str, ...] = ()  # {clip_id, question, answer} per line
+    # DiffRank items of training clips ({reference, targets, category, scores}, the
+    # official format): a ranking loss on P(YES) (see StepDiffModel.forward).
+    pair_rank: tuple[str, ...] = ()
+    # DiffMCQ items of training clips ({difference, category, options, answer}): a loss
+    # that ranks the caption's likelihood highest with the right pair.
+    pair_choice: tuple[str, ...] = ()
     video_dir: str = "."  # where clip ids resolve
     # Relative frequency of each kind's micro-batches; kinds with no files are ignored.
     mix: dict[str, float] = field(default_factory=lambda: {"pair_qa": 1.0})
@@ -101,6 +107,9 @@ class TrainConfig:
         ):
             if data[key] == default:
                 data.pop(key)
+        for kind in ("pair_rank", "pair_choice"):
+            if not data["data"][kind]:
+                data["data"].pop(kind)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     @classmethod
@@ -183,8 +192,9 @@ class TrainConfig:
             raise ConfigError(f"{source}: data.mix weights must not be negative")
         if not self.active_kinds():
             raise ConfigError(
-                f"{source}: no training data: give data.pair_qa, data.interleaved or "
-                "data.single_video files with a positive data.mix weight"
+                f"{source}: no training data: give data.pair_qa, data.pair_rank, "
+                "data.pair_choice, data.interleaved or data.single_video files with a "
+                "positive data.mix weight"
             )
         if "single_video" in self.active_kinds() and len(self.active_kinds()) > 1:
             raise ConfigError(

@@ -1,4 +1,5 @@
-"""Training records (pair QA, interleaved, single video) and the mixture sampler.
+"""Training records (pair QA, DiffRank- and DiffMCQ-style items, interleaved, single
+video) and the mixture sampler.
 
 The sampler is a pure function of (seed, micro-batch index), so a resumed run draws
 exactly the batches an uninterrupted run would have drawn.
@@ -12,8 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stepdiff.data.formats import read_jsonl
+from stepdiff.data.formats import DiffMCQItem, DiffRankItem, FieldError, read_jsonl
 from stepdiff.errors import DataFormatError
+from stepdiff.eval.questions import difference_question, same_question
+
+# DiffRank's answer words: the score of a (reference, target) pair is P(YES) against NO.
+RANK_ANSWERS = ("YES", "NO")
 
 
 @dataclass(frozen=True)
@@ -23,6 +28,14 @@ class TrainingRecord:
     pair_qa: clips (reference, candidate), question, answer.
     single_video: clips (clip,), question, answer.
     interleaved: clips (c1, c2, ...), narrations (n1, n2, ...), one per clip.
+    pair_rank: a DiffRank item of training clips: clips (reference, t1, t2, t3, t4),
+    DiffRank's question about its category, answer "YES" with alternative "NO", and the
+    targets' similarity ``scores`` to the reference. Each target is one (reference,
+    target) row, and the loss ranks the rows' P(YES) by the scores.
+    pair_choice: a DiffMCQ item of training clips: clips (r1, c1, ..., r4, c4), DiffMCQ's
+    question about its category, the difference caption as answer, and ``scores`` 1 for
+    the right pair, 0 for the others. Each pair is one row, and the loss ranks the
+    caption's likelihood highest with the right pair.
 
     A QA record may give its answer a probability (``answer_probability``) with the
     ``alternative`` that has the rest, e.g. "YES" at 0.6 and "NO": a soft target for a
@@ -36,6 +49,13 @@ class TrainingRecord:
     narrations: tuple[str, ...] = ()
     answer_probability: float | None = None
     alternative: str = ""
+    scores: tuple[float, ...] = ()
+
+    def option_pairs(self) -> list[tuple[str, str]]:
+        """A ranking item's (reference, candidate) rows, in order."""
+        if self.kind == "pair_rank":
+            return [(self.clips[0], target) for target in self.clips[1:]]
+        return list(zip(self.clips[::2], self.clips[1::2], strict=True))
 
 
 def _text(obj: dict[str, Any], name: str, where: str) -> str:
@@ -75,7 +95,43 @@ def _soft_answer(obj: dict[str, Any], where: str) -> dict[str, Any]:
     return {"answer_probability": float(probability), "alternative": alternative}
 
 
+def _rank_record(obj: dict[str, Any], where: str) -> TrainingRecord:
+    """A DiffRank item (the official format, checked as the benchmark's) as a record."""
+    try:
+        item = DiffRankItem.from_json(obj)
+    except FieldError as error:
+        raise DataFormatError(f"{where}: {error}") from None
+    yes, no = RANK_ANSWERS
+    return TrainingRecord(
+        "pair_rank",
+        (item.reference, *item.targets),
+        same_question(item.category),
+        yes,
+        alternative=no,
+        scores=tuple(float(score) for score in item.scores),
+    )
+
+
+def _choice_record(obj: dict[str, Any], where: str) -> TrainingRecord:
+    """A DiffMCQ item (the official format, checked as the benchmark's) as a record."""
+    try:
+        item = DiffMCQItem.from_json(obj)
+    except FieldError as error:
+        raise DataFormatError(f"{where}: {error}") from None
+    return TrainingRecord(
+        "pair_choice",
+        tuple(clip for pair in item.options for clip in pair),
+        difference_question(item.category),
+        item.difference,
+        scores=tuple(float(index == item.gold_index) for index in range(len(item.options))),
+    )
+
+
 def _parse(kind: str, obj: dict[str, Any], where: str) -> TrainingRecord:
+    if kind == "pair_rank":
+        return _rank_record(obj, where)
+    if kind == "pair_choice":
+        return _choice_record(obj, where)
     if kind in ("pair_qa", "single_video"):
         names = ("reference", "candidate") if kind == "pair_qa" else ("clip_id",)
         return TrainingRecord(
@@ -119,18 +175,25 @@ class MixtureSampler:
 
     Each micro-batch holds one kind (kinds may differ in videos per sample); the kind is
     drawn with the mixture weights. Within a kind, items come from a fresh permutation
-    per epoch, so every item is seen once before any is seen twice.
+    per epoch, so every item is seen once before any is seen twice. ``batch_size``: items
+    per micro-batch, for every kind or per kind (a ranking item holds several rows).
     """
 
     def __init__(
-        self, sizes: dict[str, int], weights: dict[str, float], batch_size: int, seed: int
+        self,
+        sizes: dict[str, int],
+        weights: dict[str, float],
+        batch_size: int | dict[str, int],
+        seed: int,
     ) -> None:
         self.kinds = sorted(k for k in weights if weights[k] > 0 and sizes.get(k, 0) > 0)
         if not self.kinds:
             raise ValueError("no kind has both items and a positive weight")
         self.sizes = sizes
         self.weights = [weights[k] for k in self.kinds]
-        self.batch_size = batch_size
+        self.batch_sizes = (
+            batch_size if isinstance(batch_size, dict) else dict.fromkeys(self.kinds, batch_size)
+        )
         self.seed = seed
         self._kind_of: list[str] = []  # memo: kind of micro-batch 0, 1, ...
         self._ordinal: list[int] = []  # memo: how many earlier micro-batches had that kind
@@ -160,8 +223,9 @@ class MixtureSampler:
         kind = self.kind(index)
         ordinal = self._ordinal[index]
         size = self.sizes[kind]
-        start = ordinal * self.batch_size
+        batch_size = self.batch_sizes[kind]
+        start = ordinal * batch_size
         items = []
-        for position in range(start, start + self.batch_size):
+        for position in range(start, start + batch_size):
             items.append(self._permutation(kind, position // size)[position % size])
         return kind, items

@@ -28,6 +28,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from stepdiff.config import StepDiffConfig, load_config
+from stepdiff.data.categories import NUM_CHOICES
 from stepdiff.data.formats import write_atomic
 from stepdiff.encoders.cache import FeatureCache
 from stepdiff.errors import ConfigError, DataFormatError, ModelLoadError
@@ -78,6 +79,21 @@ METRICS_FILE = "metrics.jsonl"
 FINAL_DIR = "model"
 REPORT_FILE = "training_report.json"
 QUESTION_CHUNK = 256  # questions summarised per forward when centring a question gate
+RANKING_KINDS = ("pair_rank", "pair_choice")  # items of several (reference, candidate) rows
+PAIR_KINDS = ("pair_qa", *RANKING_KINDS)  # rows whose two videos are (reference, candidate)
+
+
+@dataclass
+class MicroBatch:
+    """One micro-batch of one kind, ready for the loss."""
+
+    batch: TokenBatch
+    videos: torch.Tensor  # (B, V, T, P, D) in prompt order
+    # With a contrast weight: the same videos with one per row swapped for another clip.
+    negatives: torch.Tensor | None
+    clips: list[str]  # the clip ids of the videos, in (B, V) order
+    kind: str
+    rank_scores: torch.Tensor | None = None  # ranking items: (G, K) rows' scores, B = G x K
 
 
 @dataclass
@@ -180,6 +196,29 @@ def tokenise_records(model: StepDiffModel, records: list[TrainingRecord]) -> Tok
     return batch.with_soft_answers([r.answer_probability for r in records], alternative_ids)
 
 
+def rank_rows(
+    model: StepDiffModel, records: list[TrainingRecord]
+) -> tuple[TokenBatch, list[tuple[str, str]], torch.Tensor]:
+    """Ranking records (all of one kind) as (reference, candidate) rows, item by item:
+    the tokens (with an alternative, each row's answer is scored against it), the rows'
+    clips and the scores (G, K)."""
+    rows = [
+        TrainingRecord("pair_qa", pair, record.question, record.answer)
+        for record in records
+        for pair in record.option_pairs()
+    ]
+    batch = tokenise_records(model, rows)
+    if records[0].alternative:
+        alternatives = [
+            first_answer_token(model, record.question, record.alternative)
+            for record in records
+            for _ in record.option_pairs()
+        ]
+        batch = batch.with_soft_answers([None] * len(rows), alternatives)
+    scores = torch.tensor([record.scores for record in records], dtype=torch.float32)
+    return batch, [row.clips for row in rows], scores
+
+
 def first_answer_token(model: StepDiffModel, question: str, answer: str) -> int:
     """The id of the first token of ``answer`` as a prompt's answer."""
     return tokenise_sample(model.prompt_format, question, answer, 0).answer_ids[0]
@@ -192,14 +231,14 @@ def check_soft_answers(model: StepDiffModel, records: dict[str, list[TrainingRec
     for kind, kind_records in records.items():
         for record in kind_records:
             key = (record.answer, record.alternative)
-            if record.answer_probability is None or key in seen:
+            if (record.answer_probability is None and not record.scores) or key in seen:
                 continue
             seen.add(key)
             if len({first_answer_token(model, record.question, text) for text in key}) == 1:
                 raise DataFormatError(
                     f"{kind} data: answer {record.answer!r} and alternative "
                     f"{record.alternative!r} start with the same token, so a soft target "
-                    "cannot tell them apart"
+                    "or a ranking cannot tell them apart"
                 )
 
 
@@ -246,10 +285,18 @@ class Trainer:
                 "use `accelerate launch` (with --cpu on a machine without GPUs)"
             )
         self._check_grounding()
+        # A ranking item holds NUM_CHOICES rows, so its micro-batch takes as many items
+        # as fill batch_size rows (at least one).
+        items_per_batch = {
+            kind: max(1, config.batch_size // NUM_CHOICES)
+            if kind in RANKING_KINDS
+            else config.batch_size
+            for kind in self.records
+        }
         self.sampler = MixtureSampler(
             {kind: len(records) for kind, records in self.records.items()},
             config.active_kinds(),
-            config.batch_size * self.world,
+            {kind: size * self.world for kind, size in items_per_batch.items()},
             config.seed,
         )
 
@@ -357,7 +404,7 @@ class Trainer:
         projector = self.model.projector_module
         if not projector.config.question_gate or projector.question_gate.weight.any():
             return
-        questions = sorted({r.question for r in self.records.get("pair_qa", [])})
+        questions = sorted({r.question for kind in PAIR_KINDS for r in self.records.get(kind, [])})
         if not questions:
             return
         summaries = [
@@ -416,17 +463,20 @@ class Trainer:
         return state.step
 
     # -- steps
-    def micro_batch(
-        self, index: int
-    ) -> tuple[TokenBatch, torch.Tensor, torch.Tensor | None, list[str], str]:
-        """Tokens, videos (B, V, T, P, D), with a contrast weight the same videos with
-        one per row swapped for another training clip (drawn from (seed, index)), the
-        clip ids of the videos in (B, V) order, and the records' kind."""
+    def micro_batch(self, index: int) -> MicroBatch:
+        """Micro-batch ``index``; with a contrast weight, negatives swap one clip per row
+        for another training clip (drawn from (seed, index)). A ranking item becomes one
+        (reference, candidate) row per option, and has no negatives."""
         kind, items = self.sampler.batch(index)
         # This process's slice of the global micro-batch.
         mine = items[self.accelerator.process_index :: self.world]
         records = [self.records[kind][i] for i in mine]
         device = self.accelerator.device
+        if kind in RANKING_KINDS:
+            batch, pairs, scores = rank_rows(self.model, records)
+            videos = self.bank.videos(pairs).to(device)
+            clips = [clip for pair in pairs for clip in pair]
+            return MicroBatch(batch, videos, None, clips, kind, rank_scores=scores)
         videos = self.bank.videos([r.clips for r in records]).to(device)
         negatives = None
         if self.config.contrast_weight:
@@ -435,7 +485,7 @@ class Trainer:
             swapped = [swap_one_clip(r.clips, self.bank_ids, rng) for r in records]
             negatives = self.bank.videos(swapped).to(device)
         clips = [clip for r in records for clip in r.clips]
-        return tokenise_records(self.model, records), videos, negatives, clips, kind
+        return MicroBatch(tokenise_records(self.model, records), videos, negatives, clips, kind)
 
     def _flops(self, batch: TokenBatch, num_videos: int) -> float:
         """Model FLOPs of one micro-batch on one process (padded length, as executed)."""
@@ -453,7 +503,8 @@ class Trainer:
         total = 0.0
         self.step_flops = 0.0  # model FLOPs of this step, all processes
         for micro in range(accum):
-            batch, videos, negatives, clips, kind = self.micro_batch(step * accum + micro)
+            micro_batch = self.micro_batch(step * accum + micro)
+            batch, videos = micro_batch.batch, micro_batch.videos
             last = micro == accum - 1
             wrapped = self.model if self.sharded else self.model.projector
             sync = (
@@ -461,13 +512,13 @@ class Trainer:
                 if last or self.world == 1
                 else self.accelerator.no_sync(wrapped)
             )
-            passes = 1 if negatives is None else 2
+            passes = 1 if micro_batch.negatives is None else 2
             if self.config.answer_weight:
                 self.step_flops += passes * self.world * self._flops(batch, videos.shape[1])
             else:  # grounding alone runs the projector only
-                self.step_flops += len(clips) * self.flop_args["projector_per_video"]
+                self.step_flops += len(micro_batch.clips) * self.flop_args["projector_per_video"]
             with sync, self.accelerator.autocast():
-                loss = self.loss(batch, videos, negatives, clips, paired=kind == "pair_qa")
+                loss = self.loss(micro_batch)
                 loss = loss / accum
                 self.accelerator.backward(loss)
             total += float(loss.detach())
@@ -481,21 +532,21 @@ class Trainer:
             total = float(self.accelerator.reduce(local, reduction="mean"))
         return total
 
-    def loss(
-        self,
-        batch: TokenBatch,
-        videos: torch.Tensor,
-        negatives: torch.Tensor | None,
-        clips: list[str],
-        *,
-        paired: bool,
-    ) -> torch.Tensor:
-        """answer_weight x the model's loss (+ contrast) + grounding_weight x grounding.
-        ``paired``: each row's videos are a (reference, candidate) pair."""
+    def loss(self, micro_batch: MicroBatch) -> torch.Tensor:
+        """answer_weight x the model's loss (+ contrast, or the ranking loss of ranking
+        items) + grounding_weight x grounding."""
         config = self.config
+        videos, clips = micro_batch.videos, micro_batch.clips
         loss = videos.new_zeros(())
         if config.answer_weight:
-            answer = self.model(batch, videos, negatives, config.contrast_weight, paired=paired)
+            answer = self.model(
+                micro_batch.batch,
+                videos,
+                micro_batch.negatives,
+                config.contrast_weight,
+                paired=micro_batch.kind in PAIR_KINDS,
+                rank_scores=micro_batch.rank_scores,
+            )
             loss = loss + config.answer_weight * answer
         if self.grounding is not None:
             projector = self.model.projector_module
