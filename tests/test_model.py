@@ -298,6 +298,30 @@ def test_choice_items_rank_the_captions_summed_log_likelihood(model):
     torch.testing.assert_close(loss, expected)
 
 
+def test_comparison_read_out_scores_pairs_and_old_checkpoints_load_without_it():
+    from stepdiff.model.build import load_projector_state
+    from stepdiff.model.stepdiff import _pair
+
+    model = build_model(load_config("tiny", ["projector.compare=true"]))
+    ref, cand = features(model, 3, 50), features(model, 3, 51)
+    batch = model._tokenise(QUESTIONS, ANSWERS, padding_side="right")
+    with torch.no_grad():
+        scores = model.comparison_scores(batch, _pair(ref, cand))
+        projector = model.projector_module
+        expected = projector.comparison_readout(projector.comparison(cand, ref))[:, 0]
+    assert scores.shape == (3,)
+    torch.testing.assert_close(scores, expected)
+    # A comparing checkpoint saved before the read-out existed keeps its other weights.
+    state = {k: v for k, v in projector.state_dict().items() if "readout" not in k}
+    other = build_model(load_config("tiny", ["projector.compare=true"]))
+    load_projector_state(other.projector_module, state, "old checkpoint")
+    for name, tensor in state.items():
+        assert torch.equal(other.projector_module.state_dict()[name], tensor)
+    plain = build_model(load_config("tiny"))
+    with pytest.raises(ConfigError, match="projector.compare"):
+        plain.comparison_scores(batch, _pair(ref, cand))
+
+
 def test_bf16_frozen_llm_keeps_an_fp32_projector_and_close_scores(model):
     """GPUs run the frozen LLM in bf16: the projector stays fp32, gradients reach it, and
     scores stay close to the fp32 model's (same projector weights)."""

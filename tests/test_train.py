@@ -448,3 +448,49 @@ def test_mixture_sampler_takes_items_per_kind():
     ranked = [items for kind, items in batches if kind == "pair_rank"]
     assert {len(items) for items in ranked} == {1}
     assert sorted(i for items in ranked[:5] for i in items) == [0, 1, 2, 3, 4]  # an epoch
+
+
+def test_comparison_loss_alone_trains_the_comparing_projector_without_the_llm(
+    tmp_path, small_synthkitchen, monkeypatch
+):
+    from stepdiff.model.stepdiff import StepDiffModel
+
+    def no_llm(*args, **kwargs):
+        raise AssertionError("the LLM ran")
+
+    monkeypatch.setattr(StepDiffModel, "_hidden", no_llm)
+    config = _rank_config(
+        tmp_path,
+        small_synthkitchen,
+        "model_overrides=[projector.compare=true, projector.question_gate=true]",
+        "answer_weight=0",
+        "comparison_weight=1",
+        "batch_size=16",
+        "data.max_items=8",
+        "max_steps=60",
+        "save_every=60",
+        "optim.lr=0.003",
+    )
+    result = train(config, show_progress=False)
+    first, last = sum(result.losses[:5]) / 5, sum(result.losses[-5:]) / 5
+    assert last < 0.75 * first, (first, last)
+    weights = load_file(result.model_dir / "projector.safetensors")
+    assert weights["question_gate.weight"].abs().sum() > 0  # the question steers it
+    rows = [json.loads(line) for line in (result.out / METRICS_FILE).read_text().splitlines()]
+    assert all(0 < row["mfu"] < 1 for row in rows)
+
+
+def test_comparison_loss_needs_ranking_items_and_the_comparing_projector(
+    tmp_path, small_synthkitchen
+):
+    with pytest.raises(ConfigError, match="comparison_weight needs data.pair_rank"):
+        _config(tmp_path, small_synthkitchen, "comparison_weight=1")
+    mixed = (
+        f"data.pair_qa={write_pair_qa(small_synthkitchen, tmp_path)}",
+        "data.mix={pair_rank: 1.0, pair_qa: 1.0}",
+    )
+    with pytest.raises(ConfigError, match="learns from data.pair_rank only"):
+        _rank_config(tmp_path, small_synthkitchen, "answer_weight=0", "comparison_weight=1", *mixed)
+    config = _rank_config(tmp_path, small_synthkitchen, "comparison_weight=1")
+    with pytest.raises(ConfigError, match="projector.compare=true"):
+        train(config, show_progress=False)

@@ -83,6 +83,10 @@ def load_projector_state(
     if any(k.startswith("question_gate.") for k in state):
         gate_start = {k: v for k, v in gate_start.items() if k == "question_mean"}
     state = {**gate_start, **state}
+    # The comparison read-out (added later) only serves a training loss: a checkpoint
+    # without one takes this projector's freshly initialised read-out.
+    readout = {k: v for k, v in expected.items() if k.startswith("comparison_readout.")}
+    state = {**readout, **state}
     if "word_ids" in state and "word_ids" in expected:
         # The words head's vocabulary is as long as the training texts made it.
         projector.word_ids = torch.empty_like(state["word_ids"])

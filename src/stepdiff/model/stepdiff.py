@@ -45,6 +45,7 @@ from stepdiff.model.prefix import (
     split_shared_prefix,
     suffix_answer_logprob,
 )
+from stepdiff.model.ranknet import ranknet_loss
 from stepdiff.model.scoring import (
     answer_logprob,
     greedy_generate,
@@ -230,6 +231,22 @@ class StepDiffModel(nn.Module):
         ids = batch.input_ids.to(self.device)
         return self.question_summary(batch, self.llm.get_input_embeddings()(ids.clamp(min=0)))
 
+    def comparison_scores(self, batch: TokenBatch, videos: torch.Tensor) -> torch.Tensor:
+        """The comparing projector's own similarity read-out for each (reference,
+        candidate) row, steered by the row's question with a question gate; no LLM runs.
+        videos (B, 2, T, P, D) -> (B,)."""
+        projector = self.projector_module
+        if not projector.config.compare:
+            raise ConfigError("a comparison read-out needs projector.compare")
+        dtype = projector.latents.dtype
+        question = None
+        if self.question_gated:
+            ids = batch.input_ids.to(self.device)
+            text = self.llm.get_input_embeddings()(ids.clamp(min=0))  # (B, L, H)
+            question = self.question_summary(batch, text).to(dtype)  # (B, H)
+        reference, candidate = videos.to(dtype).unbind(dim=1)  # (B, T, P, D) each
+        return projector.comparison_score(candidate, reference, question)
+
     def _inputs_embeds(
         self, batch: TokenBatch, videos: torch.Tensor, paired: bool | None = None
     ) -> torch.Tensor:
@@ -331,8 +348,7 @@ class StepDiffModel(nn.Module):
         targets: torch.Tensor,
         rank_scores: torch.Tensor,
     ) -> torch.Tensor:
-        """RankNet's pairwise loss on each row's score: the mean of -log sigmoid(s_i - s_j)
-        over the rows i, j of one item with rank_scores_i > rank_scores_j. A row's score
+        """RankNet's pairwise loss (:func:`ranknet_loss`) on each row's score. A row's score
         is what the benchmark reads: with an alternative answer (DiffRank's "YES" against
         "NO"), log p(answer) - log p(alternative) at the first answer token, the log-odds
         of P(YES) for one-token answers; without one (a DiffMCQ caption), the answer's
@@ -350,13 +366,7 @@ class StepDiffModel(nn.Module):
             row_of = torch.arange(len(keep), device=keep.device)[:, None].expand_as(keep)[keep]
             token = log_probs.gather(1, targets[:, None])[:, 0]  # (K,)
             score = token.new_zeros(len(keep)).index_add(0, row_of, token)  # (R,)
-        scores = rank_scores.to(log_probs.device)
-        score = score.reshape(scores.shape)  # (G, K')
-        better = scores[:, :, None] > scores[:, None, :]  # (G, K', K')
-        gap = score[:, :, None] - score[:, None, :]  # (G, K', K')
-        losses = nn.functional.softplus(-gap[better])
-        # Items of equal scores order nothing; the zero keeps the graph for backward.
-        return losses.mean() if len(losses) else score.sum() * 0
+        return ranknet_loss(score.reshape(rank_scores.shape), rank_scores)
 
     def _soft_first_tokens(
         self, batch: TokenBatch, keep: torch.Tensor, logits: torch.Tensor, loss: torch.Tensor

@@ -148,6 +148,9 @@ class PerceiverProjector(nn.Module):
             )
             nn.init.zeros_(self.compare_proj[-1].weight)
             nn.init.zeros_(self.compare_proj[-1].bias)
+            # A similarity read straight off the comparison, for training's comparison
+            # loss (stepdiff.train: comparison_weight); the LLM never sees it.
+            self.comparison_readout = nn.Linear(width, 1)
         if config.question_gate:
             # 2 * sigmoid(0) = 1: every channel passes unchanged until training moves it.
             self.question_gate = nn.Linear(output_dim, input_dim)
@@ -298,6 +301,15 @@ class PerceiverProjector(nn.Module):
             difference = difference * self.question_gates(question)[:, None, :]
         summary = torch.cat([difference.mean(dim=1), difference.abs().mean(dim=1)], dim=-1)
         return self.compare_proj(summary)  # (B, W)
+
+    def comparison_score(
+        self,
+        video_tokens: torch.Tensor,
+        others: torch.Tensor,
+        question: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The read-out of :meth:`comparison`: 2 x (B, T, P, D) -> (B,)."""
+        return self.comparison_readout(self.comparison(video_tokens, others, question))[:, 0]
 
     def read(
         self,

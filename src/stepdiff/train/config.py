@@ -84,6 +84,11 @@ class TrainConfig:
     # be picked by one of its video tokens. answer_weight=0 trains grounding alone,
     # without running the LLM.
     grounding_weight: float = 0.0
+    # Weight of the comparison loss on pair_rank items (projector.compare): RankNet on
+    # the comparing projector's own read-out of each (reference, target) difference, so
+    # the comparison learns each category's similarity without the LLM in the way.
+    # answer_weight=0 trains it alone, without running the LLM.
+    comparison_weight: float = 0.0
     answer_weight: float = 1.0
     eval_every: int = 0  # steps; 0 = only at the end when a dev file is given
     save_every: int = 50  # steps; a checkpoint is always written at the end
@@ -103,6 +108,7 @@ class TrainConfig:
         for key, default in (
             ("contrast_weight", 0.0),
             ("grounding_weight", 0.0),
+            ("comparison_weight", 0.0),
             ("answer_weight", 1.0),
         ):
             if data[key] == default:
@@ -166,6 +172,7 @@ class TrainConfig:
             "optim.min_lr_ratio": self.optim.min_lr_ratio,
             "contrast_weight": self.contrast_weight,
             "grounding_weight": self.grounding_weight,
+            "comparison_weight": self.comparison_weight,
             "answer_weight": self.answer_weight,
         }
         if self.optim.grad_clip is not None:  # None: no clipping
@@ -175,11 +182,13 @@ class TrainConfig:
                 raise ConfigError(f"{source}: {name} must be a number, got {value!r}")
         if not self.optim.lr > 0:
             raise ConfigError(f"{source}: optim.lr must be positive")
-        for name in ("contrast_weight", "grounding_weight", "answer_weight"):
+        for name in ("contrast_weight", "grounding_weight", "comparison_weight", "answer_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{source}: {name} must not be negative")
-        if not self.answer_weight and not self.grounding_weight:
-            raise ConfigError(f"{source}: answer_weight and grounding_weight are both 0")
+        if not (self.answer_weight or self.grounding_weight or self.comparison_weight):
+            raise ConfigError(
+                f"{source}: answer_weight, grounding_weight and comparison_weight are all 0"
+            )
         if self.contrast_weight and not self.answer_weight:
             raise ConfigError(f"{source}: contrast_weight needs answer_weight > 0")
         unknown = sorted(set(self.data.mix) - set(DATA_KINDS))
@@ -201,6 +210,14 @@ class TrainConfig:
                 f"{source}: single_video data trains a one-video model (the VCLM baseline); "
                 "do not mix it with pair or interleaved data"
             )
+        if self.comparison_weight and "pair_rank" not in self.active_kinds():
+            raise ConfigError(f"{source}: comparison_weight needs data.pair_rank items")
+        if self.comparison_weight and not (self.answer_weight or self.grounding_weight):
+            if set(self.active_kinds()) != {"pair_rank"}:
+                raise ConfigError(
+                    f"{source}: comparison_weight alone (answer_weight=0) learns from "
+                    "data.pair_rank only; give the other kinds a data.mix weight of 0"
+                )
 
     def active_kinds(self) -> dict[str, float]:
         """Kinds with files and a positive weight -> weight."""

@@ -89,6 +89,15 @@ def projector_training_flops(
     return 3.0 * forward - input_proj
 
 
+def comparison_training_flops(input_dim: int, width: int) -> float:
+    """Forward + backward matmul FLOPs of a comparing projector's read-out for one pair:
+    its MLP on the (2D) difference summary and the (W -> 1) read-out. The summary itself
+    (means and differences of frame features) is elementwise work, not counted; the
+    question gate's (H -> D) layer runs once per row and is small beside the MLP."""
+    forward = 2 * (2 * input_dim * width + width * width + width)
+    return 3.0 * forward
+
+
 def llm_matmul_params(model: torch.nn.Module) -> int:
     """Parameters of a causal LM that multiply every token: its weight matrices, less
     the input embedding table, which is a lookup (norm weights and biases are

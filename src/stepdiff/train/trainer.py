@@ -40,6 +40,7 @@ from stepdiff.llm.prompt import (
 )
 from stepdiff.model.batching import IGNORE_INDEX, TokenBatch
 from stepdiff.model.build import build_model, load_projector_state
+from stepdiff.model.ranknet import ranknet_loss
 from stepdiff.model.stepdiff import StepDiffModel
 from stepdiff.model_files import read_checkpoint_config, read_projector_weights
 from stepdiff.train.checkpoint import (
@@ -56,6 +57,7 @@ from stepdiff.train.data import MixtureSampler, TrainingRecord, read_training_re
 from stepdiff.train.dev_eval import DevEvaluator
 from stepdiff.train.features import FeatureBank
 from stepdiff.train.flops import (
+    comparison_training_flops,
     llm_matmul_params,
     measure_gemm_peak,
     projector_training_flops,
@@ -225,13 +227,14 @@ def first_answer_token(model: StepDiffModel, question: str, answer: str) -> int:
 
 
 def check_soft_answers(model: StepDiffModel, records: dict[str, list[TrainingRecord]]) -> None:
-    """A soft target scores the first tokens of its answer and alternative, so they must
-    differ (checked once per distinct pair, before any compute)."""
+    """Soft targets and DiffRank items score the first tokens of an answer and its
+    alternative, so they must differ (checked once per distinct pair, before any
+    compute)."""
     seen = set()
     for kind, kind_records in records.items():
         for record in kind_records:
             key = (record.answer, record.alternative)
-            if (record.answer_probability is None and not record.scores) or key in seen:
+            if not record.alternative or key in seen:
                 continue
             seen.add(key)
             if len({first_answer_token(model, record.question, text) for text in key}) == 1:
@@ -285,6 +288,7 @@ class Trainer:
                 "use `accelerate launch` (with --cpu on a machine without GPUs)"
             )
         self._check_grounding()
+        self._check_comparison()
         # A ranking item holds NUM_CHOICES rows, so its micro-batch takes as many items
         # as fill batch_size rows (at least one).
         items_per_batch = {
@@ -317,6 +321,19 @@ class Trainer:
                 "grounding_weight needs texts about single clips: single_video or "
                 "interleaved data with a positive data.mix weight"
             )
+
+    def _check_comparison(self) -> None:
+        """The comparison loss's needs, before any compute is spent."""
+        if not self.config.comparison_weight:
+            return
+        if not self.model_config.projector.compare:
+            raise ConfigError(
+                "comparison_weight needs the comparing projector: add projector.compare=true "
+                "to model_overrides"
+            )
+        if self.world > 1:
+            # The read-out is called beside the data-parallel wrapper's forward.
+            raise ConfigError("comparison_weight trains on one process only")
 
     def active_records(self) -> list[TrainingRecord]:
         """The records of every data kind that has a positive mix weight."""
@@ -436,6 +453,11 @@ class Trainer:
                 some.shape[0] * some.shape[1],
             ),
         }
+        self.comparison_flops = 0.0
+        if projector.config.compare:
+            self.comparison_flops = comparison_training_flops(
+                projector.input_proj.in_features, projector.config.width
+            )
         self.peak_flops = measure_gemm_peak(device=self.accelerator.device)
         self.step_flops = 0.0
 
@@ -515,8 +537,10 @@ class Trainer:
             passes = 1 if micro_batch.negatives is None else 2
             if self.config.answer_weight:
                 self.step_flops += passes * self.world * self._flops(batch, videos.shape[1])
-            else:  # grounding alone runs the projector only
+            elif self.config.grounding_weight:  # grounding alone runs the projector only
                 self.step_flops += len(micro_batch.clips) * self.flop_args["projector_per_video"]
+            else:  # the comparison alone runs only the comparing projector's read-out
+                self.step_flops += len(batch.input_ids) * self.comparison_flops
             with sync, self.accelerator.autocast():
                 loss = self.loss(micro_batch)
                 loss = loss / accum
@@ -534,7 +558,8 @@ class Trainer:
 
     def loss(self, micro_batch: MicroBatch) -> torch.Tensor:
         """answer_weight x the model's loss (+ contrast, or the ranking loss of ranking
-        items) + grounding_weight x grounding."""
+        items) + grounding_weight x grounding + comparison_weight x the comparison loss
+        (pair_rank items: RankNet on the comparing projector's own read-out)."""
         config = self.config
         videos, clips = micro_batch.videos, micro_batch.clips
         loss = videos.new_zeros(())
@@ -553,6 +578,11 @@ class Trainer:
             log_probs = projector.word_log_probs(videos.flatten(0, 1))  # (B*V, N, K)
             targets = self.grounding.targets_of(clips)
             loss = loss + config.grounding_weight * grounding_loss(log_probs, targets)
+        if config.comparison_weight and micro_batch.kind == "pair_rank":
+            assert micro_batch.rank_scores is not None
+            scores = self.model.comparison_scores(micro_batch.batch, videos)  # (B,)
+            scores = scores.reshape(micro_batch.rank_scores.shape)  # (G, K)
+            loss = loss + config.comparison_weight * ranknet_loss(scores, micro_batch.rank_scores)
         return loss
 
     def save(self, step: int) -> None:
