@@ -149,7 +149,7 @@ def test_grounding_needs_the_words_head_and_clip_texts(tmp_path, small_synthkitc
     )
     with pytest.raises(ConfigError, match="texts about single clips"):
         train(pairs_only, show_progress=False)
-    with pytest.raises(ConfigError, match="both 0"):
+    with pytest.raises(ConfigError, match="are all 0"):
         _grounding_config(tmp_path / "c", small_synthkitchen, "answer_weight=0")
 
 

@@ -560,7 +560,7 @@ def test_compare_projector_starts_as_the_papers_and_reads_each_video_against_the
     torch.manual_seed(0)
     plain = build_model(load_config("tiny"))
     model = build_model(load_config("tiny", ["projector.compare=true"]))
-    state = {k: v for k, v in model.projector_module.state_dict().items() if "compare" not in k}
+    state = {k: v for k, v in model.projector_module.state_dict().items() if "compar" not in k}
     plain.projector_module.load_state_dict(state)
     pair = torch.stack([features(model, 2, 50), features(model, 2, 51)], dim=1)  # (2, 2, ...)
     with torch.no_grad():
