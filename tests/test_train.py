@@ -356,22 +356,31 @@ def _rank_config(tmp_path: Path, benchmark: Path, *extra: str):
     )
 
 
+def _rank_run(tmp_path: Path, benchmark: Path, rows: int, items: int, steps: int, *extra: str):
+    """Train a tiny ranking run of ``items`` items seen over and over, ``rows`` rows per
+    micro-batch; the run and its mean loss over the first and the last 10% of steps."""
+    config = _rank_config(
+        tmp_path,
+        benchmark,
+        f"batch_size={rows}",
+        f"data.max_items={items}",
+        f"max_steps={steps}",
+        f"save_every={steps}",
+        "optim.lr=0.003",
+        *extra,
+    )
+    result = train(config, show_progress=False)
+    tenth = max(1, steps // 10)
+    first = sum(result.losses[:tenth]) / tenth
+    return result, first, sum(result.losses[-tenth:]) / tenth
+
+
 def test_ranking_items_train_one_row_per_target_and_lower_the_rank_loss(
     tmp_path, small_synthkitchen
 ):
     # batch_size 4 rows = one item of 4 targets per micro-batch, 2 per step. Four items
     # seen over and over: the loss, log 2 for a model that cannot order them, must fall.
-    config = _rank_config(
-        tmp_path,
-        small_synthkitchen,
-        "batch_size=4",
-        "data.max_items=4",
-        "max_steps=30",
-        "save_every=30",
-        "optim.lr=0.003",
-    )
-    result = train(config, show_progress=False)
-    first, last = sum(result.losses[:4]) / 4, sum(result.losses[-4:]) / 4
+    result, first, last = _rank_run(tmp_path, small_synthkitchen, 4, 4, 30)
     assert 0.4 < first < 1.0 and last < 0.75 * first, (first, last)
     report = json.loads((result.model_dir / "training_report.json").read_text())
     assert report["data"] == {"pair_rank": 4}
@@ -380,20 +389,12 @@ def test_ranking_items_train_one_row_per_target_and_lower_the_rank_loss(
 
 
 def test_choice_items_train_one_row_per_option(tmp_path, small_synthkitchen):
-    config = _rank_config(
-        tmp_path,
-        small_synthkitchen,
+    choice = (
         "data.pair_rank=[]",
         f"data.pair_choice={small_synthkitchen / 'diffmcq_train.jsonl'}",
         "data.mix={pair_choice: 1.0}",
-        "batch_size=4",
-        "data.max_items=2",
-        "max_steps=12",
-        "save_every=12",
-        "optim.lr=0.003",
     )
-    result = train(config, show_progress=False)
-    first, last = sum(result.losses[:3]) / 3, sum(result.losses[-3:]) / 3
+    result, first, last = _rank_run(tmp_path, small_synthkitchen, 4, 2, 12, *choice)
     assert last < 0.75 * first, (first, last)
     report = json.loads((result.model_dir / "training_report.json").read_text())
     assert report["data"] == {"pair_choice": 2}
@@ -459,20 +460,12 @@ def test_comparison_loss_alone_trains_the_comparing_projector_without_the_llm(
         raise AssertionError("the LLM ran")
 
     monkeypatch.setattr(StepDiffModel, "_hidden", no_llm)
-    config = _rank_config(
-        tmp_path,
-        small_synthkitchen,
+    comparison = (
         "model_overrides=[projector.compare=true, projector.question_gate=true]",
         "answer_weight=0",
         "comparison_weight=1",
-        "batch_size=16",
-        "data.max_items=8",
-        "max_steps=60",
-        "save_every=60",
-        "optim.lr=0.003",
     )
-    result = train(config, show_progress=False)
-    first, last = sum(result.losses[:5]) / 5, sum(result.losses[-5:]) / 5
+    result, first, last = _rank_run(tmp_path, small_synthkitchen, 16, 8, 60, *comparison)
     assert last < 0.75 * first, (first, last)
     weights = load_file(result.model_dir / "projector.safetensors")
     assert weights["question_gate.weight"].abs().sum() > 0  # the question steers it

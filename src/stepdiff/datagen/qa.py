@@ -29,7 +29,7 @@ from typing import Any
 
 from stepdiff.datagen.records import PairRecord, QARawRecord
 from stepdiff.errors import DataFormatError, first_line
-from stepdiff.eval.questions import same_question
+from stepdiff.eval.questions import SAME_ANSWERS, same_question
 from stepdiff.synthkitchen.differences import (
     CategoryComparison,
     Difference,
@@ -67,7 +67,7 @@ CATEGORY_TOPICS: dict[str, str] = {
 # response-format prompt of short-answer instruction data (as LLaVA-1.5 adds "Answer the
 # question using a single word or phrase."): the word's probability is then a score.
 CLOSED_FORM_SUFFIX = "Answer YES or NO."
-CLOSED_FORM_ANSWERS = ("YES", "NO")
+CLOSED_FORM_ANSWERS = SAME_ANSWERS
 
 # Two phrasings per category of "are the two videos the same in this category?"
 SAME_QUESTIONS: dict[str, tuple[str, str]] = {

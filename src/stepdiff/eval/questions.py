@@ -8,6 +8,10 @@ def difference_question(category: str) -> str:
     return f"What is the main difference between these videos in the category {category}?"
 
 
+# DiffRank's answer words: a target's score is P(YES) against NO.
+SAME_ANSWERS = ("YES", "NO")
+
+
 def same_question(category: str) -> str:
     """DiffRank's yes/no question; the predicted score is P(YES)."""
     return f"Do these two videos show the same {category}? Answer YES or NO."

@@ -407,14 +407,13 @@ def train_pair_rows(clips: Sequence[ClipSpec], rng: random.Random, per_clip: int
 
 
 def train_rank_rows(
-    clips: Sequence[ClipSpec], rng: random.Random, groups_per_reference: int
+    pairs: _Pairs, rng: random.Random, groups_per_reference: int
 ) -> list[dict[str, Any]]:
     """DiffRank items of train clips, in the benchmark's format, for a ranking loss: per
     reference, ``groups_per_reference`` random groups of four targets (same keystep,
     other videos), one row per category whose scores are not all equal. Unlike the
     benchmark's rows, ties are kept: training needs only some order, and choosing the
     best-ranked group would skew which targets are seen."""
-    pairs = _Pairs(clips)
     rows = []
     for keystep in RECIPE_ORDER:
         group_clips = pairs.by_keystep[keystep]
@@ -572,15 +571,15 @@ def build_benchmark(
         by_split["train"], random.Random(f"{seed}:train_pairs"), size.train_pairs_per_clip
     )
     files["train_pairs.jsonl"] = _jsonl(train_rows)
+    # One set of training pairs for both item files: its scores are computed once.
+    train_pairs = _Pairs(by_split["train"])
     train_rank = train_rank_rows(
-        by_split["train"], random.Random(f"{seed}:train:diffrank"), size.train_rank_groups
+        train_pairs, random.Random(f"{seed}:train:diffrank"), size.train_rank_groups
     )
     files["diffrank_train.jsonl"] = _jsonl(train_rank)
     rows["diffrank"]["train"] = _count(train_rank)
     train_choice = diffmcq_rows(
-        _Pairs(by_split["train"]),
-        random.Random(f"{seed}:train:diffmcq"),
-        size.train_choice_per_category,
+        train_pairs, random.Random(f"{seed}:train:diffmcq"), size.train_choice_per_category
     )
     files["diffmcq_train.jsonl"] = _jsonl(train_choice)
     rows["diffmcq"]["train"] = _count(train_choice)

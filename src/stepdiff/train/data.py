@@ -15,10 +15,7 @@ from typing import Any
 
 from stepdiff.data.formats import DiffMCQItem, DiffRankItem, FieldError, read_jsonl
 from stepdiff.errors import DataFormatError
-from stepdiff.eval.questions import difference_question, same_question
-
-# DiffRank's answer words: the score of a (reference, target) pair is P(YES) against NO.
-RANK_ANSWERS = ("YES", "NO")
+from stepdiff.eval.questions import SAME_ANSWERS, difference_question, same_question
 
 
 @dataclass(frozen=True)
@@ -101,7 +98,7 @@ def _rank_record(obj: dict[str, Any], where: str) -> TrainingRecord:
         item = DiffRankItem.from_json(obj)
     except FieldError as error:
         raise DataFormatError(f"{where}: {error}") from None
-    yes, no = RANK_ANSWERS
+    yes, no = SAME_ANSWERS
     return TrainingRecord(
         "pair_rank",
         (item.reference, *item.targets),

@@ -1,11 +1,12 @@
 """Projector-only instruction tuning (paper Sec. 3.3), on one CPU, one GPU or many.
 
 ``train(config)`` checks the config and data, builds the model (frozen encoder and LLM),
-encodes every training clip once, then runs optimiser steps over a seeded mixture of pair
-QA, ranking items (DiffRank/DiffMCQ-style, trained with RankNet) and interleaved (or
-single-video) micro-batches with gradient accumulation and a learning-rate schedule. It logs to ``metrics.jsonl`` and TensorBoard, evaluates on a dev
-split, and writes atomic checkpoints it resumes from exactly: a resumed run draws the same
-batches, restores optimiser, schedule and random state, and logs the same losses as an
+encodes every training clip once, then runs optimiser steps over a seeded mixture of
+pair QA, ranking items (DiffRank/DiffMCQ-style, trained with RankNet) and interleaved
+(or single-video) micro-batches with gradient accumulation and a learning-rate schedule.
+It logs to ``metrics.jsonl`` and TensorBoard, evaluates on a dev split, and writes
+atomic checkpoints it resumes from exactly: a resumed run draws the same batches,
+restores optimiser, schedule and random state, and logs the same losses as an
 uninterrupted one. Multi-GPU and multi-node runs go through ``accelerate launch``: the
 projector (the only trained part) is wrapped for data parallelism and each process takes
 its slice of every global micro-batch.
