@@ -7,6 +7,10 @@
 Cells show the main metric with its 95% bootstrap interval: DiffCap CIDEr-D (official
 BLEU-1 beside it), DiffMCQ accuracy, DiffRank NaN-safe Kendall tau-b (official mean in
 brackets when it differs). Runs are resumable: finished predictions are reused.
+
+``--versus NAME`` adds a second table: NAME's main metric minus every other scorer's on
+the same items, with paired bootstrap intervals (NAME's predictions are read from the
+same ``--out`` folder, so they may come from an earlier run).
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ def main() -> None:
     parser.add_argument("--config", default="cpu-default")
     parser.add_argument("--model", type=Path, default=None, help="trained StepDiff checkpoint")
     parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--versus", default=None, help="scorer to compare the others with")
     args = parser.parse_args()
 
     # VLEmbed answers DiffCap by retrieval, from the training pairs' captions (no leakage).
@@ -101,6 +106,31 @@ def main() -> None:
         + " |"
     )
     print("\n" + header + "\n|" + "---|" * (len(args.tasks) + 2) + "\n" + "\n".join(rows))
+    if args.versus:
+        others = [name.split(":", 1)[0] for name in args.scorers]
+        print_paired_table(args, [name for name in others if name != args.versus])
+
+
+def print_paired_table(args: argparse.Namespace, others: list[str]) -> None:
+    """VERSUS minus each other scorer, per split and task, on the same resampled items."""
+    print(f"\n| {args.versus} minus | split | task | difference [95% paired CI] | not better |")
+    print("|---|---|---|---|---|")
+    for name in others:
+        for split in args.splits:
+            for task in args.tasks:
+                gt = args.data / f"{task}_{split}.jsonl"
+                mine = args.out / f"{args.versus}-{task}-{split}" / "predictions.jsonl"
+                theirs = args.out / f"{name}-{task}-{split}" / "predictions.jsonl"
+                report = score_files(
+                    task, gt, mine, bootstrap=args.bootstrap, against=[str(theirs)]
+                )
+                paired = report.paired_result(str(theirs), MAIN[task])
+                low, high = paired.ci if paired.ci else (float("nan"), float("nan"))
+                share = "-" if paired.not_better is None else f"{paired.not_better:.3f}"
+                print(
+                    f"| {name} | {split} | {task} | {paired.difference:+.3f} "
+                    f"[{low:+.2f}, {high:+.2f}] | {share} |"
+                )
 
 
 if __name__ == "__main__":

@@ -263,6 +263,64 @@ def test_bootstrap_of_a_mean_matches_resampling_items_directly():
     np.testing.assert_allclose(distribution, direct)
 
 
+# --- paired differences ---------------------------------------------------------------------
+
+
+def test_paired_mcq_difference_resamples_the_same_items_for_both_files():
+    items = [mcq_item(0) for _ in range(8)]
+    right, wrong = [1, 0, 0, 0], [0, 1, 0, 0]
+    mine = preds([right] * 6 + [wrong] * 2)  # accuracy 6/8
+    theirs = preds([right, wrong, right, wrong, right, right, wrong, wrong])  # 4/8
+    report = score_records(
+        "diffmcq", items, mine, bootstrap=400, seed=2, against=[("theirs", theirs)]
+    )
+    paired = report.paired_result("theirs", "accuracy")
+    assert paired.difference == pytest.approx(6 / 8 - 4 / 8)
+    # By hand: the difference on a resample is the mean of per-item differences over the
+    # same drawn items, (0, 1, 0, 1, 0, 0, 0, 0)[drawn].mean().
+    per_item = np.array([0, 1, 0, 1, 0, 0, 0, 0], dtype=float)
+    rng = np.random.default_rng(2)
+    direct = per_item[rng.integers(0, 8, size=(400, 8))].mean(axis=1)
+    assert paired.ci == pytest.approx(M.percentile_interval(direct))
+    assert paired.not_better == pytest.approx(np.mean(direct <= 0))
+    # Mine is right wherever theirs is, so no resample can favour theirs.
+    assert paired.ci[0] >= 0.0
+
+
+def test_paired_difference_from_itself_is_exactly_zero():
+    rng = np.random.default_rng(0)
+    annotated = np.array([rng.permutation(6)[:4] for _ in range(50)])
+    predicted = preds(annotated + rng.normal(0, 2, size=(50, 4)))
+    items = rank_items(annotated.tolist())
+    report = score_records(
+        "diffrank", items, predicted, bootstrap=100, against=[("same", predicted)]
+    )
+    for result in report.paired:
+        assert (result.difference, result.ci, result.not_better) == (0.0, (0.0, 0.0), 1.0)
+    assert [r.name for r in report.paired] == [m.name for m in report.metrics]
+
+
+def test_paired_caption_difference_uses_the_official_numbers():
+    items = caption_items(CAPTION_REFS * 2)
+    mine = [CaptionPrediction(h) for h in CAPTION_HYPS * 2]
+    theirs = [CaptionPrediction("the") for _ in mine]
+    report = score_records("diffcap", items, mine, bootstrap=50, against=[("t", theirs)])
+    other = score_records("diffcap", items, theirs, bootstrap=0)
+    for metric in report.metrics:
+        expected = metric.value - other.metric(metric.name).value
+        assert report.paired_result("t", metric.name).difference == pytest.approx(expected)
+
+
+def test_paired_predictions_of_the_wrong_length_are_refused():
+    with pytest.raises(ValueError, match="1 predictions for 2 items"):
+        score_records(
+            "diffmcq",
+            [mcq_item(0), mcq_item(1)],
+            preds([[1, 0, 0, 0], [0, 1, 0, 0]]),
+            against=[("short", preds([[1, 0, 0, 0]]))],
+        )
+
+
 def test_caption_intervals_contain_the_official_numbers():
     items = caption_items(CAPTION_REFS * 3)
     predictions = [CaptionPrediction(h) for h in CAPTION_HYPS * 3]

@@ -150,6 +150,36 @@ def test_diffcap_through_the_cli_gives_the_hand_computed_bleu1(tmp_path):
     assert (out / "per_category.png").read_bytes().startswith(PNG_SIGNATURE)
 
 
+def test_against_prints_paired_differences_and_saves_them(diffrank_files, tmp_path):
+    gt, preds = diffrank_files
+    reversed_rows = [{"scores": [4, 3, 2, 1]}, {"scores": [4, 3, 1, 2]}, {"scores": [4, 3, 1, 2]}]
+    other = write_jsonl(tmp_path / "other.jsonl", reversed_rows)
+    out = tmp_path / "report"
+    result = run(
+        "--task", "diffrank", "--gt", str(gt), "--pred", str(preds), "--against", str(other),
+        "--out", str(out), "--bootstrap", "20",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    # Reversing a ranking negates its tau: the difference is twice the expected tau.
+    assert f"### Minus `{other}`" in result.stdout
+    assert f"| Kendall tau-b | {2 * EXPECTED_TAU:.4f} |" in result.stdout
+    saved = json.loads((out / "report.json").read_text())["paired"]
+    assert {row["against"] for row in saved} == {str(other)}
+    tau = next(row for row in saved if row["name"] == "Kendall tau-b")
+    assert tau["difference"] == pytest.approx(2 * EXPECTED_TAU)
+    assert tau["share_of_resamples_not_better"] == 0.0
+
+
+def test_against_a_file_of_the_wrong_length_is_a_one_line_error(diffrank_files, tmp_path):
+    gt, preds = diffrank_files
+    short = write_jsonl(tmp_path / "short.jsonl", [{"scores": [1, 2, 3, 4]}])
+    result = run(
+        "--task", "diffrank", "--gt", str(gt), "--pred", str(preds), "--against", str(short)
+    )
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"error: {short}: 1 line but the ground truth has 3"
+
+
 @pytest.mark.parametrize(
     ("break_files", "expected"),
     [

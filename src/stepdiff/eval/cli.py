@@ -39,6 +39,14 @@ def score(
         int, typer.Option(min=0, help="Bootstrap resamples for 95% CIs (0: none).")
     ] = 1000,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap resampling.")] = 0,
+    against: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--against",
+            help="Another system's predictions on the same file (repeatable): report every "
+            "metric's difference from it with a paired bootstrap interval.",
+        ),
+    ] = None,
 ) -> None:
     """Score predictions with the official StepDiff rules, plus CIs and per-category results."""
     from stepdiff.cli import stderr, user_errors
@@ -46,7 +54,7 @@ def score(
     from stepdiff.eval.score import score_files
 
     with user_errors():
-        report = score_files(task, gt, pred, bootstrap=bootstrap, seed=seed)
+        report = score_files(task, gt, pred, bootstrap=bootstrap, seed=seed, against=against or ())
         paths = write_report(report, out) if out is not None else None
     typer.echo(report_json(report) if as_json else markdown_table(report), nl=False)
     if paths is not None:

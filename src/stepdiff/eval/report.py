@@ -14,7 +14,7 @@ from pathlib import Path
 
 from stepdiff.data.formats import write_atomic
 from stepdiff.errors import StepDiffError
-from stepdiff.eval.score import CategoryResult, MetricResult, ScoreReport
+from stepdiff.eval.score import CategoryResult, MetricResult, PairedResult, ScoreReport
 
 TASK_TITLES = {"diffcap": "DiffCap", "diffmcq": "DiffMCQ", "diffrank": "DiffRank"}
 REPORT_FILES = {"json": "report.json", "markdown": "report.md", "chart": "per_category.png"}
@@ -24,7 +24,7 @@ def _number(value: float) -> str:
     return "NaN" if math.isnan(value) else f"{value:.4f}"
 
 
-def _interval(metric: MetricResult) -> str:
+def _interval(metric: MetricResult | PairedResult) -> str:
     if metric.ci is None:
         return "–"
     low, high = metric.ci
@@ -58,8 +58,28 @@ def markdown_table(report: ScoreReport) -> str:
     if report.counts:
         counts = ", ".join(f"{name}: {count}" for name, count in report.counts.items())
         lines += ["", f"Counts: {counts}."]
+    lines += _paired_tables(report)
     lines += ["", *_category_table(report), "", *_footer(report)]
     return "\n".join(lines) + "\n"
+
+
+def _paired_tables(report: ScoreReport) -> list[str]:
+    """One table per other prediction file: this file's metrics minus that file's."""
+    lines: list[str] = []
+    for against in dict.fromkeys(result.against for result in report.paired):
+        lines += [
+            "",
+            f"### Minus `{against}` (paired: the same resampled items for both)",
+            "",
+            f"| Metric | Difference | {_percent(report.confidence)} CI | Resamples not better |",
+            "|---|---:|---|---:|",
+        ]
+        for result in report.paired:
+            if result.against == against:
+                share = "–" if result.not_better is None else f"{result.not_better:.3f}"
+                difference = _number(result.difference)
+                lines.append(f"| {result.name} | {difference} | {_interval(result)} | {share} |")
+    return lines
 
 
 def _category_table(report: ScoreReport) -> list[str]:

@@ -2,7 +2,11 @@
 
 ``score_files`` reads and validates a ground-truth file and a prediction file and
 returns a :class:`ScoreReport`: the official script's results (exactly), every metric
-with a percentile-bootstrap confidence interval, and a per-category breakdown.
+with a percentile-bootstrap confidence interval, and a per-category breakdown. Given
+other prediction files for the same items, it also reports each metric's difference
+from theirs with a paired bootstrap interval: both files are scored on the same
+resampled items, so the interval of the difference is much narrower than two separate
+intervals suggest when the two systems find the same items easy or hard.
 """
 
 from __future__ import annotations
@@ -86,6 +90,32 @@ class CategoryResult:
 
 
 @dataclass(frozen=True)
+class PairedResult:
+    """One metric of this prediction file minus the same metric of another one.
+
+    ``ci`` is the paired percentile-bootstrap interval of the difference (the same
+    resampled items for both files); ``not_better`` is the share of resamples in which
+    the difference is zero or below (every metric here is higher-is-better), a one-sided
+    bootstrap p-value for "this file scores higher".
+    """
+
+    against: str
+    name: str
+    difference: float
+    ci: tuple[float, float] | None = None
+    not_better: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "against": self.against,
+            "name": self.name,
+            "difference": _finite_or_none(self.difference),
+            "ci": None if self.ci is None else [_finite_or_none(v) for v in self.ci],
+            "share_of_resamples_not_better": self.not_better,
+        }
+
+
+@dataclass(frozen=True)
 class ScoreReport:
     """The result of scoring one prediction file against one ground-truth file."""
 
@@ -102,10 +132,18 @@ class ScoreReport:
     notes: tuple[str, ...] = ()
     gt_path: str | None = None
     pred_path: str | None = None
+    paired: tuple[PairedResult, ...] = ()  # differences from other prediction files
 
     def metric(self, name: str) -> MetricResult:
         """The overall metric called ``name`` (e.g. "BLEU-1", "accuracy")."""
         return _find(self.metrics, name)
+
+    def paired_result(self, against: str, name: str) -> PairedResult:
+        """The difference in metric ``name`` from the predictions called ``against``."""
+        for result in self.paired:
+            if result.against == against and result.name == name:
+                return result
+        raise KeyError(f"no paired {name!r} against {against!r}")
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict; NaN and infinities become null (JSON has no NaN)."""
@@ -126,6 +164,7 @@ class ScoreReport:
                 "method": "percentile, resampling items with replacement",
             },
             "notes": list(self.notes),
+            "paired": [p.to_json() for p in self.paired],
         }
 
 
@@ -239,6 +278,41 @@ def _result(
     return MetricResult(statistic.name, value, ci, statistic.official_key)
 
 
+def _difference_statistic(mine: WeightedStatistic, theirs: WeightedStatistic) -> WeightedStatistic:
+    """``mine - theirs`` as one statistic over side-by-side item rows, so a resample
+    weights the same items in both."""
+    width = mine.items.shape[1]
+    items = np.concatenate([mine.items, theirs.items], axis=1)  # (n, d_mine + d_theirs)
+
+    def combine(totals: np.ndarray) -> np.ndarray:  # (b, d_mine + d_theirs) -> (b,)
+        return mine.combine(totals[:, :width]) - theirs.combine(totals[:, width:])
+
+    return WeightedStatistic(mine.name, items, combine)
+
+
+def _paired_results(
+    against: str,
+    mine: _Prepared,
+    theirs: _Prepared,
+    bootstrap: int,
+    seed: int,
+    confidence: float,
+) -> list[PairedResult]:
+    results = []
+    for own, other in zip(mine.statistics, theirs.statistics, strict=True):
+        own_value = mine.exact.get(own.name, own.value())
+        other_value = theirs.exact.get(other.name, other.value())
+        difference = float(own_value - other_value)
+        ci = not_better = None
+        if bootstrap > 0 and math.isfinite(difference):
+            distribution = _difference_statistic(own, other).bootstrap(bootstrap, seed)
+            ci = M.percentile_interval(distribution, confidence)
+            if not np.isnan(distribution).any():
+                not_better = float(np.mean(distribution <= 0.0))
+        results.append(PairedResult(against, own.name, difference, ci, not_better))
+    return results
+
+
 def score_records(
     task: Task | str,
     items: Sequence[Any],
@@ -247,23 +321,30 @@ def score_records(
     bootstrap: int = DEFAULT_BOOTSTRAP,
     seed: int = DEFAULT_SEED,
     confidence: float = DEFAULT_CONFIDENCE,
+    against: Sequence[tuple[str, Sequence[Any]]] = (),
 ) -> ScoreReport:
     """Score in-memory ground-truth items against predictions (same order, same length).
 
     ``bootstrap`` resamples (0 = no intervals) with a fixed ``seed`` make the intervals
-    reproducible; each category is resampled within itself.
+    reproducible; each category is resampled within itself. ``against`` holds (name,
+    predictions) of other systems on the same items: the report then has every metric's
+    difference from each of them, with paired intervals.
     """
     task = Task(task)
-    if len(items) != len(predictions):
-        raise ValueError(f"{len(predictions)} predictions for {len(items)} items")
     if not items:
         raise ValueError("nothing to score: no items")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence {confidence} must lie strictly between 0 and 1")
-    expected = CaptionPrediction if task is Task.DIFFCAP else ScorePrediction
-    if not all(isinstance(p, expected) for p in predictions):
-        raise TypeError(f"{task.value} predictions must be {expected.__name__} records")
+    for candidate in (predictions, *(other for _, other in against)):
+        _check_predictions(task, items, candidate)
     prepared = _PREPARE[task](items, predictions)
+    paired = [
+        result
+        for name, other in against
+        for result in _paired_results(
+            name, prepared, _PREPARE[task](items, other), bootstrap, seed, confidence
+        )
+    ]
     overall = tuple(
         _result(s, None, bootstrap, seed, confidence, prepared.exact.get(s.name))
         for s in prepared.statistics
@@ -292,7 +373,16 @@ def score_records(
         seed=seed,
         confidence=confidence,
         notes=prepared.notes,
+        paired=tuple(paired),
     )
+
+
+def _check_predictions(task: Task, items: Sequence[Any], predictions: Sequence[Any]) -> None:
+    if len(items) != len(predictions):
+        raise ValueError(f"{len(predictions)} predictions for {len(items)} items")
+    expected = CaptionPrediction if task is Task.DIFFCAP else ScorePrediction
+    if not all(isinstance(p, expected) for p in predictions):
+        raise TypeError(f"{task.value} predictions must be {expected.__name__} records")
 
 
 def score_files(
@@ -303,8 +393,10 @@ def score_files(
     bootstrap: int = DEFAULT_BOOTSTRAP,
     seed: int = DEFAULT_SEED,
     confidence: float = DEFAULT_CONFIDENCE,
+    against: Sequence[str | Path] = (),
 ) -> ScoreReport:
-    """Read, validate and score a prediction file against an official ground-truth file.
+    """Read, validate and score a prediction file against an official ground-truth file,
+    and beside it every prediction file in ``against`` (paired differences).
 
     Raises :class:`~stepdiff.errors.DataFormatError` (one line: file, line, field) for
     any malformed input, including a prediction file whose length differs from the
@@ -313,8 +405,17 @@ def score_files(
     task = Task(task)
     items = read_ground_truth(gt_path, task)
     predictions = read_predictions(pred_path, task, expected_count=len(items))
+    others = [
+        (str(path), read_predictions(path, task, expected_count=len(items))) for path in against
+    ]
     report = score_records(
-        task, items, predictions, bootstrap=bootstrap, seed=seed, confidence=confidence
+        task,
+        items,
+        predictions,
+        bootstrap=bootstrap,
+        seed=seed,
+        confidence=confidence,
+        against=others,
     )
     # Reports name their inputs, so a saved report.json says what it measured.
     return replace(report, gt_path=str(gt_path), pred_path=str(pred_path))
