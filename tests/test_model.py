@@ -322,6 +322,69 @@ def test_comparison_read_out_scores_pairs_and_old_checkpoints_load_without_it():
         plain.comparison_scores(batch, _pair(ref, cand))
 
 
+def test_caption_match_is_a_bilinear_score_that_tells_the_order_of_a_pair():
+    from stepdiff.baselines.base import StepDiffScorer
+    from stepdiff.model.build import load_projector_state
+
+    model = build_model(load_config("tiny", ["projector.caption_match=true"]))
+    projector = model.projector_module
+    ref, cand = features(model, 3, 60), features(model, 3, 61)
+    captions = [
+        "adds carrots instead of peppers",
+        "uses a whisk",
+        "adds peppers instead of carrots",
+    ]
+    with torch.no_grad():
+        for layer in (
+            projector.match_caption,
+            projector.match_reference,
+            projector.match_candidate,
+        ):
+            torch.nn.init.normal_(layer.weight)
+        summaries = model.caption_summaries(captions)  # (3, H)
+        scores = model.match_captions(ref, cand, captions)
+        swapped = model.match_captions(cand, ref, captions)
+    # By hand: <U_ref t, A mean(ref)> + <U_cand t, B mean(cand)>, statistics the identity.
+    rank = projector.config.match_rank
+    text = projector.match_caption(summaries)
+    by_hand = (text[:, :rank] * projector.match_reference(ref.mean(dim=(1, 2)))).sum(-1) + (
+        text[:, rank:] * projector.match_candidate(cand.mean(dim=(1, 2)))
+    ).sum(-1)
+    torch.testing.assert_close(scores, by_hand.detach())
+    assert not torch.allclose(scores, swapped)  # which video is which matters
+    # Word order reaches the summary (a mean of token embeddings would not have it).
+    assert not torch.allclose(summaries[0], summaries[2])
+    # A caption read alone: padding a batch does not change a summary.
+    torch.testing.assert_close(model.caption_summaries(captions[1:2])[0], summaries[1])
+    # The StepDiff scorer scores DiffMCQ with the head; stepdiff-likelihood does not.
+    assert StepDiffScorer(model).match and not StepDiffScorer(model, likelihood=True).match
+    # A projector trained without the head loads into one with it (fresh head).
+    plain = build_model(load_config("tiny"))
+    state = plain.projector_module.state_dict()
+    load_projector_state(projector, state, "plain checkpoint")
+    for name, tensor in state.items():
+        assert torch.equal(projector.state_dict()[name], tensor)
+    with pytest.raises(ConfigError, match="projector.caption_match"):
+        plain.match_captions(ref, cand, captions)
+
+
+def test_match_statistics_standardise_frames_and_captions():
+    from stepdiff.projector import PerceiverProjector, ProjectorConfig
+
+    projector = PerceiverProjector(
+        6, 5, ProjectorConfig(width=8, heads=2, head_dim=4, caption_match=True)
+    )
+    frames = torch.randn(30, 6) * 5 + 2  # (F, D)
+    captions = torch.randn(7, 5) * 100
+    projector.set_match_statistics(frames, captions)
+    torch.testing.assert_close(projector.clip_mean, frames.mean(0))
+    torch.testing.assert_close(projector.clip_std, frames.std(0))
+    torch.testing.assert_close(projector.caption_mean, captions.mean(0))
+    torch.testing.assert_close(projector.caption_std, captions.std(0))
+    with pytest.raises(ValueError, match="at least two"):
+        projector.set_match_statistics(frames, captions[:1])
+
+
 def test_bf16_frozen_llm_keeps_an_fp32_projector_and_close_scores(model):
     """GPUs run the frozen LLM in bf16: the projector stays fp32, gradients reach it, and
     scores stay close to the fp32 model's (same projector weights)."""

@@ -10,7 +10,9 @@ import torch
 from safetensors.torch import load_file
 from train_data import write_pair_qa
 
+from stepdiff.data.formats import read_ground_truth
 from stepdiff.errors import ConfigError, DataFormatError, ModelLoadError
+from stepdiff.eval.runner import ClipResolver
 from stepdiff.train.config import load_train_config
 from stepdiff.train.trainer import METRICS_FILE, train
 
@@ -473,6 +475,59 @@ def test_comparison_loss_alone_trains_the_comparing_projector_without_the_llm(
     assert all(0 < row["mfu"] < 1 for row in rows)
 
 
+MATCH_RUN = (
+    "model_overrides=[projector.caption_match=true]",
+    "answer_weight=0",
+    "match_weight=1",
+    "data.pair_rank=[]",
+    "data.mix={pair_choice: 1.0}",
+)
+
+
+def test_caption_match_alone_learns_diffmcq_items_without_the_llm_reading_videos(
+    tmp_path, small_synthkitchen, monkeypatch
+):
+    from stepdiff.baselines.base import StepDiffScorer
+    from stepdiff.model.build import load_model
+    from stepdiff.model.stepdiff import StepDiffModel
+
+    def no_llm(*args, **kwargs):
+        raise AssertionError("the LLM read the videos")
+
+    monkeypatch.setattr(StepDiffModel, "_hidden", no_llm)
+    choice = f"data.pair_choice={small_synthkitchen / 'diffmcq_train.jsonl'}"
+    # 16 rows = 4 items of 4 pairs per micro-batch; 8 items seen over and over. The loss
+    # starts near log 4 (a fresh head prefers no pair much) and must fall.
+    result, first, last = _rank_run(tmp_path, small_synthkitchen, 16, 8, 40, choice, *MATCH_RUN)
+    assert 1.0 < result.losses[0] < 2.0 and last < 0.2 * first, (result.losses[:4], last)
+    weights = load_file(result.model_dir / "projector.safetensors")
+    assert not torch.all(weights["caption_std"] == 1)  # standardised on the training captions
+    rows = [json.loads(line) for line in (result.out / METRICS_FILE).read_text().splitlines()]
+    assert all(0 < row["mfu"] < 1 for row in rows)
+    # The trained model picks the right pair of its training items with the head.
+    monkeypatch.undo()
+    model = load_model(result.model_dir)
+    items = read_ground_truth(small_synthkitchen / "diffmcq_train.jsonl", "diffmcq")[:8]
+    scorer = StepDiffScorer(model)
+    resolve = ClipResolver(small_synthkitchen / "videos")
+    right = 0
+    for item in items:
+        refs = [resolve(ref) for ref, _ in item.options]
+        cands = [resolve(cand) for _, cand in item.options]
+        scores = scorer.loglik(refs, cands, ["q"] * 4, [item.difference] * 4)
+        right += int(max(range(4), key=scores.__getitem__) == item.gold_index)
+    assert right >= 6, right
+
+
+def test_caption_match_needs_choice_items_and_the_head(tmp_path, small_synthkitchen):
+    with pytest.raises(ConfigError, match="match_weight needs data.pair_choice"):
+        _rank_config(tmp_path, small_synthkitchen, "match_weight=1")
+    choice = f"data.pair_choice={small_synthkitchen / 'diffmcq_train.jsonl'}"
+    config = _rank_config(tmp_path, small_synthkitchen, choice, *MATCH_RUN[1:])
+    with pytest.raises(ConfigError, match="projector.caption_match=true"):
+        train(config, show_progress=False)
+
+
 def test_comparison_loss_needs_ranking_items_and_the_comparing_projector(
     tmp_path, small_synthkitchen
 ):
@@ -482,7 +537,7 @@ def test_comparison_loss_needs_ranking_items_and_the_comparing_projector(
         f"data.pair_qa={write_pair_qa(small_synthkitchen, tmp_path)}",
         "data.mix={pair_rank: 1.0, pair_qa: 1.0}",
     )
-    with pytest.raises(ConfigError, match="learns from data.pair_rank only"):
+    with pytest.raises(ConfigError, match="give pair_qa a data.mix weight of 0"):
         _rank_config(tmp_path, small_synthkitchen, "answer_weight=0", "comparison_weight=1", *mixed)
     config = _rank_config(tmp_path, small_synthkitchen, "comparison_weight=1")
     with pytest.raises(ConfigError, match="projector.compare=true"):

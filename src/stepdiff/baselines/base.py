@@ -38,13 +38,21 @@ class PairScorer(Protocol):
 
 
 class StepDiffScorer:
-    """The StepDiff model reading both videos; features come through its cache."""
+    """The StepDiff model reading both videos; features come through its cache.
+
+    DiffMCQ options are scored by the model's caption match head when it has one
+    (``projector.caption_match``), else, as in the paper, by the caption's
+    log-likelihood; ``likelihood=True`` keeps the paper's score for any model.
+    """
 
     name = "stepdiff"
 
-    def __init__(self, model: StepDiffModel, max_new_tokens: int = 32) -> None:
+    def __init__(
+        self, model: StepDiffModel, max_new_tokens: int = 32, *, likelihood: bool = False
+    ) -> None:
         self.model = model
         self.max_new_tokens = max_new_tokens
+        self.match = model.matches_captions and not likelihood
 
     def _features(
         self, refs: Sequence[ClipRef], cands: Sequence[ClipRef]
@@ -59,6 +67,8 @@ class StepDiffScorer:
 
     def loglik(self, refs, cands, questions, answers) -> list[float]:
         ref, cand = self._features(refs, cands)
+        if self.match:
+            return self.model.match_captions(ref, cand, answers).tolist()
         return self.model.loglik(ref, cand, questions, answers).tolist()
 
     def p_yes(self, refs, cands, questions) -> list[float]:

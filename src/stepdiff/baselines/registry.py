@@ -1,6 +1,7 @@
 """Build any scorer by name: StepDiff or one of the paper's baselines.
 
-Names: ``stepdiff``, ``single-video``, ``blind-llm``, ``socratic`` (descriptions from
+Names: ``stepdiff``, ``stepdiff-likelihood`` (DiffMCQ by the caption's likelihood even
+with a caption match head), ``single-video``, ``blind-llm``, ``socratic`` (descriptions from
 object tags and narration), ``socratic-oracle`` (ground-truth descriptions of
 SynthKitchen clips), ``random``, ``feature-distance`` or ``feature-distance:<encoder>``
 (DiffRank only: closeness of mean frozen frame features), ``vlembed:<CLIP/SigLIP id or folder>``
@@ -21,6 +22,7 @@ from stepdiff.errors import ConfigError
 
 SCORER_NAMES = (
     "stepdiff",
+    "stepdiff-likelihood",
     "single-video",
     "blind-llm",
     "socratic",
@@ -87,6 +89,12 @@ def build_scorer(name: str, options: ScorerOptions | None = None) -> PairScorer:
     options = options or ScorerOptions()
     if name == "stepdiff":
         return StepDiffScorer(_model(options), max_new_tokens=options.max_new_tokens)
+    if name == "stepdiff-likelihood":
+        scorer = StepDiffScorer(
+            _model(options), max_new_tokens=options.max_new_tokens, likelihood=True
+        )
+        scorer.name = name
+        return scorer
     if name == "single-video":
         return SingleVideoScorer(_model(options), max_new_tokens=options.max_new_tokens)
     if name == "random":

@@ -247,6 +247,48 @@ class StepDiffModel(nn.Module):
         reference, candidate = videos.to(dtype).unbind(dim=1)  # (B, T, P, D) each
         return projector.comparison_score(candidate, reference, question)
 
+    @property
+    def matches_captions(self) -> bool:
+        """Whether the projector has a caption match head (``projector.caption_match``)."""
+        return self.projector_module.config.caption_match
+
+    @torch.no_grad()
+    def caption_summaries(self, captions: Sequence[str]) -> torch.Tensor:
+        """The frozen LLM's mean last-layer state over each caption's tokens, the caption
+        read alone (no prompt, no video): what the caption match head reads. -> (B, H)."""
+        ids = [
+            self.tokenizer(caption, add_special_tokens=False)["input_ids"]
+            or [self.tokenizer.eos_token_id]
+            for caption in captions
+        ]
+        length = max(map(len, ids))
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        # Padded on the right, so every caption's tokens keep positions 0, 1, ...
+        input_ids = torch.tensor([row + [pad] * (length - len(row)) for row in ids])
+        mask = torch.tensor([[1] * len(row) + [0] * (length - len(row)) for row in ids])
+        hidden = self.llm.base_model(
+            input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device)
+        ).last_hidden_state  # (B, L, H)
+        weights = mask.to(self.device, hidden.dtype)[..., None]  # (B, L, 1)
+        return (hidden * weights).sum(dim=1) / weights.sum(dim=1)
+
+    def caption_match_scores(self, videos: torch.Tensor, summaries: torch.Tensor) -> torch.Tensor:
+        """The caption match head's score of each (reference, candidate) row for its
+        caption: videos (B, 2, T, P, D), caption summaries (B, H) -> (B,). No LLM runs."""
+        projector = self.projector_module
+        dtype = projector.latents.dtype
+        reference, candidate = videos.to(dtype).unbind(dim=1)  # (B, T, P, D) each
+        return projector.caption_match(reference, candidate, summaries.to(dtype))
+
+    @torch.no_grad()
+    def match_captions(
+        self, reference: torch.Tensor, candidate: torch.Tensor, captions: Sequence[str]
+    ) -> torch.Tensor:
+        """How well each caption describes its pair, by the caption match head:
+        reference and candidate (B, T, P, D) -> (B,)."""
+        videos = _pair(reference, candidate).to(self.device)  # (B, 2, T, P, D)
+        return self.caption_match_scores(videos, self.caption_summaries(captions))
+
     def _inputs_embeds(
         self, batch: TokenBatch, videos: torch.Tensor, paired: bool | None = None
     ) -> torch.Tensor:

@@ -68,6 +68,18 @@ class ProjectorConfig:
     # the training questions' mean summary; so centred, on SynthKitchen it learnt a
     # different weighting per category, but the ranking did not gain from it (README).
     question_gate: bool = False
+    # DiffMCQ asks which of four (reference, candidate) pairs a difference caption
+    # describes, e.g. "adds carrots instead of peppers", where the same pair swapped is
+    # one of the wrong options. Scored by the caption's likelihood, a 135M LLM that does
+    # not read the videos well is at chance. With ``caption_match``, a small head scores
+    # caption and pair directly: the frozen LLM's summary of the caption text (its mean
+    # last-layer state, which knows word order) is mapped to two rank-``match_rank``
+    # vectors, matched against the reference's and the candidate's mean frame features
+    # (a bilinear match, like an image-text matching head). It is trained on DiffMCQ
+    # items of training clips (stepdiff.train: match_weight) and, when trained, gives
+    # StepDiff's DiffMCQ scores; the LLM's answers do not use it.
+    caption_match: bool = False
+    match_rank: int = 32
 
     def __post_init__(self) -> None:
         if self.output_head not in OUTPUT_HEADS:
@@ -160,6 +172,19 @@ class PerceiverProjector(nn.Module):
             # until then): questions share their template, so what tells them apart is
             # their difference from the mean, not the summary itself.
             self.register_buffer("question_mean", torch.zeros(output_dim))
+        if config.caption_match:
+            rank = config.match_rank
+            self.match_caption = nn.Linear(output_dim, 2 * rank)  # reference and candidate parts
+            self.match_reference = nn.Linear(input_dim, rank)
+            self.match_candidate = nn.Linear(input_dim, rank)
+            # Per-channel statistics of the training captions' summaries and of the
+            # training clips' frames (set_match_statistics; identity until then): LLM
+            # states have a few channels hundreds of times larger than the rest, and a
+            # frame's mean over 49 patches varies far less than one patch does.
+            self.register_buffer("caption_mean", torch.zeros(output_dim))
+            self.register_buffer("caption_std", torch.ones(output_dim))
+            self.register_buffer("clip_mean", torch.zeros(input_dim))
+            self.register_buffer("clip_std", torch.ones(input_dim))
         self.norm = nn.LayerNorm(width)
         self.output_dim = output_dim
         self.head = nn.Linear(width, output_dim)
@@ -310,6 +335,40 @@ class PerceiverProjector(nn.Module):
     ) -> torch.Tensor:
         """The read-out of :meth:`comparison`: 2 x (B, T, P, D) -> (B,)."""
         return self.comparison_readout(self.comparison(video_tokens, others, question))[:, 0]
+
+    @torch.no_grad()
+    def set_match_statistics(self, frames: torch.Tensor, captions: torch.Tensor) -> None:
+        """Standardise the caption match's inputs: the mean token of each frame of the
+        training clips (F, D) and the training captions' summaries (Q, H).
+
+        Clip channels are scaled by their spread over single frames (each frame's mean
+        token), not over whole clips: a channel that barely varies between clips would
+        otherwise be scaled up until its rare outliers dominated the scores, and the
+        head trained far less steadily that way."""
+        for values, mean, std in (
+            (frames, self.clip_mean, self.clip_std),
+            (captions, self.caption_mean, self.caption_std),
+        ):
+            if values.shape[0] < 2:
+                raise ValueError("match statistics need at least two frames and two captions")
+            values = values.double()
+            mean.copy_(values.mean(dim=0))
+            std.copy_(values.std(dim=0).clamp(min=1e-3))
+
+    def caption_match(
+        self, reference: torch.Tensor, candidate: torch.Tensor, caption: torch.Tensor
+    ) -> torch.Tensor:
+        """How well each caption describes its pair: reference and candidate (B, T, P, D),
+        caption summaries (B, H) -> scores (B,)."""
+        if not self.config.caption_match:
+            raise ConfigError("a caption match needs projector.caption_match: true")
+        rank = self.config.match_rank
+        text = self.match_caption((caption - self.caption_mean) / self.caption_std)  # (B, 2R)
+        reference = (reference.flatten(1, -2).mean(dim=1) - self.clip_mean) / self.clip_std
+        candidate = (candidate.flatten(1, -2).mean(dim=1) - self.clip_mean) / self.clip_std
+        return (text[:, :rank] * self.match_reference(reference)).sum(dim=-1) + (
+            text[:, rank:] * self.match_candidate(candidate)
+        ).sum(dim=-1)
 
     def read(
         self,

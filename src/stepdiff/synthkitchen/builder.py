@@ -101,7 +101,7 @@ SIZES: dict[str, BuildSize] = {
         heldout_videos=20,
         rows_per_category=24,
         train_pairs_per_clip=6,
-        train_choice_per_category=400,
+        train_choice_per_category=2000,
     ),
     # 10x the clips.
     "large": BuildSize(
@@ -110,7 +110,7 @@ SIZES: dict[str, BuildSize] = {
         heldout_videos=100,
         rows_per_category=120,
         train_pairs_per_clip=6,
-        train_choice_per_category=400,
+        train_choice_per_category=2000,
     ),
 }
 

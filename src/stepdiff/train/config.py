@@ -89,6 +89,10 @@ class TrainConfig:
     # the comparison learns each category's similarity without the LLM in the way.
     # answer_weight=0 trains it alone, without running the LLM.
     comparison_weight: float = 0.0
+    # Weight of the caption match loss on pair_choice items (projector.caption_match):
+    # cross-entropy of the match head's scores over each DiffMCQ item's four pairs.
+    # answer_weight=0 trains it alone: the LLM reads only the captions' text, once each.
+    match_weight: float = 0.0
     answer_weight: float = 1.0
     eval_every: int = 0  # steps; 0 = only at the end when a dev file is given
     save_every: int = 50  # steps; a checkpoint is always written at the end
@@ -109,6 +113,7 @@ class TrainConfig:
             ("contrast_weight", 0.0),
             ("grounding_weight", 0.0),
             ("comparison_weight", 0.0),
+            ("match_weight", 0.0),
             ("answer_weight", 1.0),
         ):
             if data[key] == default:
@@ -173,6 +178,7 @@ class TrainConfig:
             "contrast_weight": self.contrast_weight,
             "grounding_weight": self.grounding_weight,
             "comparison_weight": self.comparison_weight,
+            "match_weight": self.match_weight,
             "answer_weight": self.answer_weight,
         }
         if self.optim.grad_clip is not None:  # None: no clipping
@@ -182,12 +188,14 @@ class TrainConfig:
                 raise ConfigError(f"{source}: {name} must be a number, got {value!r}")
         if not self.optim.lr > 0:
             raise ConfigError(f"{source}: optim.lr must be positive")
-        for name in ("contrast_weight", "grounding_weight", "comparison_weight", "answer_weight"):
+        weights = ("contrast", "grounding", "comparison", "match", "answer")
+        for name in (f"{weight}_weight" for weight in weights):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{source}: {name} must not be negative")
-        if not (self.answer_weight or self.grounding_weight or self.comparison_weight):
+        if not any(getattr(self, f"{weight}_weight") for weight in weights[1:]):
             raise ConfigError(
-                f"{source}: answer_weight, grounding_weight and comparison_weight are all 0"
+                f"{source}: answer_weight, grounding_weight, comparison_weight and "
+                "match_weight are all 0"
             )
         if self.contrast_weight and not self.answer_weight:
             raise ConfigError(f"{source}: contrast_weight needs answer_weight > 0")
@@ -212,11 +220,24 @@ class TrainConfig:
             )
         if self.comparison_weight and "pair_rank" not in self.active_kinds():
             raise ConfigError(f"{source}: comparison_weight needs data.pair_rank items")
-        if self.comparison_weight and not (self.answer_weight or self.grounding_weight):
-            if set(self.active_kinds()) != {"pair_rank"}:
+        if self.match_weight and "pair_choice" not in self.active_kinds():
+            raise ConfigError(f"{source}: match_weight needs data.pair_choice items")
+        if not (self.answer_weight or self.grounding_weight):
+            # Only the projector's own heads train: each needs its kind, and only it.
+            taught = {
+                kind
+                for kind, weight in (
+                    ("pair_rank", self.comparison_weight),
+                    ("pair_choice", self.match_weight),
+                )
+                if weight
+            }
+            extra = sorted(set(self.active_kinds()) - taught)
+            if extra:
                 raise ConfigError(
-                    f"{source}: comparison_weight alone (answer_weight=0) learns from "
-                    "data.pair_rank only; give the other kinds a data.mix weight of 0"
+                    f"{source}: with answer_weight=0, comparison_weight learns from "
+                    "data.pair_rank and match_weight from data.pair_choice only; give "
+                    f"{extra[0]} a data.mix weight of 0"
                 )
 
     def active_kinds(self) -> dict[str, float]:

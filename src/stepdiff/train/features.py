@@ -21,6 +21,7 @@ class FeatureBank:
 
     def __init__(self, features: dict[str, torch.Tensor]) -> None:
         self.features = features
+        self._means: dict[str, torch.Tensor] = {}  # clip id -> (1, 1, D), on demand
 
     @classmethod
     def build(
@@ -50,3 +51,10 @@ class FeatureBank:
     def videos(self, clips: Sequence[Sequence[str]]) -> torch.Tensor:
         """Rows of clip ids (same count per row) -> (B, V, T, P, D)."""
         return torch.stack([torch.stack([self.features[c] for c in row]) for row in clips])
+
+    def mean_videos(self, clips: Sequence[Sequence[str]]) -> torch.Tensor:
+        """Rows of clip ids -> each clip's mean token (B, V, 1, 1, D): all that a head
+        reading only whole-clip means needs, without copying every token each step."""
+        for clip in {c for row in clips for c in row} - set(self._means):
+            self._means[clip] = self.features[clip].float().mean(dim=(0, 1), keepdim=True)
+        return torch.stack([torch.stack([self._means[c] for c in row]) for row in clips])

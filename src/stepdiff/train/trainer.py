@@ -58,6 +58,7 @@ from stepdiff.train.data import MixtureSampler, TrainingRecord, read_training_re
 from stepdiff.train.dev_eval import DevEvaluator
 from stepdiff.train.features import FeatureBank
 from stepdiff.train.flops import (
+    caption_match_training_flops,
     comparison_training_flops,
     llm_matmul_params,
     measure_gemm_peak,
@@ -97,6 +98,8 @@ class MicroBatch:
     clips: list[str]  # the clip ids of the videos, in (B, V) order
     kind: str
     rank_scores: torch.Tensor | None = None  # ranking items: (G, K) rows' scores, B = G x K
+    # Ranking items: each row's caption (the answer), read by the caption match head.
+    captions: list[str] = dataclasses.field(default_factory=list)
 
 
 @dataclass
@@ -118,10 +121,15 @@ def read_all_records(config: TrainConfig) -> dict[str, list[TrainingRecord]]:
 
 def _same_frozen_parts(start: StepDiffConfig, run: StepDiffConfig) -> bool:
     """Whether a run can start from a checkpoint: the same frozen parts and projector,
-    except that a question gate may be added (it starts as the identity)."""
+    except that a question gate (it starts as the identity) or a caption match head (it
+    changes no answer) may be added."""
     projector = start.projector
     if run.projector.question_gate and not projector.question_gate:
         projector = dataclasses.replace(projector, question_gate=True)
+    if run.projector.caption_match and not projector.caption_match:
+        projector = dataclasses.replace(
+            projector, caption_match=True, match_rank=run.projector.match_rank
+        )
     return (start.encoder, start.llm, start.num_frames, projector) == (
         run.encoder,
         run.llm,
@@ -289,7 +297,7 @@ class Trainer:
                 "use `accelerate launch` (with --cpu on a machine without GPUs)"
             )
         self._check_grounding()
-        self._check_comparison()
+        self._check_projector_heads()
         # A ranking item holds NUM_CHOICES rows, so its micro-batch takes as many items
         # as fill batch_size rows (at least one).
         items_per_batch = {
@@ -323,18 +331,23 @@ class Trainer:
                 "interleaved data with a positive data.mix weight"
             )
 
-    def _check_comparison(self) -> None:
-        """The comparison loss's needs, before any compute is spent."""
-        if not self.config.comparison_weight:
-            return
-        if not self.model_config.projector.compare:
-            raise ConfigError(
-                "comparison_weight needs the comparing projector: add projector.compare=true "
-                "to model_overrides"
-            )
-        if self.world > 1:
-            # The read-out is called beside the data-parallel wrapper's forward.
-            raise ConfigError("comparison_weight trains on one process only")
+    def _check_projector_heads(self) -> None:
+        """The needs of the losses on the projector's own heads (the comparison read-out,
+        the caption match), before any compute is spent."""
+        projector = self.model_config.projector
+        for weight, option, has_it, what in (
+            ("comparison_weight", "compare", projector.compare, "the comparing projector"),
+            ("match_weight", "caption_match", projector.caption_match, "the caption match head"),
+        ):
+            if not getattr(self.config, weight):
+                continue
+            if not has_it:
+                raise ConfigError(
+                    f"{weight} needs {what}: add projector.{option}=true to model_overrides"
+                )
+            if self.world > 1:
+                # The head is called beside the data-parallel wrapper's forward.
+                raise ConfigError(f"{weight} trains on one process only")
 
     def active_records(self) -> list[TrainingRecord]:
         """The records of every data kind that has a positive mix weight."""
@@ -398,6 +411,7 @@ class Trainer:
         if config.init_from is None:  # a started projector keeps the statistics it learnt with
             self.model.projector_module.set_input_statistics(self.bank.features.values())
         self._centre_question_gate()
+        self._set_up_caption_match()
         self._set_up_words()
         self._count_flops_setup()  # before sharding: it counts the LLM's parameters
         if self.sharded:
@@ -431,6 +445,26 @@ class Trainer:
         ]
         projector.set_question_statistics(torch.cat(summaries).float())  # (Q, H)
 
+    @torch.no_grad()
+    def _set_up_caption_match(self) -> None:
+        """Summarise every training caption once (the LLM is frozen and reads the text
+        alone) and, for an untrained head, standardise its inputs on the training
+        captions and clips."""
+        self.caption_summaries: dict[str, torch.Tensor] = {}
+        projector = self.model.projector_module
+        if not (self.config.match_weight and projector.config.caption_match):
+            return
+        captions = sorted({r.answer for r in self.records.get("pair_choice", [])})
+        for start in range(0, len(captions), QUESTION_CHUNK):
+            chunk = captions[start : start + QUESTION_CHUNK]
+            summaries = self.model.caption_summaries(chunk).float()  # (C, H)
+            self.caption_summaries.update(zip(chunk, summaries, strict=True))
+        if bool((projector.caption_std == 1).all()):  # statistics never set: untrained
+            clips = self.bank.features.values()
+            frames = torch.cat([clip.float().mean(dim=1) for clip in clips])  # (C*T, D)
+            captions = torch.stack(list(self.caption_summaries.values()))  # (Q, H)
+            projector.set_match_statistics(frames, captions)
+
     def _count_flops_setup(self) -> None:
         """What model-FLOPs accounting needs, and this device's fp32 GEMM peak (for MFU)."""
         llm_config = self.model.llm.config
@@ -454,6 +488,13 @@ class Trainer:
                 some.shape[0] * some.shape[1],
             ),
         }
+        self.match_flops = 0.0
+        if projector.config.caption_match:
+            self.match_flops = caption_match_training_flops(
+                projector.input_proj.in_features,
+                projector.head.out_features,
+                projector.config.match_rank,
+            )
         self.comparison_flops = 0.0
         if projector.config.compare:
             self.comparison_flops = comparison_training_flops(
@@ -497,9 +538,14 @@ class Trainer:
         device = self.accelerator.device
         if kind in RANKING_KINDS:
             batch, pairs, scores = rank_rows(self.model, records)
-            videos = self.bank.videos(pairs).to(device)
+            if kind == "pair_choice" and not (self.config.answer_weight or self.grounding):
+                # Only the caption match head reads these videos, and only their means.
+                videos = self.bank.mean_videos(pairs).to(device)  # (B, 2, 1, 1, D)
+            else:
+                videos = self.bank.videos(pairs).to(device)
             clips = [clip for pair in pairs for clip in pair]
-            return MicroBatch(batch, videos, None, clips, kind, rank_scores=scores)
+            captions = [r.answer for r in records for _ in r.option_pairs()]
+            return MicroBatch(batch, videos, None, clips, kind, scores, captions)
         videos = self.bank.videos([r.clips for r in records]).to(device)
         negatives = None
         if self.config.contrast_weight:
@@ -540,8 +586,9 @@ class Trainer:
                 self.step_flops += passes * self.world * self._flops(batch, videos.shape[1])
             elif self.config.grounding_weight:  # grounding alone runs the projector only
                 self.step_flops += len(micro_batch.clips) * self.flop_args["projector_per_video"]
-            else:  # the comparison alone runs only the comparing projector's read-out
-                self.step_flops += len(batch.input_ids) * self.comparison_flops
+            else:  # the projector's own heads alone: its comparison or caption match
+                per_row = {"pair_rank": self.comparison_flops, "pair_choice": self.match_flops}
+                self.step_flops += len(batch.input_ids) * per_row[micro_batch.kind]
             with sync, self.accelerator.autocast():
                 loss = self.loss(micro_batch)
                 loss = loss / accum
@@ -560,7 +607,9 @@ class Trainer:
     def loss(self, micro_batch: MicroBatch) -> torch.Tensor:
         """answer_weight x the model's loss (+ contrast, or the ranking loss of ranking
         items) + grounding_weight x grounding + comparison_weight x the comparison loss
-        (pair_rank items: RankNet on the comparing projector's own read-out)."""
+        (pair_rank items: RankNet on the comparing projector's own read-out) +
+        match_weight x the caption match loss (pair_choice items: cross-entropy of the
+        match head's scores over each item's pairs)."""
         config = self.config
         videos, clips = micro_batch.videos, micro_batch.clips
         loss = videos.new_zeros(())
@@ -584,6 +633,13 @@ class Trainer:
             scores = self.model.comparison_scores(micro_batch.batch, videos)  # (B,)
             scores = scores.reshape(micro_batch.rank_scores.shape)  # (G, K)
             loss = loss + config.comparison_weight * ranknet_loss(scores, micro_batch.rank_scores)
+        if config.match_weight and micro_batch.kind == "pair_choice":
+            assert micro_batch.rank_scores is not None
+            summaries = torch.stack([self.caption_summaries[c] for c in micro_batch.captions])
+            scores = self.model.caption_match_scores(videos, summaries.to(videos.device))  # (B,)
+            scores = scores.reshape(micro_batch.rank_scores.shape)  # (G, K)
+            right = micro_batch.rank_scores.argmax(dim=1).to(scores.device)  # (G,)
+            loss = loss + config.match_weight * torch.nn.functional.cross_entropy(scores, right)
         return loss
 
     def save(self, step: int) -> None:
