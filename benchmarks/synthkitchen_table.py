@@ -112,25 +112,31 @@ def main() -> None:
 
 
 def print_paired_table(args: argparse.Namespace, others: list[str]) -> None:
-    """VERSUS minus each other scorer, per split and task, on the same resampled items."""
+    """VERSUS minus each other scorer, per split and task, on the same resampled items
+    (VERSUS's file is read and resampled once per split and task, beside all others)."""
     print(f"\n| {args.versus} minus | split | task | difference [95% paired CI] | not better |")
     print("|---|---|---|---|---|")
-    for name in others:
-        for split in args.splits:
-            for task in args.tasks:
-                gt = args.data / f"{task}_{split}.jsonl"
-                mine = args.out / f"{args.versus}-{task}-{split}" / "predictions.jsonl"
-                theirs = args.out / f"{name}-{task}-{split}" / "predictions.jsonl"
-                report = score_files(
-                    task, gt, mine, bootstrap=args.bootstrap, against=[str(theirs)]
-                )
-                paired = report.paired_result(str(theirs), MAIN[task])
+    rows = {}
+    for split in args.splits:
+        for task in args.tasks:
+            gt = args.data / f"{task}_{split}.jsonl"
+            files = {
+                name: str(args.out / f"{name}-{task}-{split}" / "predictions.jsonl")
+                for name in [args.versus, *others]
+            }
+            mine = files.pop(args.versus)
+            report = score_files(
+                task, gt, mine, bootstrap=args.bootstrap, against=list(files.values())
+            )
+            for name, theirs in files.items():
+                paired = report.paired_result(theirs, MAIN[task])
                 low, high = paired.ci if paired.ci else (float("nan"), float("nan"))
                 share = "-" if paired.not_better is None else f"{paired.not_better:.3f}"
-                print(
+                rows[name, split, task] = (
                     f"| {name} | {split} | {task} | {paired.difference:+.3f} "
                     f"[{low:+.2f}, {high:+.2f}] | {share} |"
                 )
+    print("\n".join(rows[key] for key in sorted(rows, key=lambda k: others.index(k[0]))))
 
 
 if __name__ == "__main__":

@@ -377,10 +377,10 @@ def test_match_statistics_standardise_frames_and_captions():
     frames = torch.randn(30, 6) * 5 + 2  # (F, D)
     captions = torch.randn(7, 5) * 100
     projector.set_match_statistics(frames, captions)
-    torch.testing.assert_close(projector.clip_mean, frames.mean(0))
-    torch.testing.assert_close(projector.clip_std, frames.std(0))
-    torch.testing.assert_close(projector.caption_mean, captions.mean(0))
-    torch.testing.assert_close(projector.caption_std, captions.std(0))
+    torch.testing.assert_close(projector.match_frame_mean, frames.mean(0))
+    torch.testing.assert_close(projector.match_frame_std, frames.std(0))
+    torch.testing.assert_close(projector.match_caption_mean, captions.mean(0))
+    torch.testing.assert_close(projector.match_caption_std, captions.std(0))
     with pytest.raises(ValueError, match="at least two"):
         projector.set_match_statistics(frames, captions[:1])
 

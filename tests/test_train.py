@@ -501,7 +501,7 @@ def test_caption_match_alone_learns_diffmcq_items_without_the_llm_reading_videos
     result, first, last = _rank_run(tmp_path, small_synthkitchen, 16, 8, 40, choice, *MATCH_RUN)
     assert 1.0 < result.losses[0] < 2.0 and last < 0.2 * first, (result.losses[:4], last)
     weights = load_file(result.model_dir / "projector.safetensors")
-    assert not torch.all(weights["caption_std"] == 1)  # standardised on the training captions
+    assert not torch.all(weights["match_caption_std"] == 1)  # standardised on the training captions
     rows = [json.loads(line) for line in (result.out / METRICS_FILE).read_text().splitlines()]
     assert all(0 < row["mfu"] < 1 for row in rows)
     # The trained model picks the right pair of its training items with the head.

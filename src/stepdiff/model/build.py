@@ -63,9 +63,6 @@ def build_model(
     return model
 
 
-MATCH_KEYS = ("caption_mean", "caption_std", "clip_mean", "clip_std")
-
-
 def load_projector_state(
     projector: PerceiverProjector, state: dict[str, torch.Tensor], source: str | Path
 ) -> None:
@@ -90,13 +87,11 @@ def load_projector_state(
     # without one takes this projector's freshly initialised read-out.
     readout = {k: v for k, v in expected.items() if k.startswith("comparison_readout.")}
     state = {**readout, **state}
-    # Likewise a caption match head added to a projector trained without one (the run
-    # that trains it starts from that projector): fresh weights, identity statistics.
+    # Likewise a caption match head (all its weights and statistics are "match_...")
+    # added to a projector trained without one, e.g. the one its training run starts
+    # from: fresh weights, identity statistics.
     if not any(k.startswith("match_") for k in state):
-        state = {
-            **{k: v for k, v in expected.items() if k in MATCH_KEYS or k.startswith("match_")},
-            **state,
-        }
+        state = {**{k: v for k, v in expected.items() if k.startswith("match_")}, **state}
     if "word_ids" in state and "word_ids" in expected:
         # The words head's vocabulary is as long as the training texts made it.
         projector.word_ids = torch.empty_like(state["word_ids"])

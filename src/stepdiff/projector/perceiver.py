@@ -181,10 +181,10 @@ class PerceiverProjector(nn.Module):
             # training clips' frames (set_match_statistics; identity until then): LLM
             # states have a few channels hundreds of times larger than the rest, and a
             # frame's mean over 49 patches varies far less than one patch does.
-            self.register_buffer("caption_mean", torch.zeros(output_dim))
-            self.register_buffer("caption_std", torch.ones(output_dim))
-            self.register_buffer("clip_mean", torch.zeros(input_dim))
-            self.register_buffer("clip_std", torch.ones(input_dim))
+            self.register_buffer("match_caption_mean", torch.zeros(output_dim))
+            self.register_buffer("match_caption_std", torch.ones(output_dim))
+            self.register_buffer("match_frame_mean", torch.zeros(input_dim))
+            self.register_buffer("match_frame_std", torch.ones(input_dim))
         self.norm = nn.LayerNorm(width)
         self.output_dim = output_dim
         self.head = nn.Linear(width, output_dim)
@@ -346,8 +346,8 @@ class PerceiverProjector(nn.Module):
         otherwise be scaled up until its rare outliers dominated the scores, and the
         head trained far less steadily that way."""
         for values, mean, std in (
-            (frames, self.clip_mean, self.clip_std),
-            (captions, self.caption_mean, self.caption_std),
+            (frames, self.match_frame_mean, self.match_frame_std),
+            (captions, self.match_caption_mean, self.match_caption_std),
         ):
             if values.shape[0] < 2:
                 raise ValueError("match statistics need at least two frames and two captions")
@@ -363,9 +363,15 @@ class PerceiverProjector(nn.Module):
         if not self.config.caption_match:
             raise ConfigError("a caption match needs projector.caption_match: true")
         rank = self.config.match_rank
-        text = self.match_caption((caption - self.caption_mean) / self.caption_std)  # (B, 2R)
-        reference = (reference.flatten(1, -2).mean(dim=1) - self.clip_mean) / self.clip_std
-        candidate = (candidate.flatten(1, -2).mean(dim=1) - self.clip_mean) / self.clip_std
+        text = self.match_caption(
+            (caption - self.match_caption_mean) / self.match_caption_std
+        )  # (B, 2R)
+        reference = (
+            reference.flatten(1, -2).mean(dim=1) - self.match_frame_mean
+        ) / self.match_frame_std
+        candidate = (
+            candidate.flatten(1, -2).mean(dim=1) - self.match_frame_mean
+        ) / self.match_frame_std
         return (text[:, :rank] * self.match_reference(reference)).sum(dim=-1) + (
             text[:, rank:] * self.match_candidate(candidate)
         ).sum(dim=-1)

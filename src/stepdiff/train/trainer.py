@@ -459,7 +459,7 @@ class Trainer:
             chunk = captions[start : start + QUESTION_CHUNK]
             summaries = self.model.caption_summaries(chunk).float()  # (C, H)
             self.caption_summaries.update(zip(chunk, summaries, strict=True))
-        if bool((projector.caption_std == 1).all()):  # statistics never set: untrained
+        if bool((projector.match_caption_std == 1).all()):  # statistics never set: untrained
             clips = self.bank.features.values()
             frames = torch.cat([clip.float().mean(dim=1) for clip in clips])  # (C*T, D)
             captions = torch.stack(list(self.caption_summaries.values()))  # (Q, H)
