@@ -13,8 +13,10 @@ best case for seeking.)
 Every reader is asked for the same ``--num-frames`` frames spread over the whole video
 (the bin centres of :func:`stepdiff.video.sample_times`):
 
-- ``seek``: :func:`stepdiff.video.read_clip_frames` (seeks, skips non-reference frames)
-- ``seek-no-skip``: the same seeking reader with that skipping turned off, for its gain
+- ``seek``: :func:`stepdiff.video.read_clip_frames` (seeks, skips non-reference frames,
+  decodes different GOPs side by side on one thread per core)
+- ``seek-1-worker``: the same, every GOP on one thread (FFmpeg's own decoder threading)
+- ``seek-no-skip``: ``seek-1-worker`` with the skipping turned off, for its gain
 - ``sequential``: :func:`stepdiff.video.read_clip_frames_sequential`, which decodes every
   frame up to the last target (same decoder threading as ``seek``)
 - ``opencv-frames`` / ``opencv-msec``: ``cv2.VideoCapture``, seeking with
@@ -115,8 +117,14 @@ def read_without_skipping(clip: ClipRef, num_frames: int) -> SampledFrames:
     return video_decode._sample(clip, num_frames, pick)
 
 
+def read_with_one_worker(clip: ClipRef, num_frames: int) -> SampledFrames:
+    """``read_clip_frames`` reading every GOP on one thread (FFmpeg's own threading)."""
+    return read_clip_frames(clip, num_frames, workers=1)
+
+
 OURS: dict[str, Callable[[ClipRef, int], SampledFrames]] = {
     "seek": read_clip_frames,
+    "seek-1-worker": read_with_one_worker,
     "seek-no-skip": read_without_skipping,
     "sequential": read_clip_frames_sequential,
 }
@@ -189,12 +197,11 @@ def frames_decoded(
 ) -> int:
     """Frames the decoder returns during one read (frames it skipped are not counted)."""
     decode = video_decode._decode
-    count = 0
+    counts: list[int] = []  # appended to by every decoding thread (append is atomic)
 
     def counting(stream: av.video.stream.VideoStream, packet: av.Packet | None) -> list:
-        nonlocal count
         frames = decode(stream, packet)
-        count += len(frames)
+        counts.append(len(frames))
         return frames
 
     video_decode._decode = counting
@@ -202,7 +209,7 @@ def frames_decoded(
         reader(clip, num_frames)
     finally:
         video_decode._decode = decode
-    return count
+    return sum(counts)
 
 
 def decode_whole_file(path: Path, skip_nonref: bool) -> tuple[int, float]:

@@ -32,7 +32,13 @@ from stepdiff.video import (
     sample_times,
     write_synthetic_clip,
 )
-from stepdiff.video.decode import _SeekingReader, _Timeline
+from stepdiff.video.decode import (
+    _balanced_runs,
+    _keyframe_before,
+    _plan_runs,
+    _SeekingReader,
+    _Timeline,
+)
 
 
 def _indices(sampled: SampledFrames) -> list[int]:
@@ -201,14 +207,75 @@ def test_seeking_matches_sequential(
     _assert_same(read_clip_frames(clip, num_frames), read_clip_frames_sequential(clip, num_frames))
 
 
+@pytest.mark.parametrize("workers", [1, 2, 3])
 @pytest.mark.parametrize(("segment", "num_frames"), [(None, 8), (None, 60), ((7.3, 12.9), 16)])
 def test_seeking_matches_sequential_long(
-    long_clip_path: Path, segment: tuple[float, float] | None, num_frames: int
+    long_clip_path: Path, segment: tuple[float, float] | None, num_frames: int, workers: int
 ) -> None:
     clip = ClipRef(long_clip_path, *segment) if segment else ClipRef(long_clip_path)
-    seeking = read_clip_frames(clip, num_frames)
+    seeking = read_clip_frames(clip, num_frames, workers=workers)
     _assert_same(seeking, read_clip_frames_sequential(clip, num_frames))
     assert _indices(seeking) == [round(t * 24) for t in seeking.timestamps]
+
+
+@pytest.mark.parametrize(
+    ("costs", "parts", "ends"),
+    [
+        ([3.0, 1.0, 1.0, 1.0], 2, [1, 4]),  # the big one alone, the rest together: max 3
+        ([1.0, 1.0, 1.0, 1.0], 2, [2, 4]),
+        ([1.0, 1.0, 1.0, 1.0], 3, [1, 2, 4]),  # max 2: as small as 3 runs allow
+        ([1.0, 2.0, 3.0], 8, [1, 2, 3]),  # never more runs than costs
+        ([5.0, 1.0], 1, [2]),
+    ],
+)
+def test_balanced_runs(costs: list[float], parts: int, ends: list[int]) -> None:
+    assert _balanced_runs(costs, parts) == ends
+
+
+def _runs(path: Path, targets: list[float], workers: int) -> list[list[int]]:
+    with av.open(str(path)) as probe:
+        stream = probe.streams.video[0]
+        timeline = _Timeline(stream, 24.0)
+        keyframes = [_keyframe_before(probe, stream, timeline, target) for target in targets]
+        return _plan_runs(keyframes, targets, timeline, workers)
+
+
+def test_runs_balance_the_stretches_to_decode(long_clip_path: Path) -> None:
+    # Keyframes every 2 s; the 8 targets lie 1.25, 1.75, 0.25, 0.75 (twice) past theirs:
+    # four GOPs each, 4 s of decoding (+ a frame period per GOP) for each of two readers.
+    targets = sample_times(0.0, 20.0, 8)
+    assert _runs(long_clip_path, targets, 2) == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert _runs(long_clip_path, targets, 1) == [list(range(8))]
+
+
+def test_runs_keep_targets_of_one_gop_together(long_clip_path: Path) -> None:
+    assert _runs(long_clip_path, [2.1, 2.2, 18.1], 4) == [[0, 1], [2]]
+    assert _runs(long_clip_path, sample_times(2.0, 3.9, 6), 4) == [list(range(6))]
+
+
+def test_reader_decodes_gops_side_by_side(
+    long_clip_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stepdiff.video import decode
+
+    pick_in_parallel = decode._pick_in_parallel
+    seen: list[list[list[int]]] = []
+
+    def recording(container, timeline, targets, runs, path):  # noqa: ANN001, ANN202
+        seen.append(runs)
+        return pick_in_parallel(container, timeline, targets, runs, path)
+
+    monkeypatch.setattr(decode, "_pick_in_parallel", recording)
+    clip = ClipRef(long_clip_path)
+    _assert_same(read_clip_frames(clip, 8, workers=3), read_clip_frames_sequential(clip, 8))
+    assert len(seen) == 1 and len(seen[0]) == 3
+    read_clip_frames(ClipRef(long_clip_path, 2.0, 3.9), 6, workers=3)  # one GOP: one reader
+    assert len(seen) == 1
+
+
+def test_workers_must_be_positive(synthetic_clip_path: Path) -> None:
+    with pytest.raises(ValueError, match="workers must be at least 1"):
+        read_clip_frames(ClipRef(synthetic_clip_path), 8, workers=0)
 
 
 def _seek_work(path: Path, targets: list[float]) -> tuple[int, int]:

@@ -18,11 +18,14 @@ that names the file; no PyAV/FFmpeg exception type escapes this module.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
+import os
 from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -332,6 +335,47 @@ def _seek(
         raise _SeekFailed(_describe(error)) from None
 
 
+@dataclass(frozen=True)
+class _Keyframe:
+    """Where decoding must start for a target: the seek timestamp that lands on the
+    keyframe, its id (None if unknown) and the time it is shown (None if unknown)."""
+
+    seek_timestamp: int
+    key: int | None
+    shown: float | None
+
+
+def _keyframe_before(
+    probe: av.container.InputContainer,
+    probe_stream: av.video.stream.VideoStream,
+    timeline: _Timeline,
+    target: float,
+) -> _Keyframe:
+    """The keyframe shown at or before ``target``, found with a probe-only demuxer.
+
+    Demuxers index keyframes by decode time, which precedes the presentation time when
+    frames are reordered; a seek may then land on a keyframe shown after the target, and
+    the search steps back one keyframe at a time.
+    """
+    timestamp = timeline.timestamp(target)
+    previous: int | None = None
+    for _ in range(_MAX_SEEK_BACKOFFS):
+        _seek(probe, probe_stream, timestamp)
+        packet = _first_keyframe(_packets(probe, probe_stream))
+        if packet is None:
+            return _Keyframe(timestamp, None, None)
+        key = _key_id(packet)
+        shown = packet.pts if packet.pts is not None else key
+        seconds = None if shown is None else timeline.seconds(shown)
+        if seconds is None or seconds <= target + TIME_EPSILON:
+            return _Keyframe(timestamp, key, seconds)
+        if key == previous:  # stepping back changed nothing: this is the first keyframe
+            return _Keyframe(timestamp, key, seconds)
+        previous = key
+        timestamp = min(timestamp, shown, key if key is not None else shown) - 1
+    return _Keyframe(timeline.origin - 2**40, None, None)  # give up: decode from the start
+
+
 _END = object()  # end of a packet iterator (whose own None means "drain the decoder")
 
 
@@ -412,29 +456,8 @@ class _SeekingReader:
         return self._advance_to(target)
 
     def _keyframe_before(self, target: float) -> tuple[int, int | None]:
-        """A seek timestamp whose keyframe is shown at or before ``target``, and that
-        keyframe's id (None if unknown).
-
-        Demuxers index keyframes by decode time, which precedes the presentation time
-        when frames are reordered; a seek may then land on a keyframe shown after the
-        target, and the search steps back one keyframe at a time.
-        """
-        timestamp = self._timeline.timestamp(target)
-        previous: int | None = None
-        for _ in range(_MAX_SEEK_BACKOFFS):
-            _seek(self._probe, self._probe_stream, timestamp)
-            packet = _first_keyframe(_packets(self._probe, self._probe_stream))
-            if packet is None:
-                return timestamp, None
-            key = _key_id(packet)
-            shown = packet.pts if packet.pts is not None else key
-            if shown is None or self._timeline.seconds(shown) <= target + TIME_EPSILON:
-                return timestamp, key
-            if key == previous:  # stepping back changed nothing: this is the first keyframe
-                return timestamp, key
-            previous = key
-            timestamp = min(timestamp, shown, key if key is not None else shown) - 1
-        return self._timeline.origin - 2**40, None  # give up: decode from the start
+        found = _keyframe_before(self._probe, self._probe_stream, self._timeline, target)
+        return found.seek_timestamp, found.key
 
     def _may_have_skipped(self, pick: _Pick | None, target: float) -> bool:
         """Whether a frame the decoder was given but did not return might be the one on
@@ -584,15 +607,118 @@ _Picker = Callable[
 ]
 
 
+MAX_DECODE_WORKERS = 8
+"""Most threads one clip is decoded with (one per core, at most one per GOP to decode)."""
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def _balanced_runs(costs: list[float], parts: int) -> list[int]:
+    """Cut ``costs`` into at most ``parts`` runs of neighbours whose largest sum is as
+    small as it can be; returns each run's end index (exclusive)."""
+    prefix = list(itertools.accumulate(costs, initial=0.0))
+    count = len(costs)
+
+    @functools.cache
+    def best(start: int, runs: int) -> tuple[float, tuple[int, ...]]:
+        whole = (prefix[count] - prefix[start], (count,))
+        if runs == 1:
+            return whole
+        options = [whole]
+        for end in range(start + 1, count):
+            rest, ends = best(end, runs - 1)
+            options.append((max(prefix[end] - prefix[start], rest), (end, *ends)))
+        return min(options)
+
+    return list(best(0, max(1, parts))[1])
+
+
+def _plan_runs(
+    keyframes: list[_Keyframe], targets: list[float], timeline: _Timeline, workers: int
+) -> list[list[int]]:
+    """Share the targets (by index) among at most ``workers`` readers.
+
+    Targets that share a keyframe stay together, since one reader decodes their GOP once;
+    the runs are balanced by the stretch of video each must decode (from its keyframes
+    up to its targets). With any keyframe unknown, one reader takes every target.
+    """
+    if workers < 2 or any(keyframe.shown is None for keyframe in keyframes):
+        return [list(range(len(targets)))]
+    groups: list[list[int]] = []
+    for index, keyframe in enumerate(keyframes):
+        if groups and keyframe.key is not None and keyframes[groups[-1][0]].key == keyframe.key:
+            groups[-1].append(index)
+        else:
+            groups.append([index])
+    spans = [
+        max(targets[group[-1]] - (keyframes[group[0]].shown or 0.0), 0.0) + timeline.frame_period
+        for group in groups
+    ]
+    ends = _balanced_runs(spans, min(workers, len(groups)))
+    starts = [0, *ends[:-1]]
+    return [
+        [index for group in groups[start:end] for index in group]
+        for start, end in zip(starts, ends, strict=True)
+    ]
+
+
+def _pick_in_parallel(
+    container: av.container.InputContainer,
+    timeline: _Timeline,
+    targets: list[float],
+    runs: list[list[int]],
+    path: Path,
+) -> list[_Pick | None]:
+    """One seeking reader per run of targets, each on its own thread and demuxer.
+
+    FFmpeg decodes without holding the interpreter lock, so the GOPs are decoded side by
+    side; each decoder gets an equal share of the cores for its own threading. The first
+    run reuses ``container``, whose decoder has not started yet.
+    """
+    threads = max(1, _usable_cores() // len(runs))
+
+    def read(run: int, indices: list[int]) -> list[_Pick | None]:
+        with ExitStack() as stack:
+            own = container if run == 0 else stack.enter_context(_open(path))
+            probe = stack.enter_context(_open(path))
+            stream = _video_stream(own, path)
+            _configure_decoder(stream)
+            stream.thread_count = threads  # before the decoder's first packet
+            reader = _SeekingReader(own, probe, timeline, path)
+            picks = [reader.frame_at(targets[index]) for index in indices]
+            for pick in picks:
+                if pick is not None:
+                    pick.pixels  # noqa: B018 - convert while this decoder is open
+            return picks
+
+    with ThreadPoolExecutor(len(runs), thread_name_prefix="stepdiff-decode") as pool:
+        results = list(pool.map(read, range(len(runs)), runs))
+    return [pick for picks in results for pick in picks]
+
+
 def _pick_by_seeking(
     container: av.container.InputContainer,
     stream: av.video.stream.VideoStream,
     timeline: _Timeline,
     targets: list[float],
     path: Path,
+    workers: int = 1,
 ) -> list[_Pick | None]:
     try:
         with _open(path) as probe:
+            if workers > 1:
+                probe_stream = _video_stream(probe, path)
+                keyframes = [
+                    _keyframe_before(probe, probe_stream, timeline, target) for target in targets
+                ]
+                runs = _plan_runs(keyframes, targets, timeline, workers)
+                if len(runs) > 1:
+                    return _pick_in_parallel(container, timeline, targets, runs, path)
             reader = _SeekingReader(container, probe, timeline, path)
             return [reader.frame_at(target) for target in targets]
     except _SeekFailed:
@@ -636,16 +762,26 @@ def _sample(clip: ClipRef, num_frames: int, pick: _Picker) -> SampledFrames:
             raise VideoError(f"{clip}: decoding failed ({_describe(error)})") from None
 
 
-def read_clip_frames(clip: ClipRef, num_frames: int = 8) -> SampledFrames:
+def read_clip_frames(
+    clip: ClipRef, num_frames: int = 8, workers: int | None = None
+) -> SampledFrames:
     """Sample ``num_frames`` frames from ``clip`` by seeking, never decoding the whole
     file: per target, seek to the keyframe before it and decode forward (or keep
     decoding when the target lies ahead in the GOP being decoded), letting the decoder
     skip the non-reference frames well before the target.
 
+    Targets in different GOPs are decoded side by side on up to ``workers`` threads
+    (default: one per usable core, at most :data:`MAX_DECODE_WORKERS`); ``workers=1``
+    reads them one after another with FFmpeg's own decoder threading.
+
     Returns frames of shape (num_frames, H, W, 3), uint8 RGB, identical to those of
     :func:`read_clip_frames_sequential`.
     """
-    return _sample(clip, num_frames, _pick_by_seeking)
+    if workers is None:
+        workers = min(_usable_cores(), MAX_DECODE_WORKERS)
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    return _sample(clip, num_frames, functools.partial(_pick_by_seeking, workers=workers))
 
 
 def read_clip_frames_sequential(clip: ClipRef, num_frames: int = 8) -> SampledFrames:
