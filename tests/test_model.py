@@ -462,6 +462,92 @@ def test_split_shared_prefix_keeps_videos_in_the_prefix_and_a_prompt_token_in_ea
     assert split_shared_prefix([c, d]) is None
 
 
+def _forward_lengths(model) -> tuple[list[tuple[int, int]], object]:
+    """(rows, length) of every LLM body call, and the hook to remove."""
+    calls: list[tuple[int, int]] = []
+    hook = model.llm.base_model.register_forward_pre_hook(
+        lambda _, args, kwargs: calls.append(tuple(kwargs["inputs_embeds"].shape[:2])),
+        with_kwargs=True,
+    )
+    return calls, hook
+
+
+def test_candidates_of_one_reference_run_the_prompt_up_to_the_candidate_once(model):
+    """DiffRank-style rows: two references with three candidates each. The prompt up to
+    the candidate video runs once per reference; scores equal the full prompts'."""
+    references = features(model, 2, seed=21).repeat_interleave(3, dim=0)  # (6, T, P, D)
+    candidates = features(model, 6, seed=22)
+    questions = [QUESTIONS[0]] * 3 + [QUESTIONS[1]] * 3
+    answers = [ANSWERS[0]] * 3 + [ANSWERS[1]] * 3
+    full_length = model._tokenise(questions, answers, padding_side="right").input_ids.shape[1]
+    calls, hook = _forward_lengths(model)
+    shared = model.loglik(references, candidates, questions, answers)
+    p_shared = model.p_yes(references, candidates, questions)
+    hook.remove()
+    start = calls[0][1]
+    # Up to the candidate: the system text and the reference video, once per reference.
+    assert calls[0] == (2, start) and start > model.num_video_tokens
+    assert calls[1] == (6, full_length - start)
+    # P(YES): this tokenizer splits "NO", so YES and NO rows run (copy-major): 4 starts.
+    assert len(calls) == 4 and calls[2] == (4, start) and calls[3][0] == 12
+    full = model.loglik(references, candidates, questions, answers, share_prefix=False)
+    torch.testing.assert_close(shared, full, atol=1e-4, rtol=1e-5)
+    p_full = model.p_yes(references, candidates, questions, share_prefix=False)
+    torch.testing.assert_close(p_shared, p_full, atol=1e-5, rtol=1e-5)
+    one_by_one = torch.cat(
+        [
+            model.p_yes(references[i : i + 1], candidates[i : i + 1], questions[i : i + 1])
+            for i in range(6)
+        ]
+    )
+    torch.testing.assert_close(p_shared, one_by_one, atol=1e-5, rtol=1e-5)
+
+
+def test_rows_whose_starts_differ_run_in_full(model):
+    """Every reference different, or a projector whose reference tokens depend on the
+    candidate: nothing is shared, and the prompts run whole."""
+    calls, hook = _forward_lengths(model)
+    model.loglik(features(model, 3, seed=23), features(model, 3, seed=24), QUESTIONS, ANSWERS)
+    assert len(calls) == 1 and calls[0][0] == 3
+    compare = build_model(load_config("tiny", ["projector.compare=true"]))
+    with torch.no_grad():  # the comparison starts at zero: make the partner matter
+        for parameter in compare.projector_module.parameters():
+            parameter.normal_(0.0, 0.1)
+    calls_compare, hook_compare = _forward_lengths(compare)
+    references = features(compare, 1, seed=25).expand(3, -1, -1, -1)
+    compare.loglik(references, features(compare, 3, seed=26), QUESTIONS, ANSWERS)
+    assert len(calls_compare) == 1 and calls_compare[0][0] == 3
+    hook.remove()
+    hook_compare.remove()
+
+
+def test_last_video_start_and_groups_of_equal_starts():
+    from stepdiff.model.prefix import group_shared_starts, last_video_start
+
+    video = VIDEO_TOKEN_ID
+    ids = torch.tensor(
+        [[1, video, video, 2, video, video, 3], [1, video, video, 2, video, video, 4]]
+    )
+    assert last_video_start(ids, num_videos=2, tokens_per_video=2) == 4
+    assert last_video_start(ids, num_videos=1, tokens_per_video=4) == 1
+    shifted = torch.tensor(
+        [[1, video, video, 2, video, video, 3], [1, 1, 1, video, video, video, video]]
+    )
+    assert last_video_start(shifted, num_videos=2, tokens_per_video=2) is None
+    embeds = torch.zeros(4, 5, 2)
+    embeds[2:, 1] = 1.0  # rows 2-3 differ from rows 0-1 at position 1
+    embeds[1, 4] = 7.0  # ... and row 1 from row 0 only after the start
+    mask = torch.ones(4, 5, dtype=torch.long)
+    groups = group_shared_starts(embeds, mask, length=3)
+    assert groups.first_rows.tolist() == [0, 2]
+    assert groups.group_of_row.tolist() == [0, 0, 1, 1]
+    groups = group_shared_starts(embeds, mask, length=5)  # only rows 2 and 3 agree throughout
+    assert groups.group_of_row.tolist() == [0, 1, 2, 2]
+    assert group_shared_starts(embeds[:3], mask[:3], length=5) is None  # no two rows agree
+    mask[3, 2] = 0  # a pad inside the start: not a real shared prompt
+    assert group_shared_starts(embeds, mask, length=3) is None
+
+
 def test_the_last_prefix_is_reused_for_the_next_question_about_the_same_pair(model):
     ref, cand = features(model, 1, seed=15), features(model, 1, seed=16)
     calls: list[int] = []
@@ -685,6 +771,9 @@ def test_question_gate_needs_the_comparing_projector():
 def test_question_gate_starts_as_the_comparing_projector_and_loads_its_checkpoints(tmp_path):
     torch.manual_seed(0)
     compare = build_model(load_config("tiny", ["projector.compare=true"]))
+    with torch.no_grad():  # the comparison starts at zero: make the partner matter
+        for parameter in compare.projector_module.parameters():
+            parameter.normal_(0.0, 0.1)
     with torch.no_grad():
         torch.nn.init.normal_(compare.projector_module.compare_proj[-1].weight)
     compare.save_pretrained(tmp_path / "compare")

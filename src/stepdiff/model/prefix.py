@@ -153,6 +153,81 @@ def run_suffixes(
     )
 
 
+# --- rows that share only the start of their prompt ------------------------------------
+# DiffRank asks one question about a reference and four candidates: the rows differ from
+# the candidate video on, but the prompt up to it (system text, reference video) is the
+# same for the four. It runs once per reference and its cache is copied to each row.
+
+
+def last_video_start(input_ids: torch.Tensor, num_videos: int, tokens_per_video: int) -> int | None:
+    """The position of the last video's first placeholder, when it is the same in every
+    row of ``input_ids`` (B, L); else None."""
+    if num_videos < 1:
+        return None
+    seen = (input_ids == VIDEO_TOKEN_ID).long().cumsum(dim=1)  # (B, L)
+    starts = (seen <= (num_videos - 1) * tokens_per_video).sum(dim=1)  # (B,)
+    if not bool((starts == starts[0]).all()) or int(starts[0]) >= input_ids.shape[1]:
+        return None
+    return int(starts[0])
+
+
+@dataclass(frozen=True)
+class PrefixGroups:
+    """Neighbouring rows whose prompts start with the same ``length`` embeddings."""
+
+    length: int
+    first_rows: torch.Tensor  # (G,) the first row of each group
+    group_of_row: torch.Tensor  # (B,) each row's group
+
+
+def group_shared_starts(
+    embeds: torch.Tensor, attention_mask: torch.Tensor, length: int
+) -> PrefixGroups | None:
+    """Group neighbouring rows of ``embeds`` (B, L, H) whose first ``length`` embeddings
+    are equal, all of them real tokens; None when no two rows share (nothing to gain).
+
+    Equal embeddings are what makes the sharing exact, whatever produced them (the same
+    clip, a projector that reads the question or the partner video...)."""
+    if length < 1 or not bool(attention_mask[:, :length].all()):
+        return None
+    first_rows = [0]
+    group_of_row = [0]
+    for row in range(1, embeds.shape[0]):
+        if not torch.equal(embeds[row, :length], embeds[first_rows[-1], :length]):
+            first_rows.append(row)
+        group_of_row.append(len(first_rows) - 1)
+    if len(first_rows) == embeds.shape[0]:
+        return None
+    device = embeds.device
+    return PrefixGroups(
+        length, torch.tensor(first_rows, device=device), torch.tensor(group_of_row, device=device)
+    )
+
+
+@torch.no_grad()
+def run_grouped(
+    llm: nn.Module, embeds: torch.Tensor, attention_mask: torch.Tensor, groups: PrefixGroups
+) -> torch.Tensor:
+    """The LLM's last hidden states after each row's shared start -> (B, L - length, H).
+
+    The G shared starts run as one batch; their cache is copied to each group's rows,
+    which then run the rest of their prompts (right padding stays after real tokens).
+    """
+    length = groups.length
+    _, cache = _with_cache(llm.base_model, None, inputs_embeds=embeds[groups.first_rows, :length])
+    cache.batch_select_indices(groups.group_of_row)  # (G, ...) -> (B, ...)
+    rows, total = attention_mask.shape
+    positions = torch.arange(length, total, device=embeds.device).expand(rows, -1)  # (B, S)
+    hidden, _ = _with_cache(
+        llm.base_model,
+        cache,
+        inputs_embeds=embeds[:, length:],
+        attention_mask=attention_mask,
+        position_ids=positions,
+    )
+    return hidden
+
+
 def suffix_answer_logprob(
     head: nn.Module, hidden: torch.Tensor, batch: SuffixBatch
 ) -> tuple[torch.Tensor, torch.Tensor]:

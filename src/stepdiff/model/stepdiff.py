@@ -38,9 +38,12 @@ from stepdiff.model.llamacpp_answers import LlamaCppAnswerer
 from stepdiff.model.prefix import (
     PrefixSplit,
     greedy_decode,
+    group_shared_starts,
+    last_video_start,
     pad_suffixes,
     prefix_cache,
     prefix_key,
+    run_grouped,
     run_suffixes,
     split_shared_prefix,
     suffix_answer_logprob,
@@ -312,13 +315,39 @@ class StepDiffModel(nn.Module):
         mask = batch.attention_mask.to(self.device)
         return self.llm.base_model(inputs_embeds=embeds, attention_mask=mask)[0]
 
-    def _logits(self, batch: TokenBatch, videos: torch.Tensor) -> torch.Tensor:
+    @torch.no_grad()
+    def _scoring_hidden(self, batch: TokenBatch, videos: torch.Tensor) -> torch.Tensor:
+        """As :meth:`_hidden` for scoring (no gradients): neighbouring rows whose prompts
+        are the same up to the last video (DiffRank's four candidates of one reference)
+        run that start once. Returns (B, L, H), zeros over a shared start."""
+        embeds = self._inputs_embeds(batch, videos)  # (B, L, H)
+        mask = batch.attention_mask.to(self.device)
+        start = last_video_start(batch.input_ids, videos.shape[1], self.num_video_tokens)
+        # Positions up to ``start`` would predict the start's own tokens: none is an answer.
+        labelled_early = start is not None and bool(
+            (batch.labels[:, 1 : start + 1] != IGNORE_INDEX).any()
+        )
+        groups = (
+            None if start is None or labelled_early else group_shared_starts(embeds, mask, start)
+        )
+        if groups is None:
+            return self.llm.base_model(inputs_embeds=embeds, attention_mask=mask)[0]
+        hidden = embeds.new_zeros(embeds.shape)
+        hidden[:, start:] = run_grouped(self.llm, embeds, mask, groups)
+        return hidden
+
+    def _logits(
+        self, batch: TokenBatch, videos: torch.Tensor, share_starts: bool = False
+    ) -> torch.Tensor:
         """Logits (B, L, V) at the positions that predict a labelled token; zeros elsewhere.
 
         Scoring reads only those positions, and the vocabulary projection is about a fifth
-        of a small LLM's compute, so it runs only there.
+        of a small LLM's compute, so it runs only there. ``share_starts``: see
+        :meth:`_scoring_hidden`.
         """
-        hidden = self._hidden(batch, videos)  # (B, L, H)
+        hidden = (  # (B, L, H)
+            self._scoring_hidden(batch, videos) if share_starts else self._hidden(batch, videos)
+        )
         predicts_label = torch.zeros_like(batch.attention_mask, dtype=torch.bool)
         predicts_label[:, :-1] = batch.labels[:, 1:] != IGNORE_INDEX
         predicts_label = predicts_label.to(self.device)
@@ -506,8 +535,10 @@ class StepDiffModel(nn.Module):
     ) -> torch.Tensor:
         """Sum of log p(answer token | videos, question, previous tokens) per pair -> (B,).
 
-        With ``share_prefix`` and every row showing the same pair, the prompt prefix that
-        holds the videos runs once for all rows (same results, less compute)."""
+        With ``share_prefix`` (same results, less compute): when every row shows the same
+        pair, the prompt prefix that holds the videos runs once for all rows; else
+        neighbouring rows with the same prompt up to the candidate video (one reference,
+        several candidates, as in DiffRank) run that start once."""
         split = share_prefix and self._shared_split(
             reference, candidate, questions, answers, answer_end
         )
@@ -515,7 +546,8 @@ class StepDiffModel(nn.Module):
             hidden, _, batch = self._run_shared(split, reference, candidate)
             return suffix_answer_logprob(self.llm.get_output_embeddings(), hidden, batch)[0]
         batch = self._tokenise(questions, answers, padding_side="right", answer_end=answer_end)
-        return answer_logprob(self._logits(batch, _pair(reference, candidate)), batch.labels)
+        logits = self._logits(batch, _pair(reference, candidate), share_starts=share_prefix)
+        return answer_logprob(logits, batch.labels)
 
     @torch.no_grad()
     def single_video_loglik(
@@ -524,7 +556,8 @@ class StepDiffModel(nn.Module):
         """Sum of answer-token log-probabilities with one video per prompt, as in
         single-video training data. videos: (B, T, P, D) -> (B,)."""
         batch = self._tokenise(questions, answers, padding_side="right", context=SINGLE_VIDEO_TEXT)
-        return answer_logprob(self._logits(batch, videos.unsqueeze(1)), batch.labels)
+        logits = self._logits(batch, videos.unsqueeze(1), share_starts=True)
+        return answer_logprob(logits, batch.labels)
 
     @torch.no_grad()
     def p_yes(
@@ -559,7 +592,7 @@ class StepDiffModel(nn.Module):
             )
             ref = reference.repeat(copies, 1, 1, 1)  # (k*B, T, P, D)
             cand = candidate.repeat(copies, 1, 1, 1)
-            return self._logits(batch, _pair(ref, cand)), batch.labels
+            return self._logits(batch, _pair(ref, cand), share_starts=share_prefix), batch.labels
 
         return p_yes_from_forward(forward, len(questions), self.tokenizer, yes, no)
 
