@@ -171,7 +171,6 @@ def test_p_yes_reads_a_single_token_no_from_the_yes_pass(model):
 def test_label_only_vocabulary_projection_equals_full_logits(model):
     """Loss and log-likelihoods project only the labelled positions; the numbers must be
     those of the full (B, L, V) logits."""
-    from stepdiff.model.scoring import answer_logprob
     from stepdiff.model.stepdiff import _pair
 
     ref, cand = features(model, 3, 0), features(model, 3, 1)
@@ -187,8 +186,15 @@ def test_label_only_vocabulary_projection_equals_full_logits(model):
         assert torch.allclose(
             model.answer_loss(ref, cand, questions, answers), expected_loss, atol=1e-5
         )
-        expected = answer_logprob(full, batch.labels)
+        # Every position's log-probabilities; position t predicts token t+1.
+        log_probs = torch.log_softmax(full[:, :-1].float(), dim=-1)  # (B, L-1, V)
+        labels = batch.labels[:, 1:]
+        picked = log_probs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        expected = (picked * (labels != IGNORE_INDEX)).sum(dim=1)
     assert torch.allclose(model.loglik(ref, cand, questions, answers), expected, atol=1e-4)
+    assert torch.allclose(
+        model.loglik(ref, cand, questions, answers, share_prefix=False), expected, atol=1e-4
+    )
 
 
 def test_soft_answers_score_the_first_token_against_both_answers(model):
@@ -488,8 +494,9 @@ def test_candidates_of_one_reference_run_the_prompt_up_to_the_candidate_once(mod
     # Up to the candidate: the system text and the reference video, once per reference.
     assert calls[0] == (2, start) and start > model.num_video_tokens
     assert calls[1] == (6, full_length - start)
-    # P(YES): this tokenizer splits "NO", so YES and NO rows run (copy-major): 4 starts.
-    assert len(calls) == 4 and calls[2] == (4, start) and calls[3][0] == 12
+    # P(YES): this tokenizer splits "NO", so 12 rows run (YES and NO copies); whichever
+    # start saves more (here the long system text of its byte tokens) runs once per group.
+    assert len(calls) == 4 and calls[2][0] < 12 and calls[3][0] == 12
     full = model.loglik(references, candidates, questions, answers, share_prefix=False)
     torch.testing.assert_close(shared, full, atol=1e-4, rtol=1e-5)
     p_full = model.p_yes(references, candidates, questions, share_prefix=False)
@@ -503,37 +510,45 @@ def test_candidates_of_one_reference_run_the_prompt_up_to_the_candidate_once(mod
     torch.testing.assert_close(p_shared, one_by_one, atol=1e-5, rtol=1e-5)
 
 
-def test_rows_whose_starts_differ_run_in_full(model):
+def test_rows_with_different_references_share_only_the_system_text(model):
     """Every reference different, or a projector whose reference tokens depend on the
-    candidate: nothing is shared, and the prompts run whole."""
+    candidate: only the text before the first video runs once, then every row's rest."""
+    questions, answers = QUESTIONS, ANSWERS
+    full_length = model._tokenise(questions, answers, padding_side="right").input_ids.shape[1]
+    references, candidates = features(model, 3, seed=23), features(model, 3, seed=24)
     calls, hook = _forward_lengths(model)
-    model.loglik(features(model, 3, seed=23), features(model, 3, seed=24), QUESTIONS, ANSWERS)
-    assert len(calls) == 1 and calls[0][0] == 3
+    shared = model.loglik(references, candidates, questions, answers)
+    hook.remove()
+    start = calls[0][1]
+    assert calls == [(1, start), (3, full_length - start)]
+    text_only = model._tokenise(questions, answers, padding_side="right").input_ids[0, :start]
+    assert VIDEO_TOKEN_ID not in text_only.tolist()
+    full = model.loglik(references, candidates, questions, answers, share_prefix=False)
+    torch.testing.assert_close(shared, full, atol=1e-4, rtol=1e-5)
     compare = build_model(load_config("tiny", ["projector.compare=true"]))
     with torch.no_grad():  # the comparison starts at zero: make the partner matter
         for parameter in compare.projector_module.parameters():
             parameter.normal_(0.0, 0.1)
-    calls_compare, hook_compare = _forward_lengths(compare)
+    calls, hook = _forward_lengths(compare)
     references = features(compare, 1, seed=25).expand(3, -1, -1, -1)
-    compare.loglik(references, features(compare, 3, seed=26), QUESTIONS, ANSWERS)
-    assert len(calls_compare) == 1 and calls_compare[0][0] == 3
+    compare.loglik(references, features(compare, 3, seed=26), questions, answers)
     hook.remove()
-    hook_compare.remove()
+    assert calls == [(1, start), (3, full_length - start)]
 
 
-def test_last_video_start_and_groups_of_equal_starts():
-    from stepdiff.model.prefix import group_shared_starts, last_video_start
+def test_video_starts_and_groups_of_equal_starts():
+    from stepdiff.model.prefix import best_shared_start, group_shared_starts, video_starts
 
     video = VIDEO_TOKEN_ID
     ids = torch.tensor(
         [[1, video, video, 2, video, video, 3], [1, video, video, 2, video, video, 4]]
     )
-    assert last_video_start(ids, num_videos=2, tokens_per_video=2) == 4
-    assert last_video_start(ids, num_videos=1, tokens_per_video=4) == 1
+    assert video_starts(ids, num_videos=2, tokens_per_video=2) == [1, 4]
+    assert video_starts(ids, num_videos=1, tokens_per_video=4) == [1]
     shifted = torch.tensor(
         [[1, video, video, 2, video, video, 3], [1, 1, 1, video, video, video, video]]
     )
-    assert last_video_start(shifted, num_videos=2, tokens_per_video=2) is None
+    assert video_starts(shifted, num_videos=2, tokens_per_video=2) == []
     embeds = torch.zeros(4, 5, 2)
     embeds[2:, 1] = 1.0  # rows 2-3 differ from rows 0-1 at position 1
     embeds[1, 4] = 7.0  # ... and row 1 from row 0 only after the start
@@ -544,6 +559,9 @@ def test_last_video_start_and_groups_of_equal_starts():
     groups = group_shared_starts(embeds, mask, length=5)  # only rows 2 and 3 agree throughout
     assert groups.group_of_row.tolist() == [0, 1, 2, 2]
     assert group_shared_starts(embeds[:3], mask[:3], length=5) is None  # no two rows agree
+    # Sharing 1 position among all 4 rows saves 3; 3 positions in 2 groups save 6.
+    assert best_shared_start(embeds, mask, [1, 3]).length == 3
+    assert best_shared_start(embeds, mask, [1]).first_rows.tolist() == [0]
     mask[3, 2] = 0  # a pad inside the start: not a real shared prompt
     assert group_shared_starts(embeds, mask, length=3) is None
 

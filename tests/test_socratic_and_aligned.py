@@ -59,3 +59,31 @@ def test_aligned_space_trains_on_the_train_split_and_scores(small_synthkitchen, 
     assert hits >= 0.5, hits
     scorer = VLEmbedScorer(space, caption_pool=["a whisk instead of a spoon"])
     assert scorer.p_yes(clips[:1], clips[:1], ["q"]) == pytest.approx([1.0], abs=1e-5)
+
+
+def test_text_llm_scores_equal_those_of_the_full_logits(tmp_path):
+    """The text-only baselines project only the answer positions; their scores must be
+    those of every position's logits, and P(YES) the softmax of YES against NO."""
+    from stepdiff.baselines.text_llm import TextLLMScorer
+    from stepdiff.config import load_config
+    from stepdiff.llm.loading import load_frozen_llm
+    from stepdiff.model.batching import IGNORE_INDEX
+
+    scorer = TextLLMScorer(load_frozen_llm(load_config("tiny").llm))
+    clips = [ClipRef(tmp_path / f"{name}.mp4") for name in "abc"]  # blind: never opened
+    questions = ["What differs?", "Same tool? Answer YES or NO.", "Which pan?"]
+    answers = ["The pan is red", "YES", "A wok instead of a pan"]
+    batch = scorer._batch(clips, clips, questions, answers, padding_side="right")
+    with torch.no_grad():
+        logits = scorer.llm.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
+    log_probs = torch.log_softmax(logits.logits[:, :-1].float(), dim=-1)  # (B, L-1, V)
+    labels = batch.labels[:, 1:]
+    picked = log_probs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    expected = (picked * (labels != IGNORE_INDEX)).sum(dim=1)
+    assert scorer.loglik(clips, clips, questions, answers) == pytest.approx(
+        expected.tolist(), abs=1e-4
+    )
+    yes = scorer._answer_scores(clips, clips, questions, ["YES"] * 3, False)[0]
+    no = scorer._answer_scores(clips, clips, questions, ["NO"] * 3, False)[0]
+    expected_p = torch.softmax(torch.stack([yes, no]), dim=0)[0]
+    assert scorer.p_yes(clips, clips, questions) == pytest.approx(expected_p.tolist(), abs=1e-5)

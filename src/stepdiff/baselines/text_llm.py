@@ -10,7 +10,7 @@ import torch
 from stepdiff.llm.loading import FrozenLLM
 from stepdiff.llm.prompt import select_prompt_format, tokenise_sample
 from stepdiff.model.batching import collate
-from stepdiff.model.scoring import answer_logprob, greedy_generate, p_yes_from_forward
+from stepdiff.model.scoring import answer_logprobs, greedy_generate, p_yes_from_forward
 from stepdiff.video.clip import ClipRef
 
 Describer = Callable[[ClipRef], str]
@@ -72,23 +72,24 @@ class TextLLMScorer:
         )
 
     @torch.no_grad()
-    def _forward(self, refs, cands, questions, answers, answer_end: bool = True):
-        """Logits (B, L, V) and answer-only labels (B, L) of prompt + answer."""
+    def _answer_scores(self, refs, cands, questions, answers, answer_end: bool = True):
+        """Answer scores of prompt + answer, as :func:`answer_logprobs` returns them."""
         batch = self._batch(
             refs, cands, questions, answers, padding_side="right", answer_end=answer_end
         )
-        logits = self.llm.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
-        return logits.logits, batch.labels
+        model = self.llm.model
+        hidden = model.base_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
+        return answer_logprobs(model.get_output_embeddings(), hidden[0], batch.labels)
 
     def loglik(self, refs, cands, questions, answers) -> list[float]:
-        return answer_logprob(*self._forward(refs, cands, questions, answers)).tolist()
+        return self._answer_scores(refs, cands, questions, answers)[0].tolist()
 
     def p_yes(
         self, refs: Sequence[ClipRef], cands: Sequence[ClipRef], questions: Sequence[str]
     ) -> list[float]:
         def forward(answers: list[str]):
             copies = len(answers) // len(questions)
-            return self._forward(
+            return self._answer_scores(
                 [*refs] * copies, [*cands] * copies, [*questions] * copies, answers, False
             )
 

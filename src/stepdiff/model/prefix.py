@@ -27,6 +27,8 @@ import torch
 from torch import nn
 
 from stepdiff.llm.prompt import VIDEO_TOKEN_ID, TokenisedSample
+from stepdiff.model.batching import IGNORE_INDEX
+from stepdiff.model.scoring import answer_logprobs
 
 
 @dataclass(frozen=True)
@@ -154,21 +156,22 @@ def run_suffixes(
 
 
 # --- rows that share only the start of their prompt ------------------------------------
-# DiffRank asks one question about a reference and four candidates: the rows differ from
-# the candidate video on, but the prompt up to it (system text, reference video) is the
-# same for the four. It runs once per reference and its cache is copied to each row.
+# Rows of one scoring batch often share the start of their prompt: DiffRank's four
+# candidates of one reference share everything up to the candidate video, and every row
+# shares the system text before the first video. That start runs once per group of rows
+# and its cache is copied to each row.
 
 
-def last_video_start(input_ids: torch.Tensor, num_videos: int, tokens_per_video: int) -> int | None:
-    """The position of the last video's first placeholder, when it is the same in every
-    row of ``input_ids`` (B, L); else None."""
-    if num_videos < 1:
-        return None
+def video_starts(input_ids: torch.Tensor, num_videos: int, tokens_per_video: int) -> list[int]:
+    """The positions of the videos' first placeholders that are the same in every row of
+    ``input_ids`` (B, L), in prompt order."""
     seen = (input_ids == VIDEO_TOKEN_ID).long().cumsum(dim=1)  # (B, L)
-    starts = (seen <= (num_videos - 1) * tokens_per_video).sum(dim=1)  # (B,)
-    if not bool((starts == starts[0]).all()) or int(starts[0]) >= input_ids.shape[1]:
-        return None
-    return int(starts[0])
+    starts = []
+    for video in range(num_videos):
+        at = (seen <= video * tokens_per_video).sum(dim=1)  # (B,) placeholders before
+        if bool((at == at[0]).all()) and 0 < int(at[0]) < input_ids.shape[1]:
+            starts.append(int(at[0]))
+    return starts
 
 
 @dataclass(frozen=True)
@@ -204,6 +207,23 @@ def group_shared_starts(
     )
 
 
+def best_shared_start(
+    embeds: torch.Tensor, attention_mask: torch.Tensor, starts: Sequence[int]
+) -> PrefixGroups | None:
+    """Of the candidate ``starts``, the grouping that saves the most token positions
+    ((rows - groups) x length); None when none saves any."""
+    best: PrefixGroups | None = None
+    saved = 0
+    for length in starts:
+        groups = group_shared_starts(embeds, attention_mask, length)
+        if groups is None:
+            continue
+        saving = (embeds.shape[0] - len(groups.first_rows)) * length
+        if saving > saved:
+            best, saved = groups, saving
+    return best
+
+
 @torch.no_grad()
 def run_grouped(
     llm: nn.Module, embeds: torch.Tensor, attention_mask: torch.Tensor, groups: PrefixGroups
@@ -233,16 +253,8 @@ def suffix_answer_logprob(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sum of log p(answer token) per row -> (K,), and the fp32 log-probabilities (K, V)
     at the position that predicts each row's first answer token."""
-    predicts = torch.zeros_like(batch.labels)
-    predicts[:, :-1] = batch.labels[:, 1:]  # position t predicts token t+1
-    log_probs = torch.log_softmax(head(hidden[predicts]).float(), dim=-1)  # (n, V)
-    targets = batch.input_ids[:, 1:][batch.labels[:, 1:]]  # (n,) in the same row-major order
-    picked = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (n,)
-    rows = predicts.nonzero()[:, 0]  # (n,) row of each picked token
-    total = torch.zeros(hidden.shape[0], device=hidden.device).index_add_(0, rows, picked)
-    first = torch.ones_like(rows, dtype=torch.bool)
-    first[1:] = rows[1:] != rows[:-1]
-    return total, log_probs[first]
+    labels = torch.where(batch.labels, batch.input_ids, IGNORE_INDEX)  # (K, S)
+    return answer_logprobs(head, hidden, labels)
 
 
 @torch.no_grad()

@@ -9,17 +9,31 @@ import torch
 from stepdiff.model.batching import IGNORE_INDEX
 
 
-def answer_logprob(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Sum of log p(label) over answer positions: logits (B, L, V), labels (B, L) -> (B,).
+def answer_logprobs(
+    head: torch.nn.Module, hidden: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Answer scores from the LLM's last hidden states (B, L, H) and answer-only labels
+    (B, L), IGNORE_INDEX elsewhere; every row needs at least one answer token.
 
-    Position t predicts token t+1, so logits and labels are shifted against each other.
+    Returns the sum of log p(label) per row (B,) and the fp32 log-probabilities (B, V) at
+    the position that predicts each row's first answer token. Position t predicts token
+    t+1. The vocabulary projection and the softmax run only at the positions that predict
+    an answer token: over every position they cost more than the LLM body itself (B x L x V
+    floats for a few answer tokens).
     """
-    logits = logits[:, :-1]  # (B, L-1, V)
-    labels = labels[:, 1:].to(logits.device)  # (B, L-1)
-    scored = labels != IGNORE_INDEX
-    log_probs = torch.log_softmax(logits.float(), dim=-1)
-    picked = log_probs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (B, L-1)
-    return (picked * scored).sum(dim=1)
+    labels = labels.to(hidden.device)
+    answer = labels[:, 1:] != IGNORE_INDEX  # (B, L-1)
+    predicts = torch.zeros_like(labels, dtype=torch.bool)
+    predicts[:, :-1] = answer
+    # fp32: log-likelihoods summed over an answer lose digits in 16 bits.
+    log_probs = torch.log_softmax(head(hidden[predicts]).float(), dim=-1)  # (n, V)
+    targets = labels[:, 1:][answer]  # (n,) in the same row-major order
+    picked = log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (n,)
+    rows = predicts.nonzero()[:, 0]  # (n,) row of each picked token
+    total = torch.zeros(hidden.shape[0], device=hidden.device).index_add_(0, rows, picked)
+    first = torch.ones_like(rows, dtype=torch.bool)
+    first[1:] = rows[1:] != rows[:-1]
+    return total, log_probs[first]
 
 
 @torch.no_grad()
@@ -43,13 +57,13 @@ def yes_probability(yes_then_no: torch.Tensor) -> torch.Tensor:
     return torch.softmax(yes_then_no.view(2, -1), dim=0)[0]
 
 
-# Given answers for k copies of a batch of B prompts (k*B rows, copy-major), the logits
-# (k*B, L, V) and answer-only labels (k*B, L) of prompt + answer.
-AnswerForward = Callable[[list[str]], tuple[torch.Tensor, torch.Tensor]]
+# Given answers for k copies of a batch of B prompts (k*B rows, copy-major), the answer
+# scores of prompt + answer, as answer_logprobs returns them: (k*B,) and (k*B, V).
+AnswerScores = Callable[[list[str]], tuple[torch.Tensor, torch.Tensor]]
 
 
 def p_yes_from_forward(
-    forward: AnswerForward, count: int, tokenizer, yes: str = "YES", no: str = "NO"
+    forward: AnswerScores, count: int, tokenizer, yes: str = "YES", no: str = "NO"
 ) -> torch.Tensor:
     """P(yes) against no for ``count`` prompts -> (B,).
 
@@ -59,11 +73,6 @@ def p_yes_from_forward(
     """
     no_ids = tokenizer(no, add_special_tokens=False)["input_ids"]
     if len(no_ids) != 1:
-        logits, labels = forward([yes] * count + [no] * count)
-        return yes_probability(answer_logprob(logits, labels))
-    logits, labels = forward([yes] * count)
-    log_yes = answer_logprob(logits, labels)  # (B,)
-    first = (labels != IGNORE_INDEX).int().argmax(dim=1).to(logits.device)  # (B,)
-    before_answer = logits[torch.arange(count, device=logits.device), first - 1]  # (B, V)
-    log_no = torch.log_softmax(before_answer.float(), dim=-1)[:, no_ids[0]]
-    return yes_probability(torch.cat([log_yes, log_no]))
+        return yes_probability(forward([yes] * count + [no] * count)[0])
+    log_yes, first = forward([yes] * count)  # (B,), (B, V)
+    return yes_probability(torch.cat([log_yes, first[:, no_ids[0]]]))

@@ -37,9 +37,8 @@ from stepdiff.model.batching import IGNORE_INDEX, TokenBatch, collate
 from stepdiff.model.llamacpp_answers import LlamaCppAnswerer
 from stepdiff.model.prefix import (
     PrefixSplit,
+    best_shared_start,
     greedy_decode,
-    group_shared_starts,
-    last_video_start,
     pad_suffixes,
     prefix_cache,
     prefix_key,
@@ -47,10 +46,11 @@ from stepdiff.model.prefix import (
     run_suffixes,
     split_shared_prefix,
     suffix_answer_logprob,
+    video_starts,
 )
 from stepdiff.model.ranknet import ranknet_loss
 from stepdiff.model.scoring import (
-    answer_logprob,
+    answer_logprobs,
     greedy_generate,
     p_yes_from_forward,
     yes_probability,
@@ -317,45 +317,32 @@ class StepDiffModel(nn.Module):
 
     @torch.no_grad()
     def _scoring_hidden(self, batch: TokenBatch, videos: torch.Tensor) -> torch.Tensor:
-        """As :meth:`_hidden` for scoring (no gradients): neighbouring rows whose prompts
-        are the same up to the last video (DiffRank's four candidates of one reference)
-        run that start once. Returns (B, L, H), zeros over a shared start."""
+        """As :meth:`_hidden` for scoring (no gradients), running once the start that
+        neighbouring rows share: up to the candidate video for DiffRank's candidates of one
+        reference, else the system text before the first video. Returns (B, L, H), zeros
+        over the shared start."""
         embeds = self._inputs_embeds(batch, videos)  # (B, L, H)
         mask = batch.attention_mask.to(self.device)
-        start = last_video_start(batch.input_ids, videos.shape[1], self.num_video_tokens)
-        # Positions up to ``start`` would predict the start's own tokens: none is an answer.
-        labelled_early = start is not None and bool(
-            (batch.labels[:, 1 : start + 1] != IGNORE_INDEX).any()
-        )
-        groups = (
-            None if start is None or labelled_early else group_shared_starts(embeds, mask, start)
-        )
+        # A start must hold no answer token, nor predict one (videos precede the answer).
+        answered = (batch.labels != IGNORE_INDEX).int().argmax(dim=1).min()
+        starts = video_starts(batch.input_ids, videos.shape[1], self.num_video_tokens)
+        groups = best_shared_start(embeds, mask, [s for s in starts if s < int(answered)])
         if groups is None:
             return self.llm.base_model(inputs_embeds=embeds, attention_mask=mask)[0]
         hidden = embeds.new_zeros(embeds.shape)
-        hidden[:, start:] = run_grouped(self.llm, embeds, mask, groups)
+        hidden[:, groups.length :] = run_grouped(self.llm, embeds, mask, groups)
         return hidden
 
-    def _logits(
+    def _answer_scores(
         self, batch: TokenBatch, videos: torch.Tensor, share_starts: bool = False
-    ) -> torch.Tensor:
-        """Logits (B, L, V) at the positions that predict a labelled token; zeros elsewhere.
-
-        Scoring reads only those positions, and the vocabulary projection is about a fifth
-        of a small LLM's compute, so it runs only there. ``share_starts``: see
-        :meth:`_scoring_hidden`.
-        """
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sum of answer-token log-probabilities per row (B,) and the log-probabilities at
+        the position that predicts each row's first answer token (B, V). ``share_starts``:
+        see :meth:`_scoring_hidden`."""
         hidden = (  # (B, L, H)
             self._scoring_hidden(batch, videos) if share_starts else self._hidden(batch, videos)
         )
-        predicts_label = torch.zeros_like(batch.attention_mask, dtype=torch.bool)
-        predicts_label[:, :-1] = batch.labels[:, 1:] != IGNORE_INDEX
-        predicts_label = predicts_label.to(self.device)
-        head = self.llm.get_output_embeddings()
-        # fp32 logits: log-likelihoods summed over an answer lose digits in 16 bits.
-        logits = hidden.new_zeros(*hidden.shape[:2], head.out_features, dtype=torch.float32)
-        logits[predicts_label] = head(hidden[predicts_label]).to(logits.dtype)
-        return logits
+        return answer_logprobs(self.llm.get_output_embeddings(), hidden, batch.labels)
 
     # ----- training -----------------------------------------------------------------
     def forward(
@@ -546,8 +533,7 @@ class StepDiffModel(nn.Module):
             hidden, _, batch = self._run_shared(split, reference, candidate)
             return suffix_answer_logprob(self.llm.get_output_embeddings(), hidden, batch)[0]
         batch = self._tokenise(questions, answers, padding_side="right", answer_end=answer_end)
-        logits = self._logits(batch, _pair(reference, candidate), share_starts=share_prefix)
-        return answer_logprob(logits, batch.labels)
+        return self._answer_scores(batch, _pair(reference, candidate), share_prefix)[0]
 
     @torch.no_grad()
     def single_video_loglik(
@@ -556,8 +542,7 @@ class StepDiffModel(nn.Module):
         """Sum of answer-token log-probabilities with one video per prompt, as in
         single-video training data. videos: (B, T, P, D) -> (B,)."""
         batch = self._tokenise(questions, answers, padding_side="right", context=SINGLE_VIDEO_TEXT)
-        logits = self._logits(batch, videos.unsqueeze(1), share_starts=True)
-        return answer_logprob(logits, batch.labels)
+        return self._answer_scores(batch, videos.unsqueeze(1), share_starts=True)[0]
 
     @torch.no_grad()
     def p_yes(
@@ -592,7 +577,7 @@ class StepDiffModel(nn.Module):
             )
             ref = reference.repeat(copies, 1, 1, 1)  # (k*B, T, P, D)
             cand = candidate.repeat(copies, 1, 1, 1)
-            return self._logits(batch, _pair(ref, cand), share_starts=share_prefix), batch.labels
+            return self._answer_scores(batch, _pair(ref, cand), share_prefix)
 
         return p_yes_from_forward(forward, len(questions), self.tokenizer, yes, no)
 
