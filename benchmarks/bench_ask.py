@@ -104,7 +104,10 @@ def main() -> None:
     )
     print("| measure | value |\n|---|---|")
     cold, warm = statistics.median(colds), statistics.median(warms)
-    print(f"| cold `stepdiff ask` (new process, features not cached) | {cold:.2f} s |")
+    print(
+        f"| cold `stepdiff ask` (new process, features not cached) | {cold:.2f} s "
+        f"(range {min(colds):.2f}-{max(colds):.2f}) |"
+    )
     print(f"| warm `model.ask` (model loaded, features cached) | {warm:.2f} s |")
     if colds_llamacpp:
         print(f"| cold `stepdiff ask --llamacpp` | {statistics.median(colds_llamacpp):.2f} s |")

@@ -247,6 +247,25 @@ def test_llamacpp_without_its_package_says_how_to_install(monkeypatch):
         build_text_generator("llamacpp:smollm2-135m-instruct")
 
 
+def test_llamacpp_uses_torch_thread_count_for_prompts_and_generation(monkeypatch):
+    import types
+
+    import torch
+
+    seen: dict = {}
+
+    class FakeLlama:
+        def __init__(self, **kwargs):
+            seen.update(kwargs)
+
+    fake = types.SimpleNamespace(Llama=FakeLlama)
+    monkeypatch.setattr("stepdiff.llm.llamacpp.import_llama_cpp", lambda: fake)
+    LlamaCppGenerator("smollm2-135m-instruct")
+    assert seen["n_threads"] == seen["n_threads_batch"] == torch.get_num_threads()
+    LlamaCppGenerator("smollm2-135m-instruct", n_threads=3)
+    assert seen["n_threads"] == seen["n_threads_batch"] == 3
+
+
 def test_build_text_generator_parses_specs():
     gen = build_text_generator("openai:http://127.0.0.1:8000/v1@meta-llama/Llama-2-70b-chat-hf")
     assert isinstance(gen, OpenAIHTTPGenerator)
