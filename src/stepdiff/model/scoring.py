@@ -18,8 +18,8 @@ def answer_logprobs(
     Returns the sum of log p(label) per row (B,) and the fp32 log-probabilities (B, V) at
     the position that predicts each row's first answer token. Position t predicts token
     t+1. The vocabulary projection and the softmax run only at the positions that predict
-    an answer token: over every position they cost more than the LLM body itself (B x L x V
-    floats for a few answer tokens).
+    an answer token: over every position, the projection is about a fifth of a small LLM's
+    compute and the softmax reads and writes B x L x V floats, for a few answer tokens.
     """
     labels = labels.to(hidden.device)
     answer = labels[:, 1:] != IGNORE_INDEX  # (B, L-1)

@@ -523,9 +523,9 @@ class StepDiffModel(nn.Module):
         """Sum of log p(answer token | videos, question, previous tokens) per pair -> (B,).
 
         With ``share_prefix`` (same results, less compute): when every row shows the same
-        pair, the prompt prefix that holds the videos runs once for all rows; else
-        neighbouring rows with the same prompt up to the candidate video (one reference,
-        several candidates, as in DiffRank) run that start once."""
+        pair, the prompt prefix that holds the videos runs once for all rows; else the
+        start that neighbouring rows share (up to the candidate video for one reference's
+        candidates, as in DiffRank, or the system text) runs once per group."""
         split = share_prefix and self._shared_split(
             reference, candidate, questions, answers, answer_end
         )
