@@ -46,6 +46,7 @@ bench: install
 	$(BIN)/python benchmarks/bench_frame_sampling.py
 	$(BIN)/python benchmarks/bench_feature_cache.py
 	$(BIN)/python benchmarks/bench_generation.py
+	$(BIN)/python benchmarks/bench_scoring.py
 	$(BIN)/python benchmarks/bench_ask.py
 
 clean:

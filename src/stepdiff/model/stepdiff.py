@@ -53,7 +53,6 @@ from stepdiff.model.scoring import (
     answer_logprobs,
     greedy_generate,
     p_yes_from_forward,
-    yes_probability,
 )
 from stepdiff.model.splice import splice_video_embeddings
 from stepdiff.model_files import CHECKPOINT_FORMAT, CONFIG_FILE, PROJECTOR_FILE
@@ -526,14 +525,29 @@ class StepDiffModel(nn.Module):
         pair, the prompt prefix that holds the videos runs once for all rows; else the
         start that neighbouring rows share (up to the candidate video for one reference's
         candidates, as in DiffRank, or the system text) runs once per group."""
+        return self._pair_answer_scores(
+            reference, candidate, questions, answers, answer_end, share_prefix
+        )[0]
+
+    def _pair_answer_scores(
+        self,
+        reference: torch.Tensor,
+        candidate: torch.Tensor,
+        questions: Sequence[str],
+        answers: Sequence[str],
+        answer_end: bool,
+        share_prefix: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Answer scores of each pair, as :func:`answer_logprobs` returns them, with the
+        sharing :meth:`loglik` describes."""
         split = share_prefix and self._shared_split(
             reference, candidate, questions, answers, answer_end
         )
         if split:
             hidden, _, batch = self._run_shared(split, reference, candidate)
-            return suffix_answer_logprob(self.llm.get_output_embeddings(), hidden, batch)[0]
+            return suffix_answer_logprob(self.llm.get_output_embeddings(), hidden, batch)
         batch = self._tokenise(questions, answers, padding_side="right", answer_end=answer_end)
-        return self._answer_scores(batch, _pair(reference, candidate), share_prefix)[0]
+        return self._answer_scores(batch, _pair(reference, candidate), share_prefix)
 
     @torch.no_grad()
     def single_video_loglik(
@@ -557,27 +571,13 @@ class StepDiffModel(nn.Module):
     ) -> torch.Tensor:
         """P("YES") against "NO" for yes/no questions, batched -> (B,). ``share_prefix``:
         as in :meth:`loglik`."""
-        count = len(questions)
-        no_ids = self.tokenizer(no, add_special_tokens=False)["input_ids"]
-        split = share_prefix and self._shared_split(
-            reference, candidate, questions, [yes] * count, False
-        )
-        if split and len(no_ids) == 1:
-            # As p_yes_from_forward: log p(NO) is read where the answer's first token is
-            # predicted, in the same pass that scores YES.
-            hidden, _, batch = self._run_shared(split, reference, candidate)
-            head = self.llm.get_output_embeddings()
-            log_yes, first = suffix_answer_logprob(head, hidden, batch)
-            return yes_probability(torch.cat([log_yes, first[:, no_ids[0]]]))
 
         def forward(answers: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-            copies = len(answers) // len(questions)
-            batch = self._tokenise(
-                list(questions) * copies, answers, padding_side="right", answer_end=False
-            )
+            copies = len(answers) // len(questions)  # YES rows, then NO rows if scored apart
             ref = reference.repeat(copies, 1, 1, 1)  # (k*B, T, P, D)
             cand = candidate.repeat(copies, 1, 1, 1)
-            return self._answer_scores(batch, _pair(ref, cand), share_prefix)
+            questions_k = list(questions) * copies
+            return self._pair_answer_scores(ref, cand, questions_k, answers, False, share_prefix)
 
         return p_yes_from_forward(forward, len(questions), self.tokenizer, yes, no)
 

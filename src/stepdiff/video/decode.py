@@ -437,7 +437,7 @@ class _SeekingReader:
             # Rare (frames missing near the target, damaged packets): decode this target
             # again from its keyframe, keeping every frame, as the sequential reader does.
             self.redecoded_targets += 1
-            self._seek(self._keyframe_before(target)[0], skip_nonref=False)
+            self._seek(self._keyframe_before(target).seek_timestamp, skip_nonref=False)
             pick = self._advance_to(target)
         return pick
 
@@ -449,15 +449,16 @@ class _SeekingReader:
             and upcoming.time > target + TIME_EPSILON
         ):
             return self._shown  # nothing new is shown before this target
-        timestamp, keyframe = self._keyframe_before(target)
-        in_current_gop = self._gop is not None and keyframe is not None and keyframe <= self._gop
+        keyframe = self._keyframe_before(target)
+        in_current_gop = (
+            self._gop is not None and keyframe.key is not None and keyframe.key <= self._gop
+        )
         if not in_current_gop:
-            self._seek(timestamp)
+            self._seek(keyframe.seek_timestamp)
         return self._advance_to(target)
 
-    def _keyframe_before(self, target: float) -> tuple[int, int | None]:
-        found = _keyframe_before(self._probe, self._probe_stream, self._timeline, target)
-        return found.seek_timestamp, found.key
+    def _keyframe_before(self, target: float) -> _Keyframe:
+        return _keyframe_before(self._probe, self._probe_stream, self._timeline, target)
 
     def _may_have_skipped(self, pick: _Pick | None, target: float) -> bool:
         """Whether a frame the decoder was given but did not return might be the one on
