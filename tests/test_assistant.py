@@ -216,6 +216,23 @@ def test_a_calibration_for_other_weights_is_refused(model):
     assert projector_fingerprint(exported) == projector_fingerprint(model)
 
 
+
+def test_the_fingerprint_follows_only_what_changes_the_scores(model, tmp_path):
+    from stepdiff.model.build import load_projector_state
+
+    before = projector_fingerprint(model)
+    state = {k: v.clone() for k, v in model.projector.state_dict().items()}
+    # A checkpoint saved before the input statistics existed loads with identity
+    # statistics, and the same fingerprint as the projector that stores them.
+    old = {k: v for k, v in state.items() if k not in ("input_mean", "input_std")}
+    reloaded = build_model(load_config("tiny"))
+    load_projector_state(reloaded.projector, old, tmp_path / "old")
+    assert projector_fingerprint(reloaded) == before
+    # Statistics away from identity change the video tokens, so the fingerprint.
+    with torch.no_grad():
+        reloaded.projector.input_std.fill_(2.0)
+    assert projector_fingerprint(reloaded) != before
+
 # --- categories -------------------------------------------------------------------------
 
 

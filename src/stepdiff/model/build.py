@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -63,14 +64,22 @@ def build_model(
     return model
 
 
+# Input statistics a projector checkpoint may lack (saved before inputs were
+# standardised), with the identity value it then loads with.
+IDENTITY_STATISTICS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "input_mean": torch.zeros_like,
+    "input_std": torch.ones_like,
+}
+
+
 def load_projector_state(
     projector: PerceiverProjector, state: dict[str, torch.Tensor], source: str | Path
 ) -> None:
     expected = projector.state_dict()
     # Checkpoints written before inputs were standardised: identity statistics, which is
     # what they were trained with.
-    identity = {"input_mean": torch.zeros_like, "input_std": torch.ones_like}
-    state = {**{k: like(expected[k]) for k, like in identity.items() if k not in state}, **state}
+    identity = {k: like(expected[k]) for k, like in IDENTITY_STATISTICS.items() if k not in state}
+    state = {**identity, **state}
     # A question gate starts as the identity, so a comparing projector trained without one
     # (e.g. the stage a gated stage starts from) loads into a gated model unchanged, and
     # one saved before the gate was centred on the training questions has a zero mean.
