@@ -216,7 +216,6 @@ def test_a_calibration_for_other_weights_is_refused(model):
     assert projector_fingerprint(exported) == projector_fingerprint(model)
 
 
-
 def test_the_fingerprint_follows_only_what_changes_the_scores(model, tmp_path):
     from stepdiff.model.build import load_projector_state
 
@@ -232,6 +231,7 @@ def test_the_fingerprint_follows_only_what_changes_the_scores(model, tmp_path):
     with torch.no_grad():
         reloaded.projector.input_std.fill_(2.0)
     assert projector_fingerprint(reloaded) != before
+
 
 # --- categories -------------------------------------------------------------------------
 

@@ -22,8 +22,8 @@ from typer.testing import CliRunner
 from stepdiff.assistant.calibration import SeverityCalibration
 from stepdiff.assistant.fingerprint import projector_fingerprint
 from stepdiff.cli import app
-from stepdiff.demo import DEMO_QUESTIONS, make_demo_clips
 from stepdiff.data.categories import CATEGORIES
+from stepdiff.demo import DEMO_QUESTIONS, make_demo_clips
 from stepdiff.model.build import load_model_from
 from stepdiff.model_files import packaged_model_dir
 
