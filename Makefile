@@ -4,7 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install llamacpp demo test lint bench clean
+
+# llama-cpp-python has no binary wheel: pip compiles it. The default native build can use
+# CPU features (AMX) that a sandbox forbids, and then dies with SIGILL at the first
+# matrix product; these flags build for plain AVX2 machines.
+LLAMACPP_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+	-DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF -DLLAMA_CURL=OFF
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -23,12 +29,23 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 install: $(STAMP)
-	@# The web app's browser tests drive Debian's chromium: install it where we may.
-	@if ! command -v chromium >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "installing chromium for the browser tests"; \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-			|| echo "warning: could not install chromium: the browser tests will be skipped"; \
+	@# Debian packages the tests use where they can be had: chromium for the web app's
+	@# browser tests, opencv-doc's real codec files (msmpeg4, cinepak, mpeg4 AVIs) for the
+	@# decoding tests, espeak-ng for SynthKitchen's spoken narration. Tests that need one
+	@# skip when it is missing, so a machine without root or apt still runs the rest.
+	@missing=""; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	[ -d /usr/share/doc/opencv-doc ] || missing="$$missing opencv-doc"; \
+	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing$$missing for the tests"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+			|| echo "warning: could not install$$missing: the tests that need them will be skipped"; \
 	fi
+
+# The `llamacpp` extra, compiled with portable flags (12-14 min on 2 cores).
+llamacpp: $(STAMP)
+	CMAKE_ARGS="$(LLAMACPP_CMAKE_ARGS)" $(BIN)/pip install --quiet --no-cache-dir -e '.[llamacpp]'
 
 demo: install
 	$(BIN)/stepdiff demo
