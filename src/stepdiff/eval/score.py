@@ -12,7 +12,7 @@ intervals suggest when the two systems find the same items easy or hard.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,10 @@ MAIN_METRIC = {
     Task.DIFFMCQ: "accuracy",
     Task.DIFFRANK: "Kendall tau-b (NaN-safe)",
 }
+
+# Judges generated DiffCap captions against what is known of each item's clips:
+# (items, captions) -> metric name -> per-item values in [0, 1], reported as means.
+CaptionJudge = Callable[[Sequence[DiffCapItem], Sequence[str]], dict[str, np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -191,8 +195,11 @@ class _Prepared:
     notes: tuple[str, ...]
 
 
-def _prepare_diffcap(items: Sequence[DiffCapItem], preds: Sequence[Any]) -> _Prepared:
-    scores = M.caption_scores([i.text for i in items], [p.generated_text for p in preds])
+def _prepare_diffcap(
+    items: Sequence[DiffCapItem], preds: Sequence[Any], judge: CaptionJudge | None = None
+) -> _Prepared:
+    captions = [p.generated_text for p in preds]
+    scores = M.caption_scores([i.text for i in items], captions)
     official = scores.official
     exact = {
         "BLEU-1": official["BLEU"],
@@ -210,7 +217,15 @@ def _prepare_diffcap(items: Sequence[DiffCapItem], preds: Sequence[Any]) -> _Pre
         "IDF of the full set (the official script run on one category alone would "
         "compute IDF on that category).",
     )
-    return _Prepared(official, scores.statistics(), exact, {"empty_predictions": empty}, notes)
+    statistics = scores.statistics()
+    if judge is not None:
+        judged = judge(items, captions)
+        statistics += [M.mean_statistic(name, values) for name, values in judged.items()]
+        notes += (
+            f"{', '.join(judged)}: shares of captions that name the true differing "
+            "attribute values of the pair (checked against the clips' ground truth).",
+        )
+    return _Prepared(official, statistics, exact, {"empty_predictions": empty}, notes)
 
 
 def _prepare_diffmcq(items: Sequence[DiffMCQItem], preds: Sequence[Any]) -> _Prepared:
@@ -322,13 +337,15 @@ def score_records(
     seed: int = DEFAULT_SEED,
     confidence: float = DEFAULT_CONFIDENCE,
     against: Sequence[tuple[str, Sequence[Any]]] = (),
+    caption_judge: CaptionJudge | None = None,
 ) -> ScoreReport:
     """Score in-memory ground-truth items against predictions (same order, same length).
 
     ``bootstrap`` resamples (0 = no intervals) with a fixed ``seed`` make the intervals
     reproducible; each category is resampled within itself. ``against`` holds (name,
     predictions) of other systems on the same items: the report then has every metric's
-    difference from each of them, with paired intervals.
+    difference from each of them, with paired intervals. ``caption_judge`` adds DiffCap
+    metrics that check the captions against the truth (e.g. SynthKitchen's facts).
     """
     task = Task(task)
     if not items:
@@ -337,13 +354,17 @@ def score_records(
         raise ValueError(f"confidence {confidence} must lie strictly between 0 and 1")
     for candidate in (predictions, *(other for _, other in against)):
         _check_predictions(task, items, candidate)
-    prepared = _PREPARE[task](items, predictions)
+
+    def prepare(preds: Sequence[Any]) -> _Prepared:
+        if task is Task.DIFFCAP:
+            return _prepare_diffcap(items, preds, caption_judge)
+        return _PREPARE[task](items, preds)
+
+    prepared = prepare(predictions)
     paired = [
         result
         for name, other in against
-        for result in _paired_results(
-            name, prepared, _PREPARE[task](items, other), bootstrap, seed, confidence
-        )
+        for result in _paired_results(name, prepared, prepare(other), bootstrap, seed, confidence)
     ]
     overall = tuple(
         _result(s, None, bootstrap, seed, confidence, prepared.exact.get(s.name))
@@ -400,8 +421,11 @@ def score_files(
 
     Raises :class:`~stepdiff.errors.DataFormatError` (one line: file, line, field) for
     any malformed input, including a prediction file whose length differs from the
-    ground truth's.
+    ground truth's. The DiffCap file of a SynthKitchen build (``clips.jsonl`` beside it)
+    also gets the truth-checked caption metrics of :mod:`stepdiff.synthkitchen.truth`.
     """
+    from stepdiff.synthkitchen.truth import caption_judge_beside
+
     task = Task(task)
     items = read_ground_truth(gt_path, task)
     predictions = read_predictions(pred_path, task, expected_count=len(items))
@@ -416,6 +440,7 @@ def score_files(
         seed=seed,
         confidence=confidence,
         against=others,
+        caption_judge=caption_judge_beside(gt_path) if task is Task.DIFFCAP else None,
     )
     # Reports name their inputs, so a saved report.json says what it measured.
     return replace(report, gt_path=str(gt_path), pred_path=str(pred_path))
