@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -173,6 +174,50 @@ def test_leftover_temp_file_is_ignored(videos: list[Path], tmp_path: Path) -> No
     expected = featurizer([clip])
     assert encoder.calls == 1
     assert torch.equal(cache.get(key), expected[0])
+
+
+def _padded_copy(source: Path, target: Path, size: int) -> Path:
+    """``source`` grown to ``size`` bytes by a trailing mp4 ``free`` box (which players
+    skip), so that two different clips can have the same size."""
+    data = source.read_bytes()
+    padding = size - len(data)
+    assert padding >= 8, "a free box needs an 8-byte header"
+    target.write_bytes(data + padding.to_bytes(4, "big") + b"free" + bytes(padding - 8))
+    return target
+
+
+def test_replacement_with_same_size_and_mtime_misses(videos: list[Path], tmp_path: Path) -> None:
+    size = max(video.stat().st_size for video in videos) + 64
+    first, second = (_padded_copy(v, tmp_path / f"{i}.mp4", size) for i, v in enumerate(videos))
+    video = tmp_path / "v.mp4"
+    shutil.copyfile(first, video)
+    encoder = CountingEncoder()
+    featurizer = ClipFeaturizer(encoder, num_frames=NUM_FRAMES, cache=FeatureCache(tmp_path / "c"))
+    featurizer([ClipRef(video)])
+    before = video.stat()
+
+    # What `cp -p` or an archive restore does: other bytes, same size, same mtime.
+    shutil.copyfile(second, video)
+    os.utime(video, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = video.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+
+    tokens = featurizer([ClipRef(video)])
+    assert encoder.clips == 2
+    assert torch.allclose(tokens[0], _direct(TinyFrameEncoder(), ClipRef(second)), atol=1e-5)
+
+
+@pytest.mark.parametrize("where", ["head", "tail"])
+def test_fingerprint_covers_both_ends_of_a_large_file(tmp_path: Path, where: str) -> None:
+    video = tmp_path / "big.mp4"
+    video.write_bytes(bytes(5 << 20))  # 5 MiB: head and tail spans do not overlap
+    before = video.stat()
+    key = feature_key("tiny", ClipRef(video), 8, 32)
+    with video.open("r+b") as handle:
+        handle.seek(10 if where == "head" else before.st_size - 10)
+        handle.write(b"x")
+    os.utime(video, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert feature_key("tiny", ClipRef(video), 8, 32) != key
 
 
 def _concurrent_writer(root: str, video: str, start: Barrier) -> None:

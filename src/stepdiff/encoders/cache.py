@@ -8,6 +8,7 @@ reader never sees half a file and concurrent writers of one key cannot corrupt i
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -24,29 +25,61 @@ from stepdiff.video.clip import ClipRef
 
 # Bump when the meaning of a cached tensor changes (frame sampling, resizing, layout),
 # so stale entries are missed instead of silently reused.
-KEY_VERSION = 1
+# 2: the video's content fingerprint joined the key.
+KEY_VERSION = 2
 _TENSOR_NAME = "features"
 _SUFFIX = ".safetensors"
 _TEMP_SUFFIX = ".tmp"
+# Bytes hashed at each end of a video. Containers keep their index (mp4 moov, mkv
+# cues) and first frames there, so any re-encode or different clip changes them, and
+# the cost stays ~2 ms whatever the file's size.
+_FINGERPRINT_SPAN = 1 << 20
 
 
-def video_identity(path: Path) -> tuple[str, int, int]:
-    """(resolved absolute path, size in bytes, mtime in ns): changes when the file is edited."""
+def video_identity(path: Path) -> tuple[str, int, int, str]:
+    """(resolved absolute path, size in bytes, mtime in ns, content fingerprint).
+
+    Changes when the file is edited, and also when it is replaced by another file of
+    the same size whose mtime was kept (copied with ``cp -p``, restored from an archive).
+    """
     resolved = Path(path).expanduser().resolve()
     try:
         stat = resolved.stat()
+        # ctime and inode in the memo key: any write, rename or utime of the file
+        # changes its ctime (which no user can set back), so an unchanged stamp means
+        # unchanged bytes and the file need not be reread for every batch.
+        stamp = (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_dev)
+        fingerprint = _content_fingerprint(str(resolved), stamp)
     except OSError as error:
         raise VideoError(f"{path}: cannot read video ({error.strerror})") from None
-    return str(resolved), stat.st_size, stat.st_mtime_ns
+    return str(resolved), stat.st_size, stat.st_mtime_ns, fingerprint
+
+
+@functools.lru_cache(maxsize=65536)
+def _content_fingerprint(path: str, stamp: tuple[int, ...]) -> str:
+    """sha256 hex of the file's size and its first and last ``_FINGERPRINT_SPAN`` bytes.
+
+    ``stamp`` (the file's stat fields) is not read: it only keys the memo.
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(_FINGERPRINT_SPAN)
+        # Past the head, never over it: a file shorter than two spans is hashed whole.
+        size = handle.seek(0, os.SEEK_END)
+        handle.seek(max(len(head), size - _FINGERPRINT_SPAN))
+        tail = handle.read(_FINGERPRINT_SPAN)
+    digest = hashlib.sha256(size.to_bytes(8, "little"))
+    digest.update(head)
+    digest.update(tail)
+    return digest.hexdigest()
 
 
 def feature_key(cache_id: str, clip: ClipRef, num_frames: int, image_size: int) -> str:
     """sha256 hex key of one clip's features under one encoder and sampling setup."""
-    path, size, mtime_ns = video_identity(clip.path)
+    path, size, mtime_ns, fingerprint = video_identity(clip.path)
     parts = {
         "version": KEY_VERSION,
         "encoder": cache_id,
-        "video": [path, size, mtime_ns],
+        "video": [path, size, mtime_ns, fingerprint],
         # repr keeps full float precision (2.5 and 2.5000001 are different segments);
         # float() first so that ClipRef(p, 1, 2) and ClipRef(p, 1.0, 2.0) share a key.
         "segment": None if clip.start is None else [repr(float(clip.start)), repr(float(clip.end))],
