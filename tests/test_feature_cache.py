@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
 import os
 import shutil
@@ -218,6 +219,40 @@ def test_fingerprint_covers_both_ends_of_a_large_file(tmp_path: Path, where: str
         handle.write(b"x")
     os.utime(video, ns=(before.st_atime_ns, before.st_mtime_ns))
     assert feature_key("tiny", ClipRef(video), 8, 32) != key
+
+
+def _bad_entry(kind: str) -> torch.Tensor:
+    """An entry a (T, P, D) = (NUM_FRAMES, 4, 16) fp32 key must not accept."""
+    good = torch.zeros(NUM_FRAMES, 4, 16)
+    if kind == "shape":
+        return torch.zeros(3, 3)
+    if kind == "dtype":
+        return good.half()
+    return good.index_fill(2, torch.tensor([5]), float(kind))  # "nan", "inf", "-inf"
+
+
+@pytest.mark.parametrize("kind", ["shape", "dtype", "nan", "inf", "-inf"])
+def test_entry_breaking_its_key_is_recomputed_with_one_warning(
+    videos: list[Path], tmp_path: Path, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    reference = ClipFeaturizer(TinyFrameEncoder(), num_frames=NUM_FRAMES)
+    clips = [ClipRef(videos[0]), ClipRef(videos[1])]
+    expected = reference(clips)
+    encoder = CountingEncoder()
+    cache = FeatureCache(tmp_path)
+    featurizer = ClipFeaturizer(encoder, num_frames=NUM_FRAMES, cache=cache)
+    for clip in clips:
+        cache.put(featurizer.key(clip), _bad_entry(kind))
+
+    with caplog.at_level(logging.WARNING, logger="stepdiff.encoders.cache"):
+        tokens = featurizer(clips)
+    torch.testing.assert_close(tokens, expected, atol=1e-5, rtol=1e-5)
+    assert encoder.clips == 2 and cache.hits == 0
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "corrupt entry" in warnings[0]  # once, not per entry
+    # The bad entries were replaced: the next call hits and encodes nothing.
+    torch.testing.assert_close(featurizer(clips), expected, atol=1e-5, rtol=1e-5)
+    assert encoder.clips == 2 and cache.hits == 2
 
 
 def _concurrent_writer(root: str, video: str, start: Barrier) -> None:

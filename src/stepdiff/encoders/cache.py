@@ -4,6 +4,11 @@ Features of a frozen encoder depend only on (encoder, video file, segment, numbe
 frames, input size), so they are computed once and reused by training epochs, eval
 runs and the CLI. Entries are written atomically (temp file + ``os.replace``), so a
 reader never sees half a file and concurrent writers of one key cannot corrupt it.
+
+The cache never fails a run: an entry that does not hold what its key promises
+(unreadable, wrong shape or dtype, non-finite values) is deleted and recomputed. The
+first one is reported once per :class:`FeatureCache`, as a logged warning (on stderr
+unless the application configures logging).
 """
 
 from __future__ import annotations
@@ -11,17 +16,21 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
-from stepdiff.errors import VideoError
+from stepdiff.errors import VideoError, first_line
 from stepdiff.paths import cache_root
 from stepdiff.video.clip import ClipRef
+
+log = logging.getLogger(__name__)
 
 # Bump when the meaning of a cached tensor changes (frame sampling, resizing, layout),
 # so stale entries are missed instead of silently reused.
@@ -101,25 +110,37 @@ class FeatureCache:
         self.root = Path(root).expanduser() if root is not None else cache_root() / "features"
         self.hits = 0
         self.misses = 0
+        self._warned_corrupt = False
 
     def path(self, key: str) -> Path:
         """The file of ``key`` (two-level layout keeps directories small)."""
         return self.root / key[:2] / f"{key}{_SUFFIX}"
 
-    def get(self, key: str) -> torch.Tensor | None:
-        """The cached tensor, or None on a miss (absent, truncated or corrupt entry)."""
+    def get(
+        self,
+        key: str,
+        shape: Sequence[int] | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> torch.Tensor | None:
+        """The cached tensor, or None on a miss.
+
+        A miss is an absent or unreadable file, or a corrupt entry: one that does not
+        parse, is not of ``dtype`` (features are stored fp32) or, when given, of
+        ``shape`` (e.g. ``(T, P, D)``), or holds NaN/inf. A corrupt entry is deleted
+        (the caller recomputes it) and the first one is reported.
+        """
         path = self.path(key)
         try:
             # Read the whole file rather than mmap it: the tensor then owns its memory
             # and no handle stays open on a file another process may replace.
-            tensor = load_safetensors(path.read_bytes()).get(_TENSOR_NAME)
-        except Exception:
-            # Absent, or truncated/garbled (e.g. copied partially, disk full under an
-            # older writer): a miss either way; the caller recomputes and put() overwrites.
-            tensor = None
+            data = path.read_bytes()
+        except OSError:
+            # Absent: the usual miss.
+            return self._miss()
+        tensor, problem = _decode_entry(data, shape, dtype)
         if tensor is None:
-            self.misses += 1
-            return None
+            self._discard(path, problem)
+            return self._miss()
         self.hits += 1
         return tensor
 
@@ -150,5 +171,43 @@ class FeatureCache:
             raise
         return path
 
+    def _miss(self) -> None:
+        """Count a miss; returns None, :meth:`get`'s miss value."""
+        self.misses += 1
+        return None
+
+    def _discard(self, path: Path, problem: str) -> None:
+        """Delete the corrupt entry at ``path``, warning about the first one only."""
+        # Deleted rather than left for put() to overwrite: a run stopped before the
+        # recompute would otherwise meet (and report) the same entry next time.
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass  # read-only cache: the entry stays a miss, nothing worse
+        if not self._warned_corrupt:
+            self._warned_corrupt = True
+            log.warning("feature cache: ignoring corrupt entry %s (%s); recomputing", path, problem)
+
     def __repr__(self) -> str:
         return f"FeatureCache({str(self.root)!r}, hits={self.hits}, misses={self.misses})"
+
+
+def _decode_entry(
+    data: bytes, shape: Sequence[int] | None, dtype: torch.dtype
+) -> tuple[torch.Tensor, str] | tuple[None, str]:
+    """(tensor, "") for a sound entry's bytes, else (None, what is wrong with them)."""
+    try:
+        tensor = load_safetensors(data)[_TENSOR_NAME]
+    except Exception as error:
+        # Truncated or garbled (copied partially, disk full under an older writer):
+        # safetensors raises its own error types, and a foreign file a KeyError.
+        return None, f"unreadable: {first_line(error)}"
+    if tensor.dtype != dtype:
+        return None, f"dtype {tensor.dtype}, expected {dtype}"
+    if shape is not None and tuple(tensor.shape) != tuple(shape):
+        return None, f"shape {tuple(tensor.shape)}, expected {tuple(shape)}"
+    if not bool(torch.isfinite(tensor).all()):
+        # NaN/inf features come from a broken encode (fp16 overflow) or bit rot; used
+        # as they are, they would turn every score of the clip into NaN.
+        return None, "non-finite values"
+    return tensor, ""
