@@ -255,6 +255,41 @@ def test_entry_breaking_its_key_is_recomputed_with_one_warning(
     assert encoder.clips == 2 and cache.hits == 2
 
 
+@pytest.mark.parametrize("unwritable", ["under_a_file", "permission"])
+def test_unwritable_cache_folder_warns_once_and_keeps_working(
+    videos: list[Path],
+    tmp_path: Path,
+    unwritable: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Root can write anywhere, so a read-only folder is a path under a regular file or a
+    write that raises PermissionError."""
+    root = tmp_path / "cache"
+    if unwritable == "under_a_file":
+        (tmp_path / "file").write_text("not a folder")
+        root = tmp_path / "file" / "cache"
+    else:
+
+        def refuse(*args: object, **kwargs: object) -> None:
+            raise PermissionError(13, "Permission denied")
+
+        monkeypatch.setattr("stepdiff.encoders.cache.tempfile.mkstemp", refuse)
+    clips = [ClipRef(videos[0]), ClipRef(videos[1])]
+    expected = ClipFeaturizer(TinyFrameEncoder(), num_frames=NUM_FRAMES)(clips)
+    encoder = CountingEncoder()
+    cache = FeatureCache(root)
+    featurizer = ClipFeaturizer(encoder, num_frames=NUM_FRAMES, cache=cache)
+
+    with caplog.at_level(logging.WARNING, logger="stepdiff.encoders.cache"):
+        torch.testing.assert_close(featurizer(clips), expected, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(featurizer(clips), expected, atol=1e-5, rtol=1e-5)
+    assert encoder.clips == 4 and not cache.writable  # nothing stored, every call encodes
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and f"cannot write to {root}" in warnings[0]
+    assert not [path for path in tmp_path.rglob("*") if path.is_file() and "cache" in path.parts]
+
+
 def _concurrent_writer(root: str, video: str, start: Barrier) -> None:
     """Child process: featurize one clip, then rewrite its entry many times."""
     torch.set_num_threads(1)

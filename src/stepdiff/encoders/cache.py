@@ -6,8 +6,9 @@ runs and the CLI. Entries are written atomically (temp file + ``os.replace``), s
 reader never sees half a file and concurrent writers of one key cannot corrupt it.
 
 The cache never fails a run: an entry that does not hold what its key promises
-(unreadable, wrong shape or dtype, non-finite values) is deleted and recomputed. The
-first one is reported once per :class:`FeatureCache`, as a logged warning (on stderr
+(unreadable, wrong shape or dtype, non-finite values) is deleted and recomputed, and a
+cache folder that cannot be written to is read from but no longer written to. Each of
+the two is reported once per :class:`FeatureCache`, as a logged warning (on stderr
 unless the application configures logging).
 """
 
@@ -103,13 +104,15 @@ class FeatureCache:
 
     ``root`` defaults to ``cache_root() / "features"``. Files live at
     ``root/<key[:2]>/<key>.safetensors``. :attr:`hits` and :attr:`misses` count
-    :meth:`get` outcomes (for tests and benchmarks).
+    :meth:`get` outcomes (for tests and benchmarks). :attr:`writable` turns False after
+    the first failed :meth:`put`; the cache is then only read.
     """
 
     def __init__(self, root: Path | str | None = None) -> None:
         self.root = Path(root).expanduser() if root is not None else cache_root() / "features"
         self.hits = 0
         self.misses = 0
+        self.writable = True
         self._warned_corrupt = False
 
     def path(self, key: str) -> Path:
@@ -135,7 +138,8 @@ class FeatureCache:
             # and no handle stays open on a file another process may replace.
             data = path.read_bytes()
         except OSError:
-            # Absent: the usual miss.
+            # Absent (the usual miss), or a folder that cannot be read: put() will
+            # report a cache folder that cannot be used.
             return self._miss()
         tensor, problem = _decode_entry(data, shape, dtype)
         if tensor is None:
@@ -144,7 +148,25 @@ class FeatureCache:
         self.hits += 1
         return tensor
 
-    def put(self, key: str, tensor: torch.Tensor) -> Path:
+    def put(self, key: str, tensor: torch.Tensor) -> Path | None:
+        """Store ``tensor`` under ``key``; returns the entry's path, or None if the
+        cache folder cannot be written to (reported once; later puts are skipped)."""
+        if not self.writable:
+            return None
+        try:
+            return self._write(key, tensor)
+        except OSError as error:
+            # Read-only folder, a path under a regular file, a full disk: features are
+            # still computed, only not kept, so the run goes on.
+            self.writable = False
+            log.warning(
+                "feature cache: cannot write to %s (%s); continuing without storing features",
+                self.root,
+                error.strerror or error,
+            )
+            return None
+
+    def _write(self, key: str, tensor: torch.Tensor) -> Path:
         """Store ``tensor`` under ``key`` atomically; returns the entry's path.
 
         The bytes go to a uniquely named temp file in the entry's directory, are
