@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -173,6 +175,119 @@ def test_leftover_temp_file_is_ignored(videos: list[Path], tmp_path: Path) -> No
     expected = featurizer([clip])
     assert encoder.calls == 1
     assert torch.equal(cache.get(key), expected[0])
+
+
+def _padded_copy(source: Path, target: Path, size: int) -> Path:
+    """``source`` grown to ``size`` bytes by a trailing mp4 ``free`` box (which players
+    skip), so that two different clips can have the same size."""
+    data = source.read_bytes()
+    padding = size - len(data)
+    assert padding >= 8, "a free box needs an 8-byte header"
+    target.write_bytes(data + padding.to_bytes(4, "big") + b"free" + bytes(padding - 8))
+    return target
+
+
+def test_replacement_with_same_size_and_mtime_misses(videos: list[Path], tmp_path: Path) -> None:
+    size = max(video.stat().st_size for video in videos) + 64
+    first, second = (_padded_copy(v, tmp_path / f"{i}.mp4", size) for i, v in enumerate(videos))
+    video = tmp_path / "v.mp4"
+    shutil.copyfile(first, video)
+    encoder = CountingEncoder()
+    featurizer = ClipFeaturizer(encoder, num_frames=NUM_FRAMES, cache=FeatureCache(tmp_path / "c"))
+    featurizer([ClipRef(video)])
+    before = video.stat()
+
+    # What `cp -p` or an archive restore does: other bytes, same size, same mtime.
+    shutil.copyfile(second, video)
+    os.utime(video, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = video.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+
+    tokens = featurizer([ClipRef(video)])
+    assert encoder.clips == 2
+    assert torch.allclose(tokens[0], _direct(TinyFrameEncoder(), ClipRef(second)), atol=1e-5)
+
+
+@pytest.mark.parametrize("where", ["head", "tail"])
+def test_fingerprint_covers_both_ends_of_a_large_file(tmp_path: Path, where: str) -> None:
+    video = tmp_path / "big.mp4"
+    video.write_bytes(bytes(5 << 20))  # 5 MiB: head and tail spans do not overlap
+    before = video.stat()
+    key = feature_key("tiny", ClipRef(video), 8, 32)
+    with video.open("r+b") as handle:
+        handle.seek(10 if where == "head" else before.st_size - 10)
+        handle.write(b"x")
+    os.utime(video, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert feature_key("tiny", ClipRef(video), 8, 32) != key
+
+
+def _bad_entry(kind: str) -> torch.Tensor:
+    """An entry a (T, P, D) = (NUM_FRAMES, 4, 16) fp32 key must not accept."""
+    good = torch.zeros(NUM_FRAMES, 4, 16)
+    if kind == "shape":
+        return torch.zeros(3, 3)
+    if kind == "dtype":
+        return good.half()
+    return good.index_fill(2, torch.tensor([5]), float(kind))  # "nan", "inf", "-inf"
+
+
+@pytest.mark.parametrize("kind", ["shape", "dtype", "nan", "inf", "-inf"])
+def test_entry_breaking_its_key_is_recomputed_with_one_warning(
+    videos: list[Path], tmp_path: Path, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    reference = ClipFeaturizer(TinyFrameEncoder(), num_frames=NUM_FRAMES)
+    clips = [ClipRef(videos[0]), ClipRef(videos[1])]
+    expected = reference(clips)
+    encoder = CountingEncoder()
+    cache = FeatureCache(tmp_path)
+    featurizer = ClipFeaturizer(encoder, num_frames=NUM_FRAMES, cache=cache)
+    for clip in clips:
+        cache.put(featurizer.key(clip), _bad_entry(kind))
+
+    with caplog.at_level(logging.WARNING, logger="stepdiff.encoders.cache"):
+        tokens = featurizer(clips)
+    torch.testing.assert_close(tokens, expected, atol=1e-5, rtol=1e-5)
+    assert encoder.clips == 2 and cache.hits == 0
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "corrupt entry" in warnings[0]  # once, not per entry
+    # The bad entries were replaced: the next call hits and encodes nothing.
+    torch.testing.assert_close(featurizer(clips), expected, atol=1e-5, rtol=1e-5)
+    assert encoder.clips == 2 and cache.hits == 2
+
+
+@pytest.mark.parametrize("unwritable", ["under_a_file", "permission"])
+def test_unwritable_cache_folder_warns_once_and_keeps_working(
+    videos: list[Path],
+    tmp_path: Path,
+    unwritable: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Root can write anywhere, so a read-only folder is a path under a regular file or a
+    write that raises PermissionError."""
+    root = tmp_path / "cache"
+    if unwritable == "under_a_file":
+        (tmp_path / "file").write_text("not a folder")
+        root = tmp_path / "file" / "cache"
+    else:
+
+        def refuse(*args: object, **kwargs: object) -> None:
+            raise PermissionError(13, "Permission denied")
+
+        monkeypatch.setattr("stepdiff.encoders.cache.tempfile.mkstemp", refuse)
+    clips = [ClipRef(videos[0]), ClipRef(videos[1])]
+    expected = ClipFeaturizer(TinyFrameEncoder(), num_frames=NUM_FRAMES)(clips)
+    encoder = CountingEncoder()
+    cache = FeatureCache(root)
+    featurizer = ClipFeaturizer(encoder, num_frames=NUM_FRAMES, cache=cache)
+
+    with caplog.at_level(logging.WARNING, logger="stepdiff.encoders.cache"):
+        torch.testing.assert_close(featurizer(clips), expected, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(featurizer(clips), expected, atol=1e-5, rtol=1e-5)
+    assert encoder.clips == 4 and not cache.writable  # nothing stored, every call encodes
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and f"cannot write to {root}" in warnings[0]
+    assert not [path for path in tmp_path.rglob("*") if path.is_file() and "cache" in path.parts]
 
 
 def _concurrent_writer(root: str, video: str, start: Barrier) -> None:

@@ -62,10 +62,13 @@ class ClipFeaturizer:
         keys = [self.key(clip) for clip in clips]
         found: dict[str, torch.Tensor] = {}
         todo: dict[str, ClipRef] = {}  # insertion-ordered: misses encode in input order
+        # An entry of another shape cannot belong to this key: the cache treats it as
+        # corrupt rather than hand it on to fail (or silently broadcast) downstream.
+        shape = (*self.tokens_shape, self.encoder.dim)  # (T, P, D)
         for key, clip in zip(keys, clips, strict=True):
             if key in found or key in todo:
                 continue  # duplicate clip in this batch
-            cached = self.cache.get(key) if self.cache is not None else None
+            cached = self.cache.get(key, shape=shape) if self.cache is not None else None
             if cached is not None:
                 found[key] = cached
             else:
