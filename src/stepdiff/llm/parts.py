@@ -17,8 +17,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -211,7 +211,7 @@ def _join_checked(model: PartModel, parts: list[Path], partial: Path, source: Pa
     """Write ``parts`` joined to ``partial``; raise ModelLoadError unless the result has
     the registry's size and sha256 (``source`` names the parts folder in the message)."""
     digest = hashlib.sha256()
-    with partial.open("wb") as out:
+    with partial.open("xb") as out:
         size = sum(_append(part, out, digest) for part in parts)
         out.flush()
         os.fsync(out.fileno())  # the rename below must never expose a half-written file
@@ -236,11 +236,10 @@ def assemble(model: PartModel, parts: list[Path], source: Path) -> Path:
     once size and sha256 match; nothing is left under the final name otherwise."""
     final = installed_path(model)
     check_free_space(final.parent, model.size, model)
-    handle, name = tempfile.mkstemp(
-        prefix=f".{model.filename}.", suffix=PARTIAL_SUFFIX, dir=final.parent
-    )
-    os.close(handle)
-    partial = Path(name)
+    # Not tempfile.mkstemp: its files are private (0600), and the installed file should
+    # get the usual permissions for a shared cache.
+    token = f"{os.getpid()}-{secrets.token_hex(4)}"
+    partial = final.with_name(f".{final.name}.{token}{PARTIAL_SUFFIX}")
     try:
         _join_checked(model, parts, partial, source)
         os.replace(partial, final)
