@@ -279,3 +279,25 @@ def clips_for_ask(media_dir: Path) -> tuple[Path, Path]:
         write_synthetic_clip(ref, SceneSpec(tool="spoon"), seconds=1.0, size=64)
         write_synthetic_clip(cand, SceneSpec(tool="whisk"), seconds=1.0, size=64)
     return ref, cand
+
+
+def test_llamacpp_and_the_dry_run_resolve_the_registry_name(
+    cache, fake_model, parts_dir, monkeypatch: pytest.MonkeyPatch
+):
+    import types
+
+    from stepdiff.errors import ConfigError
+    from stepdiff.llm.textgen import LlamaCppGenerator
+    from stepdiff.train.dryrun import _gguf_file
+
+    with pytest.raises(ConfigError, match=r"llm 'fake-coder'.*make llm-fake"):
+        _gguf_file("fake-coder")
+    path, _ = parts.install_from_parts(fake_model, parts_dir)
+    seen: dict = {}
+    fake_llama_cpp = types.SimpleNamespace(Llama=lambda **kwargs: seen.update(kwargs))
+    monkeypatch.setattr("stepdiff.llm.llamacpp.import_llama_cpp", lambda: fake_llama_cpp)
+
+    LlamaCppGenerator("fake-coder")
+
+    assert seen["model_path"] == str(path)
+    assert _gguf_file("fake-coder") == path
