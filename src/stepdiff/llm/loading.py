@@ -20,6 +20,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from stepdiff.errors import ConfigError, ModelLoadError, first_line
 from stepdiff.hf_quiet import quiet_transformers
 from stepdiff.llm.aliases import DEFAULT_LLM, PACKAGED_GGUF
+from stepdiff.llm.part_models import PART_MODELS
+from stepdiff.llm.parts import resolve_part_model
 from stepdiff.llm.tiny import build_tiny_llm
 from stepdiff.paths import cache_root, package_file
 from stepdiff.specs import parse_int_options
@@ -133,9 +135,12 @@ def _load_folder_or_id(
 
 
 def resolve_gguf(spec: str) -> Path | None:
-    """The GGUF file an LLM spec names (alias or ``.gguf`` path), or None for other specs."""
+    """The GGUF file an LLM spec names (alias, part-packaged model name or ``.gguf``
+    path), or None for other specs. A part-packaged model's sha256 is checked first."""
     if spec in PACKAGED_GGUF:
         return packaged_gguf_path(spec)
+    if spec in PART_MODELS:
+        return resolve_part_model(spec)
     path = Path(spec)
     if path.suffix == ".gguf":
         if not path.is_file():
@@ -145,7 +150,8 @@ def resolve_gguf(spec: str) -> Path | None:
 
 
 def load_frozen_llm(spec: str = DEFAULT_LLM, dtype: str = "float32") -> FrozenLLM:
-    """Load an LLM by alias (``smollm2-135m-instruct``, ``tiny``), GGUF file, folder or hub id,
+    """Load an LLM by alias (``smollm2-135m-instruct``, ``tiny``), part-packaged model name
+    (``qwen2.5-coder-0.5b-instruct``: see :mod:`stepdiff.llm.parts`), GGUF file, folder or hub id,
     with weights in ``dtype`` (``float32``, ``bfloat16`` or ``float16``).
 
     The model is put in eval mode with every parameter frozen.

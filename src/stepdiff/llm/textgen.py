@@ -199,7 +199,8 @@ class TransformersGenerator:
 
 
 class LlamaCppGenerator:
-    """Generation through llama-cpp-python from a GGUF file (or a packaged-model alias).
+    """Generation through llama-cpp-python from a GGUF file (or a packaged or
+    part-packaged model name, e.g. ``qwen2.5-coder-0.5b-instruct``).
 
     ``n_threads`` sets the threads for both prompt processing and generation; None takes
     torch's thread count, as the transformers backend does (llama-cpp-python alone would
@@ -207,13 +208,12 @@ class LlamaCppGenerator:
     """
 
     def __init__(self, gguf_path: str, n_ctx: int = 2048, n_threads: int | None = None) -> None:
-        from stepdiff.llm.aliases import PACKAGED_GGUF
         from stepdiff.llm.llamacpp import import_llama_cpp
-        from stepdiff.llm.loading import packaged_gguf_path
+        from stepdiff.llm.loading import resolve_gguf
 
         Llama = import_llama_cpp().Llama
 
-        path = packaged_gguf_path(gguf_path) if gguf_path in PACKAGED_GGUF else Path(gguf_path)
+        path = resolve_gguf(gguf_path) or Path(gguf_path)
         if not path.is_file():
             raise ModelLoadError(f"LLM GGUF file {str(path)!r} not found")
         self.name = f"llamacpp:{gguf_path}"

@@ -68,8 +68,9 @@ from stepdiff.llm.loading import (
     TINY_OPTIONS,
     TINY_PREFIX,
     _gguf_cache_dir,
-    packaged_gguf_path,
+    resolve_gguf,
 )
+from stepdiff.llm.part_models import PART_MODELS
 from stepdiff.llm.prompt import VIDEO_TOKEN_ID, select_prompt_format, tokenise_sample
 from stepdiff.llm.tiny import build_tiny_llm
 from stepdiff.model.batching import IGNORE_INDEX, TokenBatch, collate
@@ -255,9 +256,9 @@ def _gguf_architecture(gguf: Path) -> tuple[Any, Any, str]:
 
 
 def _gguf_file(spec: str) -> Path | None:
-    if spec in PACKAGED_GGUF:
+    if spec in PACKAGED_GGUF or spec in PART_MODELS:
         try:
-            return packaged_gguf_path(spec)
+            return resolve_gguf(spec)
         except StepDiffError as error:
             raise ConfigError(f"llm {spec!r}: {error}") from None
     path = Path(spec)
