@@ -24,7 +24,7 @@ from stepdiff.video.clip import ClipRef
 
 # Bump when the meaning of a cached tensor changes (frame sampling, resizing, layout),
 # so stale entries are missed instead of silently reused.
-KEY_VERSION = 1
+KEY_VERSION = 2  # 2: frames above 1080p are scaled down while decoding
 _TENSOR_NAME = "features"
 _SUFFIX = ".safetensors"
 _TEMP_SUFFIX = ".tmp"
