@@ -154,3 +154,31 @@ def test_reading_configs_does_not_import_transformers() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def _one_error_line(result) -> str:  # noqa: ANN001
+    assert result.exit_code == 1, result.output
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("frames", ["0", "-2"])
+@pytest.mark.parametrize("command", ["ask", "report", "rank"])
+def test_frames_below_one_is_refused(clips, command, frames):
+    ref, cand = clips
+    args = {"ask": [str(ref), str(cand), "-q", "Q?"], "report": [str(ref), str(cand)]}
+    clip_args = args.get(command, [str(ref), str(cand), str(cand)])
+    result = run(command, *clip_args, "--frames", frames, *TINY)
+    assert _one_error_line(result) == f"error: --frames must be >= 1, got {frames}"
+
+
+def test_ask_refuses_frames_above_the_pixel_limit(clips, monkeypatch):
+    from stepdiff.video import decode
+
+    ref, cand = clips  # 64x64 frames
+    monkeypatch.setattr(decode, "MAX_FRAME_PIXELS", 64 * 64 - 1)
+    result = run("ask", str(ref), str(cand), "-q", "Q?", *TINY)
+    line = _one_error_line(result)
+    assert f"{ref}: frames of 64x64" in line and "exceed the limit of" in line

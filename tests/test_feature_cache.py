@@ -375,3 +375,44 @@ def test_frames_follow_the_encoder_dtype_and_features_come_back_fp32(
     tokens = ClipFeaturizer(wide, num_frames=NUM_FRAMES, cache=cache)([ClipRef(videos[0])])
     assert tokens.dtype == torch.float32 and tokens.device.type == "cpu"
     torch.testing.assert_close(tokens, reference, atol=1e-5, rtol=1e-5)
+
+
+def test_large_frames_reach_the_float_conversion_scaled_down(
+    videos: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Frames above MAX_RESIZE_INPUT_PIXELS are scaled while decoding, so the float32
+    conversion never sees them at full size; the features stay close to full-size ones."""
+    from stepdiff.video import transforms
+
+    convert = transforms.frames_to_tensor
+    seen: list[tuple[int, ...]] = []
+
+    def recording(frames, *args):  # noqa: ANN001, ANN002, ANN202
+        seen.append(frames.shape)
+        return convert(frames, *args)
+
+    clip = ClipRef(videos[0])  # 64x64 frames
+    full_size = _direct(TinyFrameEncoder(), clip)
+    monkeypatch.setattr(transforms, "MAX_RESIZE_INPUT_PIXELS", 48 * 48)
+    monkeypatch.setattr(transforms, "frames_to_tensor", recording)
+    featurizer = ClipFeaturizer(TinyFrameEncoder(), num_frames=NUM_FRAMES)
+    pixels = featurizer.frames(clip)
+    assert seen == [(NUM_FRAMES, 48, 48, 3)]
+    assert pixels.shape == (NUM_FRAMES, 3, 32, 32)
+    tokens = featurizer([clip])[0]
+    assert torch.allclose(tokens, full_size, atol=0.05)
+
+
+def test_frames_within_the_resize_limit_are_converted_as_decoded(
+    videos: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stepdiff.video import transforms
+    from stepdiff.video.decode import read_clip_frames
+
+    clip = ClipRef(videos[0])
+    monkeypatch.setattr(transforms, "MAX_RESIZE_INPUT_PIXELS", 64 * 64)
+    encoder = TinyFrameEncoder()
+    expected = transforms.frames_to_tensor(
+        read_clip_frames(clip, NUM_FRAMES).frames, encoder.image_size, encoder.mean, encoder.std
+    )
+    assert torch.equal(ClipFeaturizer(encoder, num_frames=NUM_FRAMES).frames(clip), expected)

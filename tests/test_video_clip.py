@@ -115,7 +115,38 @@ def test_resolve_missing_file_without_video_dir(tmp_path: Path) -> None:
         resolve_clip(f"{tmp_path / 'missing.mp4'}@1-2")
 
 
-@pytest.mark.parametrize("segment", ["abc", "1", "1-", "2-1", "1-2-3"])
+@pytest.mark.parametrize(
+    ("segment", "start", "end"),
+    [
+        ("1e-9-2e-9", 1e-9, 2e-9),
+        ("1E-3-2.5e-3", 1e-3, 2.5e-3),
+        ("0-1e+1", 0.0, 10.0),
+        ("1.5e0-3", 1.5, 3.0),
+        (".5-2.", 0.5, 2.0),
+    ],
+)
+def test_resolve_segment_in_scientific_notation(
+    video_dir: Path, segment: str, start: float, end: float
+) -> None:
+    path = video_dir / "other.mkv"
+    assert resolve_clip(f"{path}@{segment}") == ClipRef(path, start, end)
+
+
+def test_small_segment_bounds_round_trip_through_str(video_dir: Path) -> None:
+    clip = ClipRef(video_dir / "other.mkv", 1e-9, 2e-9)
+    assert str(clip).endswith("@1e-09-2e-09")
+    assert resolve_clip(str(clip)) == clip
+
+
+@pytest.mark.parametrize(
+    "segment", ["abc", "1", "1-", "-2", "1-2-3", "1e-9", "1e-9-", "1ee-2-3", "1-2e", "1-x2"]
+)
 def test_resolve_bad_segment(video_dir: Path, segment: str) -> None:
-    with pytest.raises(ClipSpecError):
+    with pytest.raises(ClipSpecError, match="must read START-END in seconds"):
+        resolve_clip(f"{video_dir / 'other.mkv'}@{segment}")
+
+
+@pytest.mark.parametrize("segment", ["2-1", "-1-2", "1--2", "3-3"])
+def test_resolve_segment_out_of_order(video_dir: Path, segment: str) -> None:
+    with pytest.raises(ClipSpecError, match="must satisfy 0 <= start < end"):
         resolve_clip(f"{video_dir / 'other.mkv'}@{segment}")

@@ -38,6 +38,7 @@ from stepdiff.video.decode import (
     _plan_runs,
     _SeekingReader,
     _Timeline,
+    fitted_size,
 )
 
 
@@ -261,9 +262,9 @@ def test_reader_decodes_gops_side_by_side(
     pick_in_parallel = decode._pick_in_parallel
     seen: list[list[list[int]]] = []
 
-    def recording(container, timeline, targets, runs, path):  # noqa: ANN001, ANN202
+    def recording(container, timeline, targets, runs, path, size):  # noqa: ANN001, ANN202
         seen.append(runs)
-        return pick_in_parallel(container, timeline, targets, runs, path)
+        return pick_in_parallel(container, timeline, targets, runs, path, size)
 
     monkeypatch.setattr(decode, "_pick_in_parallel", recording)
     clip = ClipRef(long_clip_path)
@@ -318,7 +319,7 @@ def _frames_at(
         timeline = _Timeline(stream, 24.0)
         reader = _SeekingReader(container, probe, timeline, path, skip_nonref=skip_nonref)
         picks = [reader.frame_at(target) for target in targets]
-        return [pick.pixels for pick in picks if pick is not None], reader
+        return [pick.pixels(None) for pick in picks if pick is not None], reader
 
 
 def test_seeking_skips_non_reference_frames_exactly(long_clip_path: Path) -> None:
@@ -472,6 +473,81 @@ def test_segment_too_short_for_num_frames(synthetic_clip_path: Path) -> None:
 def test_num_frames_must_be_positive(synthetic_clip_path: Path) -> None:
     with pytest.raises(ValueError):
         read_clip_frames(ClipRef(synthetic_clip_path), 0)
+
+
+# --- frame size: the pixel limit and scaled decoding ---------------------------------
+
+
+def test_frames_above_the_pixel_limit_are_refused_from_the_header(
+    synthetic_clip_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stepdiff.video import decode
+
+    def no_decoding(*args: object) -> list[av.VideoFrame]:
+        raise AssertionError("a frame was decoded")
+
+    monkeypatch.setattr(decode, "MAX_FRAME_PIXELS", 128 * 128 - 1)
+    monkeypatch.setattr(decode, "_decode", no_decoding)
+    for reader in (read_clip_frames, read_clip_frames_sequential):
+        with pytest.raises(VideoError) as caught:
+            reader(ClipRef(synthetic_clip_path), 4)
+        assert str(caught.value) == (
+            f"{synthetic_clip_path}: frames of 128x128 (0.0164 MP) exceed the limit of "
+            "0.0164 MP (16383 pixels) per frame"
+        )
+
+
+def test_pixel_limit_keyword(synthetic_clip_path: Path) -> None:
+    clip = ClipRef(synthetic_clip_path)
+    assert read_clip_frames(clip, 2, max_pixels=128 * 128).frames.shape == (2, 128, 128, 3)
+    with pytest.raises(VideoError, match="exceed the limit"):
+        read_clip_frames(clip, 2, max_pixels=128 * 128 - 1)
+    with pytest.raises(VideoError, match="exceed the limit"):
+        read_clip_frames_sequential(clip, 2, max_pixels=100)
+
+
+def test_default_pixel_limit_is_8k() -> None:
+    from stepdiff.video.decode import MAX_FRAME_PIXELS
+
+    assert MAX_FRAME_PIXELS == 7680 * 4320
+
+
+@pytest.mark.parametrize(
+    ("size", "max_pixels", "expected"),
+    [
+        ((128, 128), 64 * 64, (64, 64)),
+        ((7680, 4320), 1920 * 1080, (1920, 1080)),
+        ((15360, 8640), 1920 * 1080, (1920, 1080)),
+        ((1000, 10), 250, (158, 1)),
+        ((640, 360), 1920 * 1080, (640, 360)),  # fits: unchanged
+        ((64, 64), 64 * 64, (64, 64)),
+    ],
+)
+def test_fitted_size(size: tuple[int, int], max_pixels: int, expected: tuple[int, int]) -> None:
+    width, height = fitted_size(*size, max_pixels)
+    assert (width, height) == expected
+    assert width * height <= max_pixels
+
+
+def test_fit_pixels_scales_frames_while_decoding(synthetic_clip_path: Path) -> None:
+    clip = ClipRef(synthetic_clip_path)
+    full = read_clip_frames(clip, 4)
+    small = read_clip_frames(clip, 4, workers=3, fit_pixels=64 * 64)
+    assert small.frames.shape == (4, 64, 64, 3) and small.timestamps == full.timestamps
+    _assert_same(small, read_clip_frames(clip, 4, workers=1, fit_pixels=64 * 64))
+    _assert_same(small, read_clip_frames_sequential(clip, 4, fit_pixels=64 * 64))
+    # Close to an antialiased downscale of the full-size frames (in 0..255 levels).
+    images = torch.from_numpy(full.frames).permute(0, 3, 1, 2).float()
+    expected = torch.nn.functional.interpolate(
+        images, size=(64, 64), mode="bilinear", antialias=True, align_corners=False
+    )
+    got = torch.from_numpy(small.frames).permute(0, 3, 1, 2).float()
+    assert (got - expected).abs().mean() < 3.0
+
+
+def test_frames_that_fit_are_decoded_unchanged(synthetic_clip_path: Path) -> None:
+    clip = ClipRef(synthetic_clip_path)
+    _assert_same(read_clip_frames(clip, 4, fit_pixels=128 * 128), read_clip_frames(clip, 4))
 
 
 # --- real files from other encoders ------------------------------------------------------

@@ -14,7 +14,7 @@ from rich.console import Console
 
 from stepdiff.baselines.cli import baselines_app
 from stepdiff.datagen.cli import datagen_app
-from stepdiff.errors import StepDiffError
+from stepdiff.errors import ConfigError, StepDiffError
 from stepdiff.eval.cli import evaluate, score
 from stepdiff.synthkitchen.cli import synthkitchen_app
 from stepdiff.train.cli import train_command
@@ -89,7 +89,9 @@ def _override_flags(
     flags = list(overrides or [])
     flags += [f"encoder={encoder}"] if encoder else []
     flags += [f"llm={llm}"] if llm else []
-    flags += [f"num_frames={frames}"] if frames else []
+    if frames is not None and frames < 1:
+        raise ConfigError(f"--frames must be >= 1, got {frames}")
+    flags += [f"num_frames={frames}"] if frames is not None else []
     return flags
 
 

@@ -112,6 +112,23 @@ def test_upload_size_limit(tiny_assistant, synthetic_clip_path: Path) -> None:
         assert stored_files(client) == []
 
 
+def test_upload_refuses_frames_above_the_pixel_limit(
+    client: TestClient, synthetic_clip_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stepdiff.video import decode
+
+    monkeypatch.setattr(decode, "MAX_FRAME_PIXELS", 128 * 128 - 1)  # the clip is 128x128
+    response = upload(client, synthetic_clip_path, "huge.mp4")
+    assert response.status_code == 413
+    assert response.json()["error"] == (
+        "huge.mp4: frames of 128x128 (0.0164 MP) exceed the limit of 0.0164 MP "
+        "(16383 pixels) per frame"
+    )
+    assert stored_files(client) == []
+    monkeypatch.setattr(decode, "MAX_FRAME_PIXELS", 128 * 128)
+    assert upload(client, synthetic_clip_path).status_code == 200
+
+
 def test_report_json(client: TestClient, pair: dict) -> None:
     response = client.post("/api/report", json=pair)
     assert response.status_code == 200, response.text

@@ -26,7 +26,7 @@ from stepdiff.errors import ModelLoadError, first_line
 from stepdiff.text_embed import TextEmbedder
 from stepdiff.video.clip import ClipRef
 from stepdiff.video.decode import read_clip_frames
-from stepdiff.video.transforms import frames_to_tensor
+from stepdiff.video.transforms import MAX_RESIZE_INPUT_PIXELS, frames_to_tensor
 
 
 class JointSpace(Protocol):
@@ -67,7 +67,9 @@ class HFJointSpace:
     def embed_clips(self, clips: Sequence[ClipRef]) -> torch.Tensor:
         rows = []
         for clip in clips:
-            frames = read_clip_frames(clip, self.num_frames).frames
+            frames = read_clip_frames(
+                clip, self.num_frames, fit_pixels=MAX_RESIZE_INPUT_PIXELS
+            ).frames
             pixels = frames_to_tensor(frames, self.image_size, self.mean, self.std)  # (F,3,S,S)
             per_frame = self._pooled(self.model.get_image_features(pixel_values=pixels))
             rows.append(per_frame.mean(dim=0))  # (E,)

@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 
 # Bump when the meaning of a cached tensor changes (frame sampling, resizing, layout),
 # so stale entries are missed instead of silently reused.
-# 2: the video's content fingerprint joined the key.
+# 2: the video's content fingerprint joined the key, and frames above 1080p are scaled
+# down while decoding.
 KEY_VERSION = 2
 _TENSOR_NAME = "features"
 _SUFFIX = ".safetensors"

@@ -45,9 +45,11 @@ class ClipFeaturizer:
     def frames(self, clip: ClipRef) -> torch.Tensor:
         """Decoded, resized, normalised frames of ``clip``: ``(F, 3, S, S)`` float32."""
         from stepdiff.video.decode import read_clip_frames
-        from stepdiff.video.transforms import frames_to_tensor
+        from stepdiff.video.transforms import MAX_RESIZE_INPUT_PIXELS, frames_to_tensor
 
-        sampled = read_clip_frames(clip, num_frames=self.num_frames)
+        sampled = read_clip_frames(
+            clip, num_frames=self.num_frames, fit_pixels=MAX_RESIZE_INPUT_PIXELS
+        )
         enc = self.encoder
         pixels = frames_to_tensor(sampled.frames, enc.image_size, enc.mean, enc.std)
         if pixels.shape[0] != self.num_frames:

@@ -7,6 +7,7 @@ themselves contain ``_``, so ids are split from the right, twice.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +15,11 @@ from stepdiff.errors import ClipSpecError
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".mpg", ".mpeg", ".ogv")
 SEGMENT_SEPARATOR = "@"
+
+_NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
+# START-END: the separating "-" is the one that does not follow an exponent's "e", so
+# 1e-9-2e-9 reads as 1e-9 to 2e-9 (ClipRef prints small bounds that way).
+_SEGMENT = re.compile(rf"\s*({_NUMBER})\s*-\s*({_NUMBER})\s*")
 
 
 @dataclass(frozen=True)
@@ -76,15 +82,13 @@ def parse_clip_id(clip_id: str) -> ClipId:
 
 
 def _parse_segment(spec: str, segment: str) -> tuple[float, float]:
-    start_text, sep, end_text = segment.partition("-")
-    try:
-        if not sep:
-            raise ValueError
-        return float(start_text), float(end_text)
-    except ValueError:
+    """(start, end) in seconds from ``START-END``, e.g. ``2.5-9`` or ``1e-3-2e-3``."""
+    match = _SEGMENT.fullmatch(segment)
+    if match is None:
         raise ClipSpecError(
             f"clip {spec!r}: segment {segment!r} must read START-END in seconds, e.g. 2.5-9"
-        ) from None
+        )
+    return float(match.group(1)), float(match.group(2))
 
 
 def find_video(video_dir: Path, video_uid: str) -> Path:

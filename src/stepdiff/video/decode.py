@@ -12,6 +12,10 @@ stays on screen for one frame period (and the half-frame end tolerance). Two bin
 never resolve to the same frame: a clip holding fewer distinct frames than asked is an
 error.
 
+Frames above :data:`MAX_FRAME_PIXELS` are refused from the stream's header, before any
+is decoded; callers that only need small frames ask for them with ``fit_pixels``, and
+the decoder's RGB converter scales them, so a full-size RGB frame never exists.
+
 Every failure is raised as :class:`stepdiff.errors.VideoError` with a one-line message
 that names the file; no PyAV/FFmpeg exception type escapes this module.
 """
@@ -63,6 +67,11 @@ used to predict another frame, so that skipping them leaves every other frame
 bit-identical. Left out on purpose: HEVC, whose "sub-layer non-reference" pictures may
 still be referenced by higher temporal layers, and VP8, whose decoder also drops a
 skipped frame's golden/altref buffer copies."""
+
+MAX_FRAME_PIXELS = 7680 * 4320
+"""Largest frame (width x height, 33.2 MP: 8K UHD) the readers accept. The size is read
+from the stream's header before any frame is decoded: a file of a few hundred KB can
+declare 16K frames, each taking 400 MB as RGB and the decoder's buffers besides."""
 
 
 # --- probing ---------------------------------------------------------------------------
@@ -171,6 +180,29 @@ def probe_video(path: str | Path) -> VideoInfo:
         return _info(container, _video_stream(container, path), path)
 
 
+def check_frame_size(info: VideoInfo, max_pixels: int | None = None) -> None:
+    """Raise VideoError if ``info``'s frames exceed ``max_pixels`` (default:
+    :data:`MAX_FRAME_PIXELS`, read when called)."""
+    limit = MAX_FRAME_PIXELS if max_pixels is None else max_pixels
+    if info.width * info.height > limit:
+        raise VideoError(
+            f"{info.path}: frames of {info.width}x{info.height} "
+            f"({info.width * info.height / 1e6:.3g} MP) exceed the limit of "
+            f"{limit / 1e6:.3g} MP ({limit} pixels) per frame"
+        )
+
+
+def fitted_size(width: int, height: int, max_pixels: int) -> tuple[int, int]:
+    """(width, height) scaled down, aspect kept, to at most ``max_pixels`` pixels; the
+    size itself if it fits already."""
+    if max_pixels < 1:
+        raise ValueError(f"max_pixels must be at least 1, got {max_pixels}")
+    if width * height <= max_pixels:
+        return width, height
+    scale = math.sqrt(max_pixels / (width * height))
+    return max(1, math.floor(width * scale)), max(1, math.floor(height * scale))
+
+
 # --- what to sample --------------------------------------------------------------------
 
 
@@ -241,14 +273,26 @@ class _Pick:
         self._frame: av.VideoFrame | None = frame
         self._pixels: np.ndarray | None = None
 
-    @property
-    def pixels(self) -> np.ndarray:
-        """(H, W, 3) uint8 RGB."""
+    def pixels(self, size: tuple[int, int] | None) -> np.ndarray:
+        """(H, W, 3) uint8 RGB, scaled to ``size`` = (width, height) unless None; the
+        first call's size holds for later calls."""
         if self._pixels is None:
             assert self._frame is not None
-            self._pixels = self._frame.to_ndarray(format="rgb24")
+            self._pixels = _rgb(self._frame, size)
             self._frame = None  # let the decoder reuse the buffer
         return self._pixels
+
+
+def _rgb(frame: av.VideoFrame, size: tuple[int, int] | None) -> np.ndarray:
+    """``frame`` as (H, W, 3) uint8 RGB, at ``size`` = (width, height) unless None."""
+    if size is None or size == (frame.width, frame.height):
+        return frame.to_ndarray(format="rgb24")
+    width, height = size
+    # Scaled in the same pass as the YUV -> RGB conversion, so the full-size RGB frame
+    # never exists. FFmpeg's bilinear filter widens with the scale factor when shrinking,
+    # so, like the antialiased resize of frames_to_tensor, it does not alias.
+    scaled = frame.reformat(width=width, height=height, format="rgb24", interpolation="BILINEAR")
+    return scaled.to_ndarray()
 
 
 def _covers(last: _Pick | None, target: float, timeline: _Timeline) -> bool:
@@ -579,9 +623,14 @@ class SampledFrames:
 
 
 def _assemble(
-    clip: ClipRef, info: VideoInfo, targets: list[float], picks: list[_Pick | None]
+    clip: ClipRef,
+    info: VideoInfo,
+    targets: list[float],
+    picks: list[_Pick | None],
+    size: tuple[int, int] | None,
 ) -> SampledFrames:
-    """Check the picks (all found, all distinct) and stack them into SampledFrames."""
+    """Check the picks (all found, all distinct) and stack them into SampledFrames, at
+    ``size`` = (width, height) unless None."""
     missing = [target for target, pick in zip(targets, picks, strict=True) if pick is None]
     if missing:
         raise VideoError(
@@ -596,14 +645,21 @@ def _assemble(
             "were asked (segment too short for num_frames?)"
         )
     try:
-        frames = np.stack([pick.pixels for pick in found])
+        frames = np.stack([pick.pixels(size) for pick in found])
     except ValueError:
         raise VideoError(f"{clip}: frame size changes within the clip") from None
     return SampledFrames(frames=frames, timestamps=[pick.time for pick in found])
 
 
 _Picker = Callable[
-    [av.container.InputContainer, av.video.stream.VideoStream, _Timeline, list[float], Path],
+    [
+        av.container.InputContainer,
+        av.video.stream.VideoStream,
+        _Timeline,
+        list[float],
+        Path,
+        tuple[int, int] | None,
+    ],
     list[_Pick | None],
 ]
 
@@ -674,6 +730,7 @@ def _pick_in_parallel(
     targets: list[float],
     runs: list[list[int]],
     path: Path,
+    size: tuple[int, int] | None,
 ) -> list[_Pick | None]:
     """One seeking reader per run of targets, each on its own thread and demuxer.
 
@@ -694,7 +751,7 @@ def _pick_in_parallel(
             picks = [reader.frame_at(targets[index]) for index in indices]
             for pick in picks:
                 if pick is not None:
-                    pick.pixels  # noqa: B018 - convert while this decoder is open
+                    pick.pixels(size)  # convert while this decoder is open
             return picks
 
     with ThreadPoolExecutor(len(runs), thread_name_prefix="stepdiff-decode") as pool:
@@ -708,6 +765,7 @@ def _pick_by_seeking(
     timeline: _Timeline,
     targets: list[float],
     path: Path,
+    size: tuple[int, int] | None,
     workers: int = 1,
 ) -> list[_Pick | None]:
     try:
@@ -719,7 +777,7 @@ def _pick_by_seeking(
                 ]
                 runs = _plan_runs(keyframes, targets, timeline, workers)
                 if len(runs) > 1:
-                    return _pick_in_parallel(container, timeline, targets, runs, path)
+                    return _pick_in_parallel(container, timeline, targets, runs, path, size)
             reader = _SeekingReader(container, probe, timeline, path)
             return [reader.frame_at(target) for target in targets]
     except _SeekFailed:
@@ -731,7 +789,7 @@ def _pick_by_seeking(
         picks = _pick_sequentially(fresh, stream, timeline, targets)
         for pick in picks:
             if pick is not None:
-                pick.pixels  # noqa: B018 - convert while the decoder is open
+                pick.pixels(size)  # convert while the decoder is open
         return picks
 
 
@@ -741,12 +799,29 @@ def _pick_from_start(
     timeline: _Timeline,
     targets: list[float],
     path: Path,
+    size: tuple[int, int] | None,
 ) -> list[_Pick | None]:
+    # Frames are converted (at ``size``) by _assemble, while this decoder is still open.
     return _pick_sequentially(container, stream, timeline, targets)
 
 
-def _sample(clip: ClipRef, num_frames: int, pick: _Picker) -> SampledFrames:
-    """Open the clip's file, work out the target times and let ``pick`` find frames."""
+def _output_size(info: VideoInfo, fit_pixels: int | None) -> tuple[int, int] | None:
+    """(width, height) to convert frames to: None keeps the video's own size."""
+    if fit_pixels is None:
+        return None
+    size = fitted_size(info.width, info.height, fit_pixels)
+    return None if size == (info.width, info.height) else size
+
+
+def _sample(
+    clip: ClipRef,
+    num_frames: int,
+    pick: _Picker,
+    max_pixels: int | None,
+    fit_pixels: int | None,
+) -> SampledFrames:
+    """Open the clip's file, check its frame size, work out the target times and let
+    ``pick`` find frames."""
     if num_frames < 1:
         raise ValueError(f"num_frames must be at least 1, got {num_frames}")
     path = Path(clip.path)
@@ -755,16 +830,23 @@ def _sample(clip: ClipRef, num_frames: int, pick: _Picker) -> SampledFrames:
             stream = _video_stream(container, path)
             _configure_decoder(stream)
             info = _info(container, stream, path)
+            check_frame_size(info, max_pixels)  # from the header: nothing decoded yet
+            size = _output_size(info, fit_pixels)
             targets = sample_times(*_clip_bounds(clip, info), num_frames)
-            picks = pick(container, stream, _Timeline(stream, info.fps), targets, path)
+            picks = pick(container, stream, _Timeline(stream, info.fps), targets, path, size)
             # Inside the with block: frames become pixels while their decoder is open.
-            return _assemble(clip, info, targets, picks)
+            return _assemble(clip, info, targets, picks, size)
         except (av.error.FFmpegError, OSError) as error:
             raise VideoError(f"{clip}: decoding failed ({_describe(error)})") from None
 
 
 def read_clip_frames(
-    clip: ClipRef, num_frames: int = 8, workers: int | None = None
+    clip: ClipRef,
+    num_frames: int = 8,
+    workers: int | None = None,
+    *,
+    max_pixels: int | None = None,
+    fit_pixels: int | None = None,
 ) -> SampledFrames:
     """Sample ``num_frames`` frames from ``clip`` by seeking, never decoding the whole
     file: per target, seek to the keyframe before it and decode forward (or keep
@@ -775,6 +857,11 @@ def read_clip_frames(
     (default: one per usable core, at most :data:`MAX_DECODE_WORKERS`); ``workers=1``
     reads them one after another with FFmpeg's own decoder threading.
 
+    Frames larger than ``max_pixels`` (default :data:`MAX_FRAME_PIXELS`) are refused
+    from the stream's header with a VideoError, before any frame is decoded. With
+    ``fit_pixels``, frames larger than that come out scaled down to fit (aspect kept,
+    see :func:`fitted_size`) by the decoder's RGB converter; smaller ones are unchanged.
+
     Returns frames of shape (num_frames, H, W, 3), uint8 RGB, identical to those of
     :func:`read_clip_frames_sequential`.
     """
@@ -782,14 +869,21 @@ def read_clip_frames(
         workers = min(_usable_cores(), MAX_DECODE_WORKERS)
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
-    return _sample(clip, num_frames, functools.partial(_pick_by_seeking, workers=workers))
+    picker = functools.partial(_pick_by_seeking, workers=workers)
+    return _sample(clip, num_frames, picker, max_pixels, fit_pixels)
 
 
-def read_clip_frames_sequential(clip: ClipRef, num_frames: int = 8) -> SampledFrames:
+def read_clip_frames_sequential(
+    clip: ClipRef,
+    num_frames: int = 8,
+    *,
+    max_pixels: int | None = None,
+    fit_pixels: int | None = None,
+) -> SampledFrames:
     """Like :func:`read_clip_frames`, but decodes every frame from the start of the file
     up to the last target, without seeking. Slow; the reference that the seeking reader
-    is tested and benchmarked against.
+    is tested and benchmarked against. ``max_pixels`` and ``fit_pixels`` work as there.
 
     Returns frames of shape (num_frames, H, W, 3), uint8 RGB.
     """
-    return _sample(clip, num_frames, _pick_from_start)
+    return _sample(clip, num_frames, _pick_from_start, max_pixels, fit_pixels)

@@ -8,6 +8,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+MAX_RESIZE_INPUT_PIXELS = 1920 * 1080
+"""Frames bound for :func:`frames_to_tensor` are decoded no larger than this, aspect
+kept (``read_clip_frames(..., fit_pixels=MAX_RESIZE_INPUT_PIXELS)``): it converts whole
+frames to float32, 12 bytes a pixel, before resizing them, which for eight 8K frames
+is 3.2 GB. Frames up to 1080p, the usual case, are converted exactly as decoded."""
+
 
 def _resized_shape(height: int, width: int, image_size: int) -> tuple[int, int]:
     """(height, width) with the shorter side equal to ``image_size``, aspect kept."""

@@ -18,9 +18,14 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from stepdiff.errors import StepDiffError
+from stepdiff.errors import StepDiffError, VideoError
 from stepdiff.video.clip import VIDEO_EXTENSIONS, ClipRef
-from stepdiff.video.decode import END_TOLERANCE_FRAMES, probe_video, read_clip_frames
+from stepdiff.video.decode import (
+    END_TOLERANCE_FRAMES,
+    check_frame_size,
+    probe_video,
+    read_clip_frames,
+)
 
 
 class WebError(StepDiffError):
@@ -68,17 +73,31 @@ def check_decodable(path: Path, label: str) -> tuple[float, float, int, int]:
     """(duration, fps, width, height) of a video that really decodes, else WebError.
 
     The header alone is not enough (a renamed text file can fail later, a truncated
-    upload can have a good header): one frame from the middle is decoded too.
+    upload can have a good header): one frame from the middle is decoded too, unless
+    the header declares frames above the decoder's limit (WebError 413).
     """
     try:
         info = probe_video(path)
         if not (math.isfinite(info.duration) and info.duration > 0):
             raise WebError(f"{label}: the video has no duration")
+    except StepDiffError as error:
+        raise _unreadable(error, path, label) from None
+    try:
+        check_frame_size(info)
+    except VideoError as error:
+        # 413 like an upload over the byte limit: the file is fine, only too big to take.
+        raise WebError(str(error).replace(str(path), label), status=413) from None
+    try:
         read_clip_frames(ClipRef(path), num_frames=1)
     except StepDiffError as error:
-        message = str(error).replace(str(path), label)
-        raise WebError(f"{label} is not a video this server can read ({message})") from None
+        raise _unreadable(error, path, label) from None
     return info.duration, info.fps, info.width, info.height
+
+
+def _unreadable(error: StepDiffError, path: Path, label: str) -> WebError:
+    """The 422 for a file that does not decode, naming it by ``label``, not its path."""
+    message = str(error).replace(str(path), label)
+    return WebError(f"{label} is not a video this server can read ({message})")
 
 
 class ClipStore:
