@@ -1,0 +1,104 @@
+"""Bad config values, options and files: one "error:" line on stderr and exit status 1,
+never a traceback, a runaway job or a silent acceptance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from stepdiff.cli import app
+from stepdiff.config import load_config
+from stepdiff.errors import ConfigError
+from stepdiff.train.config import load_train_config
+from stepdiff.video.synthetic import write_synthetic_clip
+
+
+def one_error_line(args: list[str]) -> str:
+    """Run ``stepdiff ARGS``; it must fail with exit 1 and one "error:" line, returned."""
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 1 s, 32x32 generated clip (commands resolve their clips before the model)."""
+    return write_synthetic_clip(tmp_path_factory.mktemp("clips") / "c.mp4", seconds=1.0, size=32)
+
+
+# --- model config values (--set) -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("num_frames=-2", "num_frames must be a positive integer, got -2"),
+        ("num_frames=abc", "num_frames must be a positive integer, got 'abc'"),
+        ("num_frames=true", "num_frames must be a positive integer, got True"),
+        ("projector.width=0", "projector.width must be a positive integer, got 0"),
+        ("projector.pool_frames=3", "projector.pool_frames must be true or false, got 3"),
+        ("max_length=0", "max_length must be a positive integer, got 0"),
+        ("seed=-1", "seed must be an integer from 0 to 2**64 - 1, got -1"),
+        ("encoder=5", "encoder must be a string, got 5"),
+    ],
+)
+def test_bad_set_values_are_one_line_errors_naming_the_key(
+    override: str, expected: str, clip: Path
+) -> None:
+    args = ["ask", str(clip), str(clip), "-q", "Q?", "--config", "tiny", "--no-cache"]
+    line = one_error_line([*args, "--set", override])
+    assert expected in line and "tiny.yaml" in line
+
+
+def test_valid_overrides_still_load() -> None:
+    config = load_config("tiny", ["num_frames=2", "projector.width=32", "seed=0"])
+    assert (config.num_frames, config.projector.width, config.seed) == (2, 32, 0)
+
+
+def test_a_checkpoint_config_with_a_bad_override_is_refused(tmp_path: Path) -> None:
+    from stepdiff.model_files import checkpoint_config
+
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / "stepdiff_config.json").write_text(
+        '{"format": 1, "config": {"encoder": "tiny", "llm": "tiny"}}'
+    )
+    with pytest.raises(ConfigError, match="num_frames must be a positive integer, got 0"):
+        checkpoint_config(folder, ["num_frames=0"])
+
+
+# --- training config values ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("optim.betas=[2,3]", "optim.betas[0] must be in [0, 1), got 2"),
+        ("optim.betas=[0.9,1.0]", "optim.betas[1] must be in [0, 1), got 1.0"),
+        ("optim.betas=0.9", "optim.betas must be two numbers"),
+        ("optim.betas=[0.9]", "optim.betas must be two numbers"),
+        ("optim.warmup_steps=-1", "optim.warmup_steps must be an integer >= 0, got -1"),
+        ("model_overrides=[num_frames=-1]", "num_frames must be a positive integer, got -1"),
+        ("model_overrides=num_frames=-1", "num_frames must be a positive integer, got -1"),
+        ("model_overrides=[projector.width=0]", "projector.width must be a positive integer"),
+        ("model_overrides=5", "model_overrides must be a list of key=value strings, got 5"),
+    ],
+)
+def test_bad_training_values_are_one_line_errors_before_any_work(
+    override: str, expected: str, tmp_path: Path
+) -> None:
+    line = one_error_line(["train", "tiny", override, f"out={tmp_path / 'run'}"])
+    assert expected in line and "train/tiny.yaml" in line
+    if "model_overrides=[" in override:
+        assert "model and model_overrides: " in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_model_overrides_given_as_one_string_are_one_override() -> None:
+    config = load_train_config("tiny", ["model_overrides=num_frames=2"])
+    assert config.model_overrides == ("num_frames=2",)
+    assert load_train_config("tiny", ["optim.betas=[0.8,0.99]"]).optim.betas == (0.8, 0.99)
