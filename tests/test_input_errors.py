@@ -3,6 +3,7 @@ never a traceback, a runaway job or a silent acceptance."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,62 @@ def test_model_overrides_given_as_one_string_are_one_override() -> None:
     config = load_train_config("tiny", ["model_overrides=num_frames=2"])
     assert config.model_overrides == ("num_frames=2",)
     assert load_train_config("tiny", ["optim.betas=[0.8,0.99]"]).optim.betas == (0.8, 0.99)
+
+
+# --- stepdiff score / eval options ----------------------------------------------------
+
+CLIPS = ["vidA_0_5", "vid_B_1.5_6", "vidC_2_7", "vidD_3_8"]
+
+
+@pytest.fixture()
+def diffrank_files(tmp_path: Path) -> tuple[Path, Path]:
+    """A two-row DiffRank ground truth and predictions for it."""
+    row = '{"reference": "vidA_0_5", "targets": %s, "category": "Visuals", "scores": %s}\n'
+    gt = tmp_path / "gt.jsonl"
+    gt.write_text(
+        row % (json.dumps(CLIPS), "[0, 1, 2, 3]") + row % (json.dumps(CLIPS), "[1, 2, 3, 4]")
+    )
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text('{"scores": [1, 2, 3, 4]}\n{"scores": [1, 2, 4, 3]}\n')
+    return gt, preds
+
+
+@pytest.mark.parametrize(
+    ("option", "expected"),
+    [
+        (
+            ["--bootstrap", "99999999999999999999"],
+            "bootstrap 99999999999999999999: expected 0 (no intervals) to 100000 resamples",
+        ),
+        (["--bootstrap", "100001"], "to 100000 resamples"),
+        (["--bootstrap", "-1"], "bootstrap -1: expected 0 (no intervals) to 100000"),
+        (["--seed", "-1"], "seed -1: expected an integer >= 0"),
+    ],
+)
+def test_score_bounds_the_bootstrap_and_refuses_negative_values(
+    option: list[str], expected: str, diffrank_files: tuple[Path, Path]
+) -> None:
+    gt, preds = diffrank_files
+    line = one_error_line(
+        ["score", "--task", "diffrank", "--gt", str(gt), "--pred", str(preds), *option]
+    )
+    assert expected in line
+
+
+def test_the_largest_bootstrap_still_scores(diffrank_files: tuple[Path, Path]) -> None:
+    from stepdiff.eval.score import MAX_BOOTSTRAP, score_files
+
+    gt, preds = diffrank_files
+    report = score_files("diffrank", gt, preds, bootstrap=MAX_BOOTSTRAP)
+    assert report.bootstrap == MAX_BOOTSTRAP == 100_000
+    assert report.metrics[0].ci is not None
+
+
+def test_eval_refuses_a_huge_bootstrap_before_loading_a_scorer(
+    diffrank_files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    gt, _ = diffrank_files
+    args = ["eval", "--task", "diffrank", "--gt", str(gt), "--videos", str(tmp_path)]
+    line = one_error_line([*args, "--out", str(tmp_path / "out"), "--bootstrap", "1000000"])
+    assert "bootstrap 1000000: expected 0 (no intervals) to 100000 resamples" in line
+    assert not (tmp_path / "out").exists()
