@@ -162,3 +162,58 @@ def test_eval_refuses_a_huge_bootstrap_before_loading_a_scorer(
     line = one_error_line([*args, "--out", str(tmp_path / "out"), "--bootstrap", "1000000"])
     assert "bootstrap 1000000: expected 0 (no intervals) to 100000 resamples" in line
     assert not (tmp_path / "out").exists()
+
+
+# --- prediction and ground-truth files ------------------------------------------------
+
+
+def write_diffmcq(path: Path, rows: int) -> None:
+    """``rows`` copies of one DiffMCQ ground-truth item."""
+    options = [[CLIPS[i], CLIPS[(i + 1) % len(CLIPS)]] for i in range(len(CLIPS))]
+    item = {
+        "difference": "a whisk instead of a spoon",
+        "category": "Tools/Equipment",
+        "options": options,
+        "answer": options[0],
+    }
+    path.write_text((json.dumps(item) + "\n") * rows)
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (
+            '{"scores": [%s, 1, 2, 3]}' % ("9" * 5000),
+            "preds.jsonl:2: unreadable JSON: an integer of 5000 digits (at most 4300 are read)",
+        ),
+        (
+            '{"scores": %s}' % ("[" * 100_000 + "]" * 100_000),
+            "preds.jsonl:2: unreadable JSON: nested too deeply",
+        ),
+        # Nested just within what the decoder takes: the message shows no nested value.
+        ('{"scores": [%s, 1, 2, 3]}' % ("[" * 985 + "]" * 985), "preds.jsonl:2: "),
+        # Long but readable: an integer too large for a float is no finite score.
+        ('{"scores": [%s, 1, 2, 3]}' % ("9" * 4000), "preds.jsonl:2: field 'scores[0]'"),
+    ],
+    ids=["5000-digit-integer", "100k-deep-array", "985-deep-array", "4000-digit-integer"],
+)
+@pytest.mark.parametrize("task", ["diffrank", "diffmcq"])
+def test_oversized_json_values_in_predictions_are_one_line_errors(
+    line: str, expected: str, task: str, diffrank_files: tuple[Path, Path]
+) -> None:
+    gt, preds = diffrank_files
+    if task == "diffmcq":
+        write_diffmcq(gt, rows=2)
+    preds.write_text('{"scores": [1, 2, 3, 4]}\n' + line + "\n")
+    error = one_error_line(["score", "--task", task, "--gt", str(gt), "--pred", str(preds)])
+    assert expected in error and len(error) < 300
+
+
+def test_an_oversized_integer_in_ground_truth_names_its_line(tmp_path: Path) -> None:
+    from stepdiff.data.formats import read_diffrank
+    from stepdiff.errors import DataFormatError
+
+    gt = tmp_path / "gt.jsonl"
+    gt.write_text('{"scores": [%s]}\n' % ("1" * 4301))
+    with pytest.raises(DataFormatError, match=r"gt.jsonl:1: unreadable JSON: an integer of 4301"):
+        read_diffrank(gt)
