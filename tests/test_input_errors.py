@@ -217,3 +217,73 @@ def test_an_oversized_integer_in_ground_truth_names_its_line(tmp_path: Path) -> 
     gt.write_text('{"scores": [%s]}\n' % ("1" * 4301))
     with pytest.raises(DataFormatError, match=r"gt.jsonl:1: unreadable JSON: an integer of 4301"):
         read_diffrank(gt)
+
+
+# --- non-finite projector weights -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def nan_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A saved tiny model whose projector head bias is all NaN (as a diverged run saves)."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from stepdiff.model import build_model
+
+    folder = tmp_path_factory.mktemp("nan") / "ckpt"
+    build_model(load_config("tiny")).save_pretrained(folder)
+    weights = load_file(folder / "projector.safetensors")
+    weights["head.bias"] = torch.full_like(weights["head.bias"], float("nan"))
+    save_file(weights, folder / "projector.safetensors")
+    return folder
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["report", "--no-captions"],
+        ["rank"],
+        ["ask", "-q", "Q?"],
+    ],
+    ids=["report", "rank", "ask"],
+)
+def test_a_projector_with_nan_weights_is_refused_at_load(
+    command: list[str], nan_checkpoint: Path, clip: Path
+) -> None:
+    clips = [str(clip)] * (3 if command[0] == "rank" else 2)
+    line = one_error_line(
+        [command[0], *clips, *command[1:], "--model", str(nan_checkpoint), "--no-cache"]
+    )
+    assert f"{nan_checkpoint / 'projector.safetensors'}: projector weight 'head.bias'" in line
+    assert "NaN or infinite" in line
+
+
+def test_an_infinite_weight_is_refused_when_a_run_starts_from_it(nan_checkpoint: Path) -> None:
+    import torch
+
+    from stepdiff.errors import ModelLoadError
+    from stepdiff.model import build_model
+    from stepdiff.model.build import load_projector_state
+
+    projector = build_model(load_config("tiny")).projector
+    state = {k: v.clone() for k, v in projector.state_dict().items()}
+    name = next(k for k, v in state.items() if v.is_floating_point())
+    state[name].view(-1)[0] = float("inf")
+    with pytest.raises(ModelLoadError, match=rf"projector weight '{name}' holds 1 NaN"):
+        load_projector_state(projector, state, nan_checkpoint)
+    assert torch.isfinite(projector.state_dict()[name]).all()  # nothing was loaded
+
+
+def test_the_assistant_refuses_a_nan_p_same(clip: Path) -> None:
+    import torch
+
+    from stepdiff.assistant import Assistant, AssistantError
+    from stepdiff.model import build_model
+    from stepdiff.video.clip import resolve_clip
+
+    model = build_model(load_config("tiny"))
+    with torch.no_grad():
+        model.projector.head.bias.fill_(float("nan"))  # built in code: no load check
+    ref = resolve_clip(str(clip))
+    with pytest.raises(AssistantError, match=r"P\(same\) = nan for 'Visuals'"):
+        Assistant(model).report(ref, ref, ["Visuals"], with_captions=False)
