@@ -287,3 +287,42 @@ def test_the_assistant_refuses_a_nan_p_same(clip: Path) -> None:
     ref = resolve_clip(str(clip))
     with pytest.raises(AssistantError, match=r"P\(same\) = nan for 'Visuals'"):
         Assistant(model).report(ref, ref, ["Visuals"], with_captions=False)
+
+
+# --- training texts longer than max_length ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "row", "part"),
+    [
+        (
+            "pair_qa",
+            {"reference": "c_0_1", "candidate": "c_0_0.5", "question": "What differs?"},
+            "answer",
+        ),
+        ("interleaved", {"clips": ["c_0_1", "c_0_0.5"]}, "narrations"),
+    ],
+)
+def test_a_training_text_longer_than_max_length_names_its_file_and_line(
+    kind: str, row: dict, part: str, clip: Path, tmp_path: Path
+) -> None:
+    long_text = " ".join(["whisk"] * 700)  # far beyond the tiny model's max_length 512
+    short = {"answer": "a spoon"} if kind == "pair_qa" else {"narrations": ["I stir.", "Done."]}
+    long = {"answer": long_text} if kind == "pair_qa" else {"narrations": ["I stir.", long_text]}
+    data = tmp_path / "train.jsonl"
+    data.write_text(json.dumps({**row, **short}) + "\n" + json.dumps({**row, **long}) + "\n")
+    line = one_error_line(
+        [
+            "train",
+            "tiny",
+            f"data.{kind}={data}",
+            "data.pair_qa=[]" if kind != "pair_qa" else "data.interleaved=[]",
+            f"data.mix={{{kind}: 1.0}}",
+            f"data.video_dir={clip.parent}",
+            f"out={tmp_path / 'run'}",
+            "tensorboard=false",
+        ]
+    )
+    assert f"{data}:2: " in line
+    assert f"tokens (prompt, video tokens and {part}) exceed max_length 512" in line
+    assert not list((tmp_path / "run").glob("checkpoint*"))
