@@ -326,3 +326,23 @@ def test_a_training_text_longer_than_max_length_names_its_file_and_line(
     assert f"{data}:2: " in line
     assert f"tokens (prompt, video tokens and {part}) exceed max_length 512" in line
     assert not list((tmp_path / "run").glob("checkpoint*"))
+
+
+# --- stepdiff synthkitchen build --out ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("out", "expected"),
+    [
+        ("a-file", "a-file: exists and is not a folder"),
+        ("a-file/sub", "a-file/sub: cannot create the folder (Not a directory)"),
+    ],
+)
+def test_synthkitchen_build_refuses_an_out_that_is_a_file(
+    out: str, expected: str, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    line = one_error_line(["synthkitchen", "build", "--out", str(tmp_path / out), "--no-render"])
+    assert f"--out {tmp_path / expected}" in line
+    assert blocker.read_text() == "not a folder"
