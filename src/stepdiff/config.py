@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.resources
 import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,9 +71,51 @@ class StepDiffConfig:
         check_keys(values, cls, source)
         check_keys(projector, ProjectorConfig, f"{source}: projector")
         try:
-            return cls(projector=ProjectorConfig(**projector), **values)
+            config = cls(projector=ProjectorConfig(**projector), **values)
         except TypeError as error:
             raise ConfigError(f"{source}: {error}") from None
+        check_field_values(config, source)
+        return config
+
+
+# Seeds go to torch.manual_seed, which takes any unsigned 64-bit integer.
+SEED_LIMIT = 2**64
+
+
+def check_field_values(config: Any, source: str, prefix: str = "") -> None:
+    """Each field of a config dataclass (sections included) holds its annotated type,
+    counts are positive and seeds in range; the error names the dotted key.
+
+    ``key=value`` overrides are parsed as YAML, so ``num_frames=abc`` arrives as a string
+    and would otherwise fail deep inside the model, or not at all.
+    """
+    hints = typing.get_type_hints(type(config))
+    for item in dataclasses.fields(config):
+        key, value, expected = f"{prefix}{item.name}", getattr(config, item.name), hints[item.name]
+        if dataclasses.is_dataclass(expected):
+            check_field_values(value, source, f"{key}.")
+        else:
+            _check_scalar(key, value, expected, source)
+
+
+def _check_scalar(key: str, value: Any, expected: Any, source: str) -> None:
+    """One str, bool or int field (the types a model config holds)."""
+    got = f"got {value!r}"
+    if expected is str and not isinstance(value, str):
+        raise ConfigError(f"{source}: {key} must be a string, {got}")
+    if expected is bool and not isinstance(value, bool):
+        raise ConfigError(f"{source}: {key} must be true or false, {got}")
+    if expected is not int:
+        return
+    # bool is an int subclass, but `true` frames is a typo, not a count. Every integer
+    # but the seed counts something (frames, tokens, latents, layers ...), where 0 or
+    # less is never meant and would fail far from here, or silently.
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    if key == "seed":
+        if not (is_int and 0 <= value < SEED_LIMIT):
+            raise ConfigError(f"{source}: {key} must be an integer from 0 to 2**64 - 1, {got}")
+    elif not (is_int and value >= 1):
+        raise ConfigError(f"{source}: {key} must be a positive integer, {got}")
 
 
 def check_keys(values: dict[str, Any], cls: type, source: str) -> None:

@@ -9,6 +9,7 @@ Shapes: K candidates, C categories, T time steps, P tokens per step, D encoder w
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -120,6 +121,14 @@ class Assistant:
         for start in range(0, len(questions), self.batch_size):
             rows = slice(start, start + self.batch_size)
             out += self.model.p_yes(reference[rows], candidate[rows], questions[rows]).tolist()
+        for category, p in zip(categories, out, strict=True):
+            # A NaN has no severity and no rank; it comes from non-finite features or
+            # weights that loading did not catch (e.g. a model built in code).
+            if not math.isfinite(p):
+                raise AssistantError(
+                    f"the model gave P(same) = {p} for {category!r}: its features or "
+                    "weights are not finite"
+                )
         return out
 
     def _captions(

@@ -77,6 +77,8 @@ def _show(value: object, limit: int = 80) -> str:
         text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
     except (TypeError, ValueError):
         text = repr(value)
+    except RecursionError:  # nested nearly as deep as the decoder goes; repr recurses too
+        return f"(a deeply nested {_type_name(value)})"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -362,6 +364,38 @@ def _read_lines(path: Path) -> list[str]:
     return lines
 
 
+# Python refuses to convert longer integers (sys.get_int_max_str_digits, a guard against
+# quadratic conversion time); this bound holds whatever the interpreter is set to.
+MAX_INT_DIGITS = 4300
+
+
+class _TooLarge(ValueError):
+    """A JSON value beyond what the reader takes; ``_parse_line`` adds file and line."""
+
+
+def _parse_int(text: str) -> int:
+    """A JSON integer literal as an int, refusing absurdly long ones."""
+    digits = len(text.lstrip("-"))
+    if digits > MAX_INT_DIGITS:
+        raise _TooLarge(f"an integer of {digits} digits (at most {MAX_INT_DIGITS} are read)")
+    return int(text)
+
+
+def _parse_line(line: str, where: str) -> Any:
+    """One JSONL line as a Python value; ``where`` (file:line) prefixes any error."""
+    try:
+        return json.loads(line, parse_int=_parse_int)
+    except json.JSONDecodeError as error:
+        raise DataFormatError(
+            f"{where}: malformed JSON: {error.msg} (column {error.colno})"
+        ) from None
+    except _TooLarge as error:
+        raise DataFormatError(f"{where}: unreadable JSON: {error}") from None
+    except RecursionError:
+        # The decoder recurses once per nested array or object.
+        raise DataFormatError(f"{where}: unreadable JSON: nested too deeply") from None
+
+
 def read_jsonl(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
     """The JSON objects of a JSONL file with their 1-based line numbers.
 
@@ -378,12 +412,7 @@ def read_jsonl(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
             raise DataFormatError(
                 f"{path}:{lineno}: blank line (blank lines are only allowed at the end)"
             )
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise DataFormatError(
-                f"{path}:{lineno}: malformed JSON: {error.msg} (column {error.colno})"
-            ) from None
+        obj = _parse_line(line, f"{path}:{lineno}")
         if not isinstance(obj, dict):
             raise DataFormatError(
                 f"{path}:{lineno}: expected a JSON object, got {_type_name(obj)} {_show(obj)}"

@@ -36,7 +36,7 @@ def score(
         bool, typer.Option("--json", help="Print the JSON summary instead of markdown.")
     ] = False,
     bootstrap: Annotated[
-        int, typer.Option(min=0, help="Bootstrap resamples for 95% CIs (0: none).")
+        int, typer.Option(help="Bootstrap resamples for 95% CIs (0: none; at most 100000).")
     ] = 1000,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap resampling.")] = 0,
     against: Annotated[
@@ -96,7 +96,9 @@ def evaluate(
         typer.Option(help="DiffCap JSONL whose captions VLEmbed retrieves answers from."),
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Benchmark items per batch.")] = 8,
-    bootstrap: Annotated[int, typer.Option(min=0, help="Bootstrap resamples for CIs.")] = 1000,
+    bootstrap: Annotated[
+        int, typer.Option(help="Bootstrap resamples for CIs (0: none; at most 100000).")
+    ] = 1000,
     seed: Annotated[int, typer.Option(help="Seed of random scorers and the bootstrap.")] = 0,
     cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Cache features.")] = True,
 ) -> None:
@@ -106,9 +108,10 @@ def evaluate(
     from stepdiff.data.formats import read_diffcap
     from stepdiff.eval.report import markdown_table, write_report
     from stepdiff.eval.runner import run_predictions
-    from stepdiff.eval.score import score_files
+    from stepdiff.eval.score import check_resampling, score_files
 
     with user_errors():
+        check_resampling(bootstrap, seed)  # before the slow predictions, not after
         pool = [t for item in read_diffcap(caption_pool) for t in item.text] if caption_pool else []
         options = ScorerOptions(
             config=config,

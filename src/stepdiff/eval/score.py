@@ -29,10 +29,14 @@ from stepdiff.data.formats import (
     read_ground_truth,
     read_predictions,
 )
+from stepdiff.errors import ConfigError
 from stepdiff.eval import metrics as M
 from stepdiff.eval.metrics import WeightedStatistic
 
 DEFAULT_BOOTSTRAP = 1000
+# Resamples beyond this do not move a 95% interval's printed digits, while the work
+# grows with them: 10**20 resamples ran for minutes and took 24 GB before being killed.
+MAX_BOOTSTRAP = 100_000
 DEFAULT_SEED = 0
 DEFAULT_CONFIDENCE = 0.95
 
@@ -348,6 +352,7 @@ def score_records(
     metrics that check the captions against the truth (e.g. SynthKitchen's facts).
     """
     task = Task(task)
+    check_resampling(bootstrap, seed)
     if not items:
         raise ValueError("nothing to score: no items")
     if not 0 < confidence < 1:
@@ -398,6 +403,17 @@ def score_records(
     )
 
 
+def check_resampling(bootstrap: int, seed: int) -> None:
+    """Refuse a resample count outside 0..MAX_BOOTSTRAP and a negative seed (numpy's
+    generator takes none), before any file is read."""
+    if not 0 <= bootstrap <= MAX_BOOTSTRAP:
+        raise ConfigError(
+            f"bootstrap {bootstrap}: expected 0 (no intervals) to {MAX_BOOTSTRAP} resamples"
+        )
+    if seed < 0:
+        raise ConfigError(f"seed {seed}: expected an integer >= 0")
+
+
 def _check_predictions(task: Task, items: Sequence[Any], predictions: Sequence[Any]) -> None:
     if len(items) != len(predictions):
         raise ValueError(f"{len(predictions)} predictions for {len(items)} items")
@@ -421,12 +437,15 @@ def score_files(
 
     Raises :class:`~stepdiff.errors.DataFormatError` (one line: file, line, field) for
     any malformed input, including a prediction file whose length differs from the
-    ground truth's. The DiffCap file of a SynthKitchen build (``clips.jsonl`` beside it)
-    also gets the truth-checked caption metrics of :mod:`stepdiff.synthkitchen.truth`.
+    ground truth's, and :class:`~stepdiff.errors.ConfigError` for a ``bootstrap`` or
+    ``seed`` out of range (see ``check_resampling``). The DiffCap file of a SynthKitchen
+    build (``clips.jsonl`` beside it) also gets the truth-checked caption metrics of
+    :mod:`stepdiff.synthkitchen.truth`.
     """
     from stepdiff.synthkitchen.truth import caption_judge_beside
 
     task = Task(task)
+    check_resampling(bootstrap, seed)
     items = read_ground_truth(gt_path, task)
     predictions = read_predictions(pred_path, task, expected_count=len(items))
     others = [

@@ -118,7 +118,20 @@ def load_projector_state(
                 f"{source}: projector weight {name!r} has shape {tuple(tensor.shape)} but this "
                 f"encoder/LLM needs {tuple(expected[name].shape)} (checkpoint from another model?)"
             )
+    check_finite_weights(state, Path(source) / PROJECTOR_FILE)
     projector.load_state_dict(state)
+
+
+def check_finite_weights(state: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Refuse a NaN or infinite projector weight: every answer and score would be NaN
+    (a diverged run saves such weights), failing far from here or not at all."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise ModelLoadError(
+                f"{path}: projector weight {name!r} holds {bad} NaN or infinite values of "
+                f"{tensor.numel()} (a diverged training run?)"
+            )
 
 
 def load_model(

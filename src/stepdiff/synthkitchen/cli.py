@@ -48,6 +48,7 @@ def build(
 
     if size not in SIZES:
         raise _fail(f"--size {size!r}: expected one of {', '.join(SIZES)}")
+    _make_out_dir(out)
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -65,6 +66,16 @@ def build(
             out, size=size, seed=seed, render=render, workers=workers, progress=progress
         )
     _print_summary(summary)
+
+
+def _make_out_dir(out: Path) -> None:
+    """Create the benchmark folder, or fail with one line before any clip is sampled."""
+    if out.exists() and not out.is_dir():
+        raise _fail(f"--out {out}: exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # e.g. a file where a parent folder should be, no permission
+        raise _fail(f"--out {out}: cannot create the folder ({error.strerror})") from None
 
 
 def _print_summary(summary) -> None:  # BuildSummary; imported lazily

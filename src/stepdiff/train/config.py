@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stepdiff.config import check_keys, read_config_data
+from stepdiff.config import check_keys, load_config, read_config_data
 from stepdiff.errors import ConfigError
 
 DATA_KINDS = ("pair_qa", "pair_rank", "pair_choice", "interleaved", "single_video")
@@ -138,9 +138,9 @@ class TrainConfig:
         for kind in DATA_KINDS:
             data_section[kind] = _as_paths(data_section.get(kind, ()), f"{source}: data.{kind}")
         if "betas" in sections["optim"]:
-            sections["optim"]["betas"] = tuple(sections["optim"]["betas"])
+            sections["optim"]["betas"] = _as_betas(sections["optim"]["betas"], source)
         if "model_overrides" in values:
-            values["model_overrides"] = tuple(values["model_overrides"] or ())
+            values["model_overrides"] = _as_overrides(values["model_overrides"], source)
         try:
             config = cls(
                 data=DataConfig(**data_section),
@@ -166,6 +166,12 @@ class TrainConfig:
         for name, value in positive.items():
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{source}: {name} must be a positive integer, got {value!r}")
+        warmup = self.optim.warmup_steps
+        if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+            raise ConfigError(
+                f"{source}: optim.warmup_steps must be an integer >= 0, got {warmup!r}"
+            )
+        self._check_model(source)
         if self.optim.schedule not in SCHEDULES:
             raise ConfigError(
                 f"{source}: optim.schedule {self.optim.schedule!r}: expected one of "
@@ -188,6 +194,10 @@ class TrainConfig:
                 raise ConfigError(f"{source}: {name} must be a number, got {value!r}")
         if not self.optim.lr > 0:
             raise ConfigError(f"{source}: optim.lr must be positive")
+        for index, beta in enumerate(self.optim.betas):
+            # AdamW's moment decay rates: 1 or more never forgets (or grows without end).
+            if not 0 <= beta < 1:
+                raise ConfigError(f"{source}: optim.betas[{index}] must be in [0, 1), got {beta!r}")
         weights = ("contrast", "grounding", "comparison", "match", "answer")
         for name in (f"{weight}_weight" for weight in weights):
             if getattr(self, name) < 0:
@@ -240,6 +250,14 @@ class TrainConfig:
                     f"{extra[0]} a data.mix weight of 0"
                 )
 
+    def _check_model(self, source: str) -> None:
+        """The model config with ``model_overrides`` applied must be valid too (it is
+        only built once the data has been read, after the config is saved)."""
+        try:
+            load_config(self.model, list(self.model_overrides))
+        except ConfigError as error:
+            raise ConfigError(f"{source}: model and model_overrides: {error}") from None
+
     def active_kinds(self) -> dict[str, float]:
         """Kinds with files and a positive weight -> weight."""
         return {
@@ -254,6 +272,30 @@ def _as_paths(value: Any, label: str) -> tuple[str, ...]:
         return (value,)
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
         raise ConfigError(f"{label}: expected a file path or a list of file paths")
+    return tuple(value)
+
+
+def _as_betas(value: Any, source: str) -> tuple[float, float]:
+    """``optim.betas`` as a pair of numbers (their range is checked with the others)."""
+    pair = tuple(value) if isinstance(value, list | tuple) else ()
+    if len(pair) != 2 or any(isinstance(b, bool) or not isinstance(b, int | float) for b in pair):
+        raise ConfigError(
+            f"{source}: optim.betas must be two numbers, e.g. [0.9, 0.999], got {value!r}"
+        )
+    return pair
+
+
+def _as_overrides(value: Any, source: str) -> tuple[str, ...]:
+    """``model_overrides`` as ``key=value`` strings; one string is one override (a
+    tuple of its characters would fail on the first one with a puzzling message)."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(
+            f"{source}: model_overrides must be a list of key=value strings, got {value!r}"
+        )
     return tuple(value)
 
 

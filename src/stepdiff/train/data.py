@@ -7,9 +7,10 @@ exactly the batches an uninterrupted run would have drawn.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ class TrainingRecord:
     answer_probability: float | None = None
     alternative: str = ""
     scores: tuple[float, ...] = ()
+    source: str = field(default="", compare=False)  # "file:line" it was read from
 
     def option_pairs(self) -> list[tuple[str, str]]:
         """A ranking item's (reference, candidate) rows, in order."""
@@ -154,7 +156,8 @@ def read_training_records(
     records: list[TrainingRecord] = []
     for path in paths:
         for line, obj in read_jsonl(path):
-            records.append(_parse(kind, obj, f"{path}:{line}"))
+            where = f"{path}:{line}"
+            records.append(dataclasses.replace(_parse(kind, obj, where), source=where))
     if kind == "interleaved":
         lengths = {len(r.clips) for r in records}
         if len(lengths) > 1:

@@ -36,6 +36,8 @@ from stepdiff.errors import ConfigError, DataFormatError, ModelLoadError
 from stepdiff.llm.prompt import (
     SINGLE_VIDEO_TEXT,
     VIDEOS_TEXT,
+    InterleavedSample,
+    TokenisedSample,
     tokenise_interleaved,
     tokenise_sample,
 )
@@ -175,28 +177,25 @@ def swap_one_clip(
     return (*clips[:slot], rng.choice(others), *clips[slot + 1 :])
 
 
+def tokenise_record(
+    model: StepDiffModel, record: TrainingRecord
+) -> TokenisedSample | InterleavedSample:
+    """One QA or interleaved record's tokens, with answer-only (or narration) labels."""
+    if record.kind == "interleaved":
+        return tokenise_interleaved(
+            model.tokenizer, list(record.narrations), model.num_video_tokens
+        )
+    context = VIDEOS_TEXT if record.kind == "pair_qa" else SINGLE_VIDEO_TEXT
+    return tokenise_sample(
+        model.prompt_format, record.question, record.answer, model.num_video_tokens, context=context
+    )
+
+
 def tokenise_records(model: StepDiffModel, records: list[TrainingRecord]) -> TokenBatch:
     """Tokenise one micro-batch (all of one kind) with answer-only (or narration) labels."""
     samples, alternative_ids = [], []
     for record in records:
-        if record.kind == "interleaved":
-            samples.append(
-                tokenise_interleaved(
-                    model.tokenizer, list(record.narrations), model.num_video_tokens
-                )
-            )
-            alternative_ids.append(IGNORE_INDEX)
-            continue
-        context = VIDEOS_TEXT if record.kind == "pair_qa" else SINGLE_VIDEO_TEXT
-        samples.append(
-            tokenise_sample(
-                model.prompt_format,
-                record.question,
-                record.answer,
-                model.num_video_tokens,
-                context=context,
-            )
-        )
+        samples.append(tokenise_record(model, record))
         soft = record.answer_probability is not None
         alternative_ids.append(
             first_answer_token(model, record.question, record.alternative) if soft else IGNORE_INDEX
@@ -251,6 +250,33 @@ def check_soft_answers(model: StepDiffModel, records: dict[str, list[TrainingRec
                     f"{kind} data: answer {record.answer!r} and alternative "
                     f"{record.alternative!r} start with the same token, so a soft target "
                     "or a ranking cannot tell them apart"
+                )
+
+
+def check_lengths(model: StepDiffModel, records: dict[str, list[TrainingRecord]]) -> None:
+    """Every sample must fit the model's ``max_length``: batching refuses longer ones
+    (truncating would cut the answer, the only part with a loss), which mid-run would be
+    a traceback after the clips were encoded. Checked once per distinct text."""
+    limit = model.config.max_length
+    seen = set()
+    for kind_records in records.values():
+        for record in kind_records:
+            # A ranking item's rows are pair QA rows that share its question and answer.
+            row = record
+            if record.kind in RANKING_KINDS:
+                row = TrainingRecord(
+                    "pair_qa", record.option_pairs()[0], record.question, record.answer
+                )
+            key = (row.kind, row.question, row.answer, row.narrations)
+            if key in seen:
+                continue
+            seen.add(key)
+            length = len(tokenise_record(model, row).ids_and_labels()[0])
+            if length > limit:
+                raise DataFormatError(
+                    f"{record.source}: {length} tokens (prompt, video tokens and "
+                    f"{'narrations' if row.narrations else 'answer'}) exceed max_length "
+                    f"{limit}; shorten the texts or raise max_length in model_overrides"
                 )
 
 
@@ -386,6 +412,7 @@ class Trainer:
         config = self.config
         self.model = build_model(self.model_config, feature_cache=FeatureCache())
         check_soft_answers(self.model, self.records)
+        check_lengths(self.model, self.records)
         if config.init_from is not None:
             load_projector_state(
                 self.model.projector, read_projector_weights(config.init_from), config.init_from
