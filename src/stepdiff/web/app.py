@@ -8,6 +8,7 @@ thumbnails keep answering while a comparison runs.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.resources
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -25,7 +26,14 @@ from starlette.concurrency import run_in_threadpool
 from stepdiff.data.categories import CATEGORIES
 from stepdiff.errors import StepDiffError, first_line
 from stepdiff.video.clip import ClipRef
-from stepdiff.web.clips import ClipStore, StoredClip, WebError, too_large_message
+from stepdiff.web.clips import (
+    DEFAULT_QUOTA,
+    ClipStore,
+    StoredClip,
+    UploadQuota,
+    WebError,
+    too_large_message,
+)
 from stepdiff.web.runner import ModelRunner
 from stepdiff.web.thumbs import ThumbnailStore
 
@@ -34,6 +42,7 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(str(importlib.resources.files("stepdiff.web") / "static"))
 MAX_QUESTION_CHARS = 500
 MAX_CANDIDATES = 8  # each candidate is encoded and scored for every category
+EXPIRY_INTERVAL_S = 60.0  # how often idle uploads are looked for (requests look too)
 
 
 class AssistantLike(Protocol):
@@ -113,10 +122,18 @@ def _validation_message(error: RequestValidationError) -> str:
     return f"{where}: {first.get('msg', 'invalid value')}" if where else first.get("msg", "")
 
 
+async def _expire_periodically(store: ClipStore) -> None:
+    """Delete idle uploads even while no request comes (until cancelled)."""
+    while True:
+        await asyncio.sleep(EXPIRY_INTERVAL_S)
+        store.expire()
+
+
 def create_app(
     assistant: AssistantLike,
     *,
     max_upload_bytes: int = 200 * 2**20,
+    quota: UploadQuota = DEFAULT_QUOTA,
     examples: Sequence[str | Path] = (),
 ) -> FastAPI:
     """The web app around ``assistant`` (the real Assistant, or a fake in tests).
@@ -124,15 +141,28 @@ def create_app(
     ``examples`` are video files offered on the page besides uploads; each is checked to
     decode now, so a bad example fails at start-up rather than in a user's request.
     """
-    store = ClipStore([Path(p) for p in examples], max_upload_bytes=max_upload_bytes)
+    store = ClipStore([Path(p) for p in examples], max_upload_bytes=max_upload_bytes, quota=quota)
+    try:
+        app = _build_app(assistant, store)
+    except BaseException:
+        store.close()  # nothing else would: the app that owns it does not exist
+        raise
+    return app
+
+
+def _build_app(assistant: AssistantLike, store: ClipStore) -> FastAPI:
+    """The app's routes over ``store`` (which its lifespan closes)."""
+    max_upload_bytes = store.max_upload_bytes
     runner = ModelRunner()
     thumbs = ThumbnailStore()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        expiry = asyncio.create_task(_expire_periodically(store))
         try:
             yield
         finally:
+            expiry.cancel()
             runner.close()
             store.close()
 
