@@ -3,7 +3,8 @@
 No model logic lives here. Every model call goes through :class:`ModelRunner` (one
 worker thread, one call at a time); uploads are probed and thumbnails encoded in the
 server's thread pool; the event loop only routes requests, so the page, uploads and
-thumbnails keep answering while a comparison runs.
+thumbnails keep answering while a comparison runs. Requests another site may have sent
+are refused before any route (:mod:`stepdiff.web.guard`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from stepdiff.web.clips import (
     WebError,
     too_large_message,
 )
+from stepdiff.web.guard import RequestGuard, is_loopback
 from stepdiff.web.runner import ModelRunner
 from stepdiff.web.thumbs import ThumbnailStore
 
@@ -135,22 +137,25 @@ def create_app(
     max_upload_bytes: int = 200 * 2**20,
     quota: UploadQuota = DEFAULT_QUOTA,
     examples: Sequence[str | Path] = (),
+    host: str = "127.0.0.1",
 ) -> FastAPI:
     """The web app around ``assistant`` (the real Assistant, or a fake in tests).
 
     ``examples`` are video files offered on the page besides uploads; each is checked to
     decode now, so a bad example fails at start-up rather than in a user's request.
+    ``host`` is the address the server listens on: on a loopback one, requests must
+    name a loopback host and the server's port (no DNS rebinding).
     """
     store = ClipStore([Path(p) for p in examples], max_upload_bytes=max_upload_bytes, quota=quota)
     try:
-        app = _build_app(assistant, store)
+        app = _build_app(assistant, store, loopback_only=is_loopback(host))
     except BaseException:
         store.close()  # nothing else would: the app that owns it does not exist
         raise
     return app
 
 
-def _build_app(assistant: AssistantLike, store: ClipStore) -> FastAPI:
+def _build_app(assistant: AssistantLike, store: ClipStore, *, loopback_only: bool) -> FastAPI:
     """The app's routes over ``store`` (which its lifespan closes)."""
     max_upload_bytes = store.max_upload_bytes
     runner = ModelRunner()
@@ -167,6 +172,7 @@ def _build_app(assistant: AssistantLike, store: ClipStore) -> FastAPI:
             store.close()
 
     app = FastAPI(title="StepDiff", docs_url=None, redoc_url=None, lifespan=lifespan)
+    app.add_middleware(RequestGuard, loopback_only=loopback_only)
     app.state.store, app.state.runner, app.state.thumbs = store, runner, thumbs
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     index_html = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
