@@ -22,6 +22,14 @@ from stepdiff.video.decode import read_clip_frames
 from stepdiff.video.synthetic import write_synthetic_clip
 
 
+@pytest.fixture(autouse=True)
+def uploads_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> Path:
+    """A cache folder of each test's own, so uploads folders never land in the user's."""
+    cache = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("STEPDIFF_CACHE", str(cache))
+    return cache
+
+
 @pytest.fixture(scope="session")
 def candidate_clip_path(media_dir: Path) -> Path:
     """3 s, 24 fps, 128x128 H.264 mp4 of the demo's candidate scene (pot, whisk)."""

@@ -7,6 +7,7 @@ import asyncio
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -16,22 +17,34 @@ from typer.testing import CliRunner
 from stepdiff.data.categories import CATEGORIES
 from stepdiff.web import create_app
 from stepdiff.web.app import STATIC_DIR
+from stepdiff.web.folders import LOCK_NAME
 
 MB = 2**20
+BASE_URL = "http://127.0.0.1:7860"  # what a browser on this machine names the server
+VIDEO = {"Content-Type": "video/mp4"}
 
 
-def upload(client: TestClient, path: Path, name: str | None = None) -> httpx.Response:
-    return client.post(f"/api/upload?name={name or path.name}", content=path.read_bytes())
+def local_client(app) -> TestClient:
+    """A client that names the server as a browser on the same machine would."""
+    return TestClient(app, base_url=BASE_URL)
+
+
+def upload(client: httpx.Client | httpx.AsyncClient, path: Path, name: str | None = None) -> Any:
+    """POST ``path`` as the page does (an AsyncClient's answer is to be awaited)."""
+    url = f"/api/upload?name={name or path.name}"
+    return client.post(url, content=path.read_bytes(), headers=VIDEO)
 
 
 def stored_files(client: TestClient) -> list[str]:
-    return sorted(p.name for p in client.app.state.store.folder.iterdir())
+    """The uploads folder's clip files (not its lock file)."""
+    folder = client.app.state.store.folder
+    return sorted(p.name for p in folder.iterdir() if p.name != LOCK_NAME)
 
 
 @pytest.fixture()
 def client(tiny_assistant, synthetic_clip_path: Path) -> Iterator[TestClient]:
     app = create_app(tiny_assistant, max_upload_bytes=5 * MB, examples=[synthetic_clip_path])
-    with TestClient(app) as client:
+    with local_client(app) as client:
         yield client
 
 
@@ -77,10 +90,10 @@ def test_upload_stores_a_complete_file_under_a_unique_name(
 
 def test_shutting_down_removes_the_uploads(tiny_assistant, synthetic_clip_path: Path) -> None:
     app = create_app(tiny_assistant, max_upload_bytes=5 * MB)
-    with TestClient(app) as client:
+    with local_client(app) as client:
         assert upload(client, synthetic_clip_path).status_code == 200
         folder = app.state.store.folder
-        assert len(list(folder.iterdir())) == 1
+        assert len(stored_files(client)) == 1
     assert not folder.exists()
 
 
@@ -90,7 +103,7 @@ def test_upload_rejects_a_file_that_does_not_decode(client: TestClient, not_a_vi
     message = response.json()["error"]
     assert message.startswith("notes.mp4 is not a video this server can read")
     assert "\n" not in message and str(client.app.state.store.folder) not in message
-    empty = client.post("/api/upload?name=empty.mp4", content=b"")
+    empty = client.post("/api/upload?name=empty.mp4", content=b"", headers=VIDEO)
     assert empty.status_code == 422 and "empty" in empty.json()["error"]
     assert stored_files(client) == []
 
@@ -98,7 +111,7 @@ def test_upload_rejects_a_file_that_does_not_decode(client: TestClient, not_a_vi
 def test_upload_size_limit(tiny_assistant, synthetic_clip_path: Path) -> None:
     size = synthetic_clip_path.stat().st_size
     app = create_app(tiny_assistant, max_upload_bytes=size - 1)
-    with TestClient(app) as client:
+    with local_client(app) as client:
         declared = upload(client, synthetic_clip_path, "big.mp4")
         assert declared.status_code == 413
         assert declared.json()["error"] == (
@@ -107,7 +120,7 @@ def test_upload_size_limit(tiny_assistant, synthetic_clip_path: Path) -> None:
         # Without a Content-Length the limit holds while streaming.
         data = synthetic_clip_path.read_bytes()
         chunks = (data[i : i + 4096] for i in range(0, len(data), 4096))
-        streamed = client.post("/api/upload?name=big.mp4", content=chunks)
+        streamed = client.post("/api/upload?name=big.mp4", content=chunks, headers=VIDEO)
         assert streamed.status_code == 413 and "upload limit" in streamed.json()["error"]
         assert stored_files(client) == []
 
@@ -232,11 +245,10 @@ def test_model_work_does_not_block_the_server(
 
     async def scenario() -> None:
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://web") as client:
+        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
             ids = []
             for path in (synthetic_clip_path, candidate_clip_path):
-                url = f"/api/upload?name={path.name}"
-                response = await client.post(url, content=path.read_bytes())
+                response = await upload(client, path)
                 ids.append(response.json()["id"])
             pair = {"reference": {"id": ids[0]}, "candidate": {"id": ids[1]}}
             slow = asyncio.ensure_future(client.post("/api/report", json=pair))
@@ -246,7 +258,7 @@ def test_model_work_does_not_block_the_server(
                 client.get("/"),
                 client.get("/static/app.js"),
                 client.get("/api/health"),
-                client.post("/api/upload?name=c.mp4", content=candidate_clip_path.read_bytes()),
+                upload(client, candidate_clip_path, "c.mp4"),
             ]
             for response in await asyncio.wait_for(asyncio.gather(*quick), timeout=10):
                 assert response.status_code == 200

@@ -3,11 +3,13 @@
 No model logic lives here. Every model call goes through :class:`ModelRunner` (one
 worker thread, one call at a time); uploads are probed and thumbnails encoded in the
 server's thread pool; the event loop only routes requests, so the page, uploads and
-thumbnails keep answering while a comparison runs.
+thumbnails keep answering while a comparison runs. Requests another site may have sent
+are refused before any route (:mod:`stepdiff.web.guard`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib.resources
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -25,7 +27,15 @@ from starlette.concurrency import run_in_threadpool
 from stepdiff.data.categories import CATEGORIES
 from stepdiff.errors import StepDiffError, first_line
 from stepdiff.video.clip import ClipRef
-from stepdiff.web.clips import ClipStore, StoredClip, WebError, too_large_message
+from stepdiff.web.clips import (
+    DEFAULT_QUOTA,
+    ClipStore,
+    StoredClip,
+    UploadQuota,
+    WebError,
+    too_large_message,
+)
+from stepdiff.web.guard import RequestGuard, is_loopback
 from stepdiff.web.runner import ModelRunner
 from stepdiff.web.thumbs import ThumbnailStore
 
@@ -34,6 +44,7 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(str(importlib.resources.files("stepdiff.web") / "static"))
 MAX_QUESTION_CHARS = 500
 MAX_CANDIDATES = 8  # each candidate is encoded and scored for every category
+EXPIRY_INTERVAL_S = 60.0  # how often idle uploads are looked for (requests look too)
 
 
 class AssistantLike(Protocol):
@@ -113,30 +124,55 @@ def _validation_message(error: RequestValidationError) -> str:
     return f"{where}: {first.get('msg', 'invalid value')}" if where else first.get("msg", "")
 
 
+async def _expire_periodically(store: ClipStore) -> None:
+    """Delete idle uploads even while no request comes (until cancelled)."""
+    while True:
+        await asyncio.sleep(EXPIRY_INTERVAL_S)
+        store.expire()
+
+
 def create_app(
     assistant: AssistantLike,
     *,
     max_upload_bytes: int = 200 * 2**20,
+    quota: UploadQuota = DEFAULT_QUOTA,
     examples: Sequence[str | Path] = (),
+    host: str = "127.0.0.1",
 ) -> FastAPI:
     """The web app around ``assistant`` (the real Assistant, or a fake in tests).
 
     ``examples`` are video files offered on the page besides uploads; each is checked to
     decode now, so a bad example fails at start-up rather than in a user's request.
+    ``host`` is the address the server listens on: on a loopback one, requests must
+    name a loopback host and the server's port (no DNS rebinding).
     """
-    store = ClipStore([Path(p) for p in examples], max_upload_bytes=max_upload_bytes)
+    store = ClipStore([Path(p) for p in examples], max_upload_bytes=max_upload_bytes, quota=quota)
+    try:
+        app = _build_app(assistant, store, loopback_only=is_loopback(host))
+    except BaseException:
+        store.close()  # nothing else would: the app that owns it does not exist
+        raise
+    return app
+
+
+def _build_app(assistant: AssistantLike, store: ClipStore, *, loopback_only: bool) -> FastAPI:
+    """The app's routes over ``store`` (which its lifespan closes)."""
+    max_upload_bytes = store.max_upload_bytes
     runner = ModelRunner()
     thumbs = ThumbnailStore()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        expiry = asyncio.create_task(_expire_periodically(store))
         try:
             yield
         finally:
+            expiry.cancel()
             runner.close()
             store.close()
 
     app = FastAPI(title="StepDiff", docs_url=None, redoc_url=None, lifespan=lifespan)
+    app.add_middleware(RequestGuard, loopback_only=loopback_only)
     app.state.store, app.state.runner, app.state.thumbs = store, runner, thumbs
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     index_html = (STATIC_DIR / "index.html").read_text(encoding="utf-8")

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from stepdiff.errors import ConfigError, StepDiffError
+from stepdiff.errors import ConfigError
+
+if TYPE_CHECKING:
+    from stepdiff.web.clips import UploadQuota
+
+MB = 2**20
 
 
 def example_videos(folder: Path | None, demo: bool) -> list[Path]:
@@ -30,12 +36,97 @@ def example_videos(folder: Path | None, demo: bool) -> list[Path]:
     return videos
 
 
+def check_port(port: int) -> None:
+    """ConfigError unless ``port`` is a TCP port one can listen on (1-65535)."""
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"--port must be between 1 and 65535, got {port}")
+
+
+def megabytes(value: float, flag: str) -> int:
+    """``value`` MB as a whole number of bytes (at least 1); ConfigError naming ``flag``."""
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"{flag} must be a positive number of MB, got {value:g}")
+    size = int(value * MB)
+    if size < 1:
+        raise ConfigError(f"{flag} {value:g} is less than one byte")
+    return size
+
+
+def upload_quota(
+    max_uploads: int, max_total_mb: float, ttl_minutes: float, max_upload_bytes: int
+) -> UploadQuota:
+    """The uploads quota from the ``serve`` flags; ConfigError naming a bad one."""
+    from stepdiff.web.clips import UploadQuota
+
+    if max_uploads < 1:
+        raise ConfigError(f"--max-uploads must be at least 1, got {max_uploads}")
+    total = megabytes(max_total_mb, "--max-total-mb")
+    if total < max_upload_bytes:
+        raise ConfigError(
+            f"--max-total-mb {max_total_mb:g} is smaller than one upload (--max-upload-mb)"
+        )
+    if not (math.isfinite(ttl_minutes) and ttl_minutes > 0):
+        raise ConfigError(f"--upload-ttl-minutes must be a positive number, got {ttl_minutes:g}")
+    return UploadQuota(max_uploads=max_uploads, max_total_bytes=total, ttl_s=ttl_minutes * 60)
+
+
+def check_exposure(host: str, expose: bool) -> bool:
+    """Whether ``host`` reaches beyond this machine; ConfigError if so without --expose."""
+    from stepdiff.web.guard import is_loopback
+
+    if is_loopback(host):
+        return False
+    if not expose:
+        raise ConfigError(
+            f"--host {host} lets other machines reach the app (anyone who can reach the "
+            "port can upload videos and run the model); add --expose to mean it"
+        )
+    return True
+
+
+def exposure_notice(host: str, port: int, max_upload_bytes: int, quota: UploadQuota) -> str:
+    """What ``--expose`` opens, said once at start-up."""
+    return (
+        f"Exposed on {host}, port {port}: anyone who can reach it can upload videos (each up "
+        f"to {max_upload_bytes / MB:g} MB; {quota.max_uploads} kept, "
+        f"{quota.max_total_bytes / MB:g} MB in all) and run the model on this machine. "
+        "There is no login."
+    )
+
+
 def serve_command(
     host: Annotated[
-        str, typer.Option(help="Address to listen on; 0.0.0.0 exposes the app to the network.")
+        str,
+        typer.Option(
+            help="Address to listen on. Anything but a loopback address (127.0.0.1, "
+            "localhost, ::1) reaches other machines and needs --expose."
+        ),
     ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 7860,
+    port: Annotated[int, typer.Option(help="Port to listen on (1-65535).")] = 7860,
+    expose: Annotated[
+        bool,
+        typer.Option(
+            "--expose",
+            help="Allow a --host that other machines reach: anyone who can reach the port "
+            "can then upload videos and run the model (there is no login).",
+        ),
+    ] = False,
     max_upload_mb: Annotated[float, typer.Option(help="Largest video upload, in MB.")] = 200,
+    max_uploads: Annotated[
+        int,
+        typer.Option(
+            help="Most uploads kept at once; past it the least recently used are deleted."
+        ),
+    ] = 20,
+    max_total_mb: Annotated[
+        float,
+        typer.Option(
+            help="Most MB of uploads kept at once; past it the least recently used are deleted."
+        ),
+    ] = 2048,
+    upload_ttl_minutes: Annotated[
+        float, typer.Option(help="Uploads unused for this many minutes are deleted.")
+    ] = 60,
     examples: Annotated[
         Path | None, typer.Option(help="Folder of videos to offer as examples on the page.")
     ] = None,
@@ -66,8 +157,14 @@ def serve_command(
         ),
     ] = False,
 ) -> None:
-    """Serve a web page that compares your video of a step with a reference video."""
+    """Serve a web page that compares your video of a step with a reference video.
+
+    Uploads live in a folder of their own under the StepDiff cache (web-uploads), deleted
+    when the server stops; folders left by a killed server are deleted at the next start.
+    """
     from rich.console import Console
+
+    from stepdiff.cli import user_errors
 
     stderr = Console(stderr=True)
     try:
@@ -84,9 +181,12 @@ def serve_command(
         raise typer.Exit(1) from None
     from stepdiff.assistant import Assistant
 
-    try:
-        if max_upload_mb <= 0:
-            raise ConfigError(f"--max-upload-mb must be positive, got {max_upload_mb:g}")
+    with user_errors():
+        # Every flag is checked before the (slow) model load.
+        check_port(port)
+        exposed = check_exposure(host, expose)
+        max_upload_bytes = megabytes(max_upload_mb, "--max-upload-mb")
+        quota = upload_quota(max_uploads, max_total_mb, upload_ttl_minutes, max_upload_bytes)
         videos = example_videos(examples, demo)
         with stderr.status("Loading models..."):
             assistant = Assistant.from_options(
@@ -97,9 +197,20 @@ def serve_command(
             )
             if llamacpp:
                 assistant.model.use_llamacpp()
-        app = create_app(assistant, max_upload_bytes=int(max_upload_mb * 2**20), examples=videos)
-    except StepDiffError as error:
-        stderr.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
+        app = create_app(
+            assistant,
+            max_upload_bytes=max_upload_bytes,
+            quota=quota,
+            examples=videos,
+            host=host,
+        )
+    if exposed:
+        notice = exposure_notice(host, port, max_upload_bytes, quota)
+        stderr.print(notice, highlight=False, soft_wrap=True)
     stderr.print(f"StepDiff coach on http://{host}:{port}/ (Ctrl+C stops it)", highlight=False)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+    finally:
+        # The app's shutdown deletes the uploads too, but uvicorn may stop before starting
+        # it (a port in use); deleting twice does nothing.
+        app.state.store.close()

@@ -142,7 +142,11 @@ async function upload(slot, file) {
   showError("");
   try {
     const url = `/api/upload?name=${encodeURIComponent(file.name)}`;
-    setClip(slot, await answer(await fetch(url, {method: "POST", body: file})));
+    // The server takes only video/* or octet-stream bodies (a browser lets other sites
+    // send text/plain and form bodies unasked); a file of unknown type has none of its own.
+    const type = file.type.startsWith("video/") ? file.type : "application/octet-stream";
+    const options = {method: "POST", headers: {"Content-Type": type}, body: file};
+    setClip(slot, await answer(await fetch(url, options)));
   } catch (error) {
     name.textContent = "no clip yet";
     $(".file", slot.element).value = "";
