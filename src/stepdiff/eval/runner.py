@@ -173,7 +173,9 @@ def _check_run_info(out_dir: Path, info: dict[str, Any]) -> None:
         previous = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise DataFormatError(f"{path}: unreadable ({error}); use another --out") from None
-    differing = _differing_keys(previous if isinstance(previous, dict) else {}, info)
+    if not isinstance(previous, dict):
+        raise DataFormatError(f"{path}: expected a JSON object; use another --out")
+    differing = _differing_keys(previous, info)
     if differing:
         raise StepDiffError(
             f"{path}: this folder holds a run of {previous.get('scorer')} with another "
