@@ -91,6 +91,19 @@ def test_random_scorer_is_seeded(clips):
     assert a != RandomScorer(seed=4).p_yes(clips, clips, ["q"] * 3)
 
 
+def test_random_scores_are_a_function_of_the_seed_and_the_row_alone(clips):
+    scorer = RandomScorer(seed=3)
+    refs, cands = clips, clips[::-1]
+    answers = ["a whisk", "a spoon", "a pan"]
+    together = scorer.loglik(refs, cands, ["q"] * 3, answers)
+    # A fresh scorer asked about the last row alone (as after a resume) draws the same.
+    assert RandomScorer(seed=3).loglik(refs[2:], cands[2:], ["q"], answers[2:]) == together[2:]
+    assert scorer.loglik(refs, cands, ["q"] * 3, answers) == together  # no hidden state
+    assert len(set(together)) == 3 and all(0 <= score < 1 for score in together)
+    captions = scorer.generate(refs, cands, ["q"] * 3)
+    assert RandomScorer(seed=3).generate(refs[1:], cands[1:], ["q"] * 2) == captions[1:]
+
+
 def test_feature_distance_scores_closeness_of_mean_features(clips):
     from stepdiff.baselines.registry import build_scorer
     from stepdiff.encoders.featurize import ClipFeaturizer

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import zlib
 from pathlib import Path
 
@@ -237,6 +238,7 @@ def test_eval_command_predicts_and_scores(bench, tmp_path):
     assert "accuracy" in result.stdout
     written = sorted(p.name for p in (tmp_path / "s").iterdir())
     assert written == [
+        ".lock",  # kept after the run (see stepdiff.locking.lock_folder)
         "per_category.png",
         "predictions.jsonl",
         "report.json",
@@ -251,3 +253,125 @@ def test_eval_command_predicts_and_scores(bench, tmp_path):
     )
     assert bad.exit_code == 1
     assert bad.stderr.strip().startswith("error: scorer 'oracle': expected one of")
+
+
+# ----- resuming, locking and clip ids through `stepdiff eval` ------------------------------
+def _eval(bench: Path, out: Path, *extra: str, gt: Path | None = None):
+    """`stepdiff eval` of the random scorer on DiffRank into ``out``."""
+    from typer.testing import CliRunner
+
+    from stepdiff.cli import app
+
+    args = ["eval", "--task", "diffrank", "--gt", str(gt or bench / "diffrank.jsonl")]
+    args += ["--videos", str(bench / "videos"), "--out", str(out), "--scorer", "random"]
+    return CliRunner().invoke(app, [*args, "--bootstrap", "0", *extra])
+
+
+def _one_line_error(result) -> str:
+    assert result.exit_code == 1, result.output
+    message = result.stderr.strip()
+    assert "\n" not in message and message.startswith("error: "), message
+    return message
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        (["--seed", "1"], "seed"),
+        (["--config", "tiny"], "config"),
+        (["--set", "num_frames=2"], "overrides"),
+        (["--scorer", "feature-distance:tiny"], "scorer"),
+    ],
+)
+def test_eval_refuses_to_resume_with_options_that_change_predictions(bench, tmp_path, change, key):
+    out = tmp_path / "run"
+    assert _eval(bench, out).exit_code == 0
+    before = (out / "predictions.jsonl").read_bytes()
+    message = _one_line_error(_eval(bench, out, *change))
+    assert key in message.partition("with another ")[2] and str(out / "run.json") in message
+    assert (out / "predictions.jsonl").read_bytes() == before
+    assert _eval(bench, out).exit_code == 0  # the same options still resume
+
+
+def test_eval_refuses_a_model_folder_whose_contents_changed(bench, tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "projector.safetensors").write_bytes(b"one")
+    assert _eval(bench, tmp_path / "run", "--model", str(model)).exit_code == 0
+    (model / "projector.safetensors").write_bytes(b"two")
+    message = _one_line_error(_eval(bench, tmp_path / "run", "--model", str(model)))
+    assert "another model;" in message
+
+
+def test_eval_refuses_an_out_folder_in_use_by_another_run(bench, tmp_path):
+    from filelock import FileLock
+
+    out = tmp_path / "run"
+    out.mkdir()
+    with FileLock(str(out / ".lock"), timeout=0):
+        message = _one_line_error(_eval(bench, out))
+    assert message == f"error: {out} is in use by another run (lock {out / '.lock'})"
+    assert sorted(p.name for p in out.iterdir()) == [".lock"]  # nothing written
+    assert _eval(bench, out).exit_code == 0  # free again once the other run ends
+
+
+def _outside_video(tmp_path: Path) -> Path:
+    """A real video outside --videos, which a clip id must not reach."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    return write_synthetic_clip(tmp_path / "secret.mp4", SceneSpec(), seconds=2.0, size=48)
+
+
+@pytest.mark.parametrize("form", ["relative", "absolute"])
+def test_eval_refuses_clip_ids_outside_the_video_folder(bench, tmp_path, form):
+    video = _outside_video(tmp_path / "outside")
+    stem = video.with_suffix("")
+    uid = os.path.relpath(stem, bench / "videos") if form == "relative" else str(stem)
+    rows = (bench / "diffrank.jsonl").read_text().splitlines()
+    row = json.loads(rows[1])
+    row["targets"][2] = f"{uid}_0_1"
+    rows[1] = json.dumps(row)
+    gt = tmp_path / "gt.jsonl"
+    gt.write_text("\n".join(rows) + "\n")
+    message = _one_line_error(_eval(bench, tmp_path / "run", gt=gt))
+    assert message.startswith(f"error: {gt}:2: field 'targets[2]': clip id '{uid}_0_1'")
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_clip_resolver_reads_only_videos_inside_its_folder(bench, tmp_path):
+    from stepdiff.errors import ClipSpecError
+    from stepdiff.eval.runner import ClipResolver
+
+    video = _outside_video(tmp_path)
+    resolve = ClipResolver(bench / "videos")
+    assert resolve("vid_a_0_1").path == bench / "videos" / "vid_a.mp4"
+    for clip_id in (f"{video.with_suffix('')}_0_1", "../vid_a_0_1", f"{video}@0-1"):
+        with pytest.raises(ClipSpecError):
+            resolve(clip_id)
+
+
+class InterruptedRandom(RandomScorer):
+    """The random scorer, stopped (as by Ctrl-C) after ``calls`` batches."""
+
+    def __init__(self, seed: int, calls: int) -> None:
+        super().__init__(seed)
+        self.calls = calls
+
+    def p_yes(self, refs, cands, questions):
+        if self.calls == 0:
+            raise KeyboardInterrupt("simulated interruption")
+        self.calls -= 1
+        return super().p_yes(refs, cands, questions)
+
+
+def test_random_scorer_resumed_gives_the_uninterrupted_predictions(bench, tmp_path):
+    gt, videos = bench / "diffrank.jsonl", bench / "videos"
+    kwargs = {"batch_size": 2, "show_progress": False}
+    whole = run_predictions("diffrank", gt, videos, RandomScorer(7), tmp_path / "whole", **kwargs)
+    with pytest.raises(KeyboardInterrupt):
+        run_predictions("diffrank", gt, videos, InterruptedRandom(7, 1), tmp_path / "cut", **kwargs)
+    # A new process: a new scorer of the same seed picks up after the first batch.
+    resumed = run_predictions("diffrank", gt, videos, RandomScorer(7), tmp_path / "cut", **kwargs)
+    assert resumed.read_bytes() == whole.read_bytes()
+    kwargs["batch_size"] = 3
+    other = run_predictions("diffrank", gt, videos, RandomScorer(7), tmp_path / "other", **kwargs)
+    assert other.read_bytes() == whole.read_bytes()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -542,3 +543,49 @@ def test_comparison_loss_needs_ranking_items_and_the_comparing_projector(
     config = _rank_config(tmp_path, small_synthkitchen, "comparison_weight=1")
     with pytest.raises(ConfigError, match="projector.compare=true"):
         train(config, show_progress=False)
+
+
+class RunsCode:
+    """Unpickles by calling os.mkdir(path): what a crafted checkpoint could do."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return os.mkdir, (str(self.path),)
+
+
+def test_resume_refuses_a_crafted_trainer_state_without_running_it(tmp_path, small_synthkitchen):
+    from stepdiff.train.checkpoint import TRAINER_STATE, list_checkpoints
+
+    config = _config(tmp_path, small_synthkitchen, "tensorboard=false")
+    train(config, show_progress=False, stop_after=3)
+    state = list_checkpoints(Path(config.out) / "checkpoints")[-1] / TRAINER_STATE
+    data = torch.load(state, weights_only=False)
+    marker = tmp_path / "code-ran"
+    data["fingerprint"] = RunsCode(marker)
+    torch.save(data, state)
+    with pytest.raises(ModelLoadError) as caught:
+        train(config, show_progress=False)
+    assert not marker.exists()
+    message = str(caught.value)
+    assert message.startswith(f"{state}: refused: not a trainer state") and "\n" not in message
+
+
+def test_a_second_run_into_an_out_folder_in_use_is_refused(tmp_path, small_synthkitchen):
+    from filelock import FileLock
+    from typer.testing import CliRunner
+
+    from stepdiff.cli import app
+
+    out = tmp_path / "run"
+    out.mkdir()
+    qa = write_pair_qa(small_synthkitchen, tmp_path)
+    args = [f"out={out}", f"data.pair_qa={qa}", f"data.video_dir={small_synthkitchen / 'videos'}"]
+    with FileLock(str(out / ".lock"), timeout=0):
+        result = CliRunner().invoke(app, ["train", "tiny", *args, "tensorboard=false"])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip() == (
+        f"error: {out} is in use by another run (lock {out / '.lock'})"
+    )
+    assert sorted(p.name for p in out.iterdir()) == [".lock"]  # no config, no metrics

@@ -35,6 +35,7 @@ from typing import Any, Protocol
 from stepdiff.data.formats import write_atomic, write_jsonl
 from stepdiff.datagen.records import read_records
 from stepdiff.errors import ConfigError, DataFormatError
+from stepdiff.locking import exclusive_lock
 
 MAX_EXAMPLES = 5  # examples kept per reason in a report
 Progress = Callable[[int, int], None]  # progress(done, total) for the current shard
@@ -224,21 +225,11 @@ def is_complete(stage: Stage, out_dir: Path, shard: Shard) -> bool:
     return all(output_path(out_dir, name, shard).is_file() for name in stage.outputs)
 
 
-def _lock(path: Path) -> contextlib.AbstractContextManager[Any]:
+def _lock(path: Path) -> contextlib.AbstractContextManager[None]:
     """An exclusive lock, so two processes never append to one partial file."""
-    from filelock import FileLock, Timeout
-
-    lock = FileLock(str(path) + ".lock", timeout=0)
-
-    @contextlib.contextmanager
-    def held() -> Any:
-        try:
-            with lock:
-                yield
-        except Timeout:
-            raise ConfigError(f"{path}: another process is running this stage shard") from None
-
-    return held()
+    return exclusive_lock(
+        Path(str(path) + ".lock"), f"{path}: another process is running this stage shard"
+    )
 
 
 def run_shard(

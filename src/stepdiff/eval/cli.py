@@ -107,7 +107,7 @@ def evaluate(
     from stepdiff.cli import stderr, user_errors
     from stepdiff.data.formats import read_diffcap
     from stepdiff.eval.report import markdown_table, write_report
-    from stepdiff.eval.runner import run_predictions
+    from stepdiff.eval.runner import claim_run, scorer_settings
     from stepdiff.eval.score import check_resampling, score_files
 
     with user_errors():
@@ -122,9 +122,11 @@ def evaluate(
             clips=clips,
             caption_pool=pool,
         )
-        with stderr.status(f"Loading {scorer}..."):
-            built = build_scorer(scorer, options)
-        predictions = run_predictions(task, gt, videos, built, out, batch_size=batch_size)
-        report = score_files(task, gt, predictions, bootstrap=bootstrap, seed=seed)
-        write_report(report, out)
+        # The folder is claimed before the scorer loads: a refused run loads no model.
+        with claim_run(task, gt, videos, out, scorer_settings(scorer, options)) as run:
+            with stderr.status(f"Loading {scorer}..."):
+                built = build_scorer(scorer, options)
+            predictions = run.predict(built, batch_size=batch_size)
+            report = score_files(task, gt, predictions, bootstrap=bootstrap, seed=seed)
+            write_report(report, out)
     typer.echo(markdown_table(report), nl=False)

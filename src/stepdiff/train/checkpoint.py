@@ -7,6 +7,7 @@ step, so a crash never leaves a half-written ``step-NNNNNN`` folder behind.
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import shutil
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from stepdiff.errors import ModelLoadError
+from stepdiff.errors import ModelLoadError, first_line
 from stepdiff.model.stepdiff import StepDiffModel
 
 TRAINER_STATE = "trainer_state.pt"
@@ -95,10 +96,31 @@ def list_checkpoints(root: Path) -> list[Path]:
     return sorted(found, key=lambda p: p.name)
 
 
+def _numpy_array_globals() -> list[Any]:
+    """What unpickling numpy's random state (a uint32 array) needs beyond tensors and
+    plain values. They only rebuild plain arrays: whatever an array holds still goes
+    through the same weights-only unpickler, so no other code can run."""
+    multiarray = getattr(np, "_core", None) or np.core  # numpy 2 / numpy 1
+    uint32 = type(np.dtype(np.uint32))  # numpy.dtypes.UInt32DType where it has a name
+    return [multiarray.multiarray._reconstruct, np.ndarray, np.dtype, uint32]
+
+
 def load_trainer_state(folder: Path) -> TrainerState:
+    """The trainer state of a checkpoint folder, read without running any code in it:
+    a crafted ``trainer_state.pt`` holding other objects is refused."""
     path = folder / TRAINER_STATE
     try:
-        data = torch.load(path, map_location="cpu", weights_only=False)
-        return TrainerState(**data)
+        with torch.serialization.safe_globals(_numpy_array_globals()):
+            data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # torch's message suggests weights_only=False: exactly what must not be done here.
+        raise ModelLoadError(
+            f"{path}: refused: not a trainer state of tensors and plain values as StepDiff "
+            "saves it (loading it fully could run code that it holds)"
+        ) from None
     except Exception as error:  # torch raises several types for truncated files
-        raise ModelLoadError(f"{path}: corrupt trainer state ({error})") from None
+        raise ModelLoadError(f"{path}: corrupt trainer state ({first_line(error)})") from None
+    try:
+        return TrainerState(**data)
+    except TypeError as error:  # not a dict, or other keys
+        raise ModelLoadError(f"{path}: corrupt trainer state ({first_line(error)})") from None

@@ -41,6 +41,7 @@ from stepdiff.llm.prompt import (
     tokenise_interleaved,
     tokenise_sample,
 )
+from stepdiff.locking import lock_folder
 from stepdiff.model.batching import IGNORE_INDEX, TokenBatch
 from stepdiff.model.build import build_model, load_projector_state
 from stepdiff.model.ranknet import ranknet_loss
@@ -735,6 +736,18 @@ class MetricsLog:
             self.writer.close()
 
 
+def out_dir_lock(config: TrainConfig) -> contextlib.AbstractContextManager[None]:
+    """An exclusive lock on the run's output folder, taken by the first process only.
+
+    Taken before the Trainer checks the folder, so no other run can write between that
+    check and this run's files. Accelerate is not set up yet, so the launcher's RANK
+    tells the first process; when it is refused and exits, the launcher ends the others.
+    """
+    if os.environ.get("RANK", "0") != "0":
+        return contextlib.nullcontext()
+    return lock_folder(Path(config.out))
+
+
 def train(
     config: TrainConfig,
     *,
@@ -743,7 +756,18 @@ def train(
     on_step: Callable[[int, float], None] | None = None,
 ) -> TrainResult:
     """Run (or resume) training to ``config.max_steps``; ``stop_after`` ends the process
-    after that many steps without a final checkpoint, as a crash would (for tests)."""
+    after that many steps without a final checkpoint, as a crash would (for tests).
+    Another run into the same output folder is refused while this one holds it."""
+    with out_dir_lock(config):
+        return _train(config, show_progress, stop_after, on_step)
+
+
+def _train(
+    config: TrainConfig,
+    show_progress: bool,
+    stop_after: int | None,
+    on_step: Callable[[int, float], None] | None,
+) -> TrainResult:
     trainer = Trainer(config, show_progress=show_progress)
     main = trainer.accelerator.is_main_process
     if main:
