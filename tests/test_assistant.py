@@ -366,6 +366,14 @@ def test_frames_are_what_the_model_sees(assistant, clips):
     assert frames[0][2, 2].mean() > 150 and frames[-1][2, 2].mean() < 100
 
 
+def test_frames_above_the_resize_limit_are_scaled_while_decoding(assistant, clips, monkeypatch):
+    from stepdiff.video import transforms
+
+    monkeypatch.setattr(transforms, "MAX_RESIZE_INPUT_PIXELS", 32 * 32)
+    _, frames = assistant.frames(clips["switch"])
+    assert all(f.shape == (32, 32, 3) for f in frames)
+
+
 def test_bad_requests(assistant, clips):
     with pytest.raises(UnknownCategoryError, match="'Colour'"):
         assistant.report(clips["a"], clips["b"], ["Colour"])

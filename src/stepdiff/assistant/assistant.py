@@ -97,10 +97,16 @@ class Assistant:
     # ----- frames -----------------------------------------------------------------------
     def frames(self, clip: ClipRef) -> tuple[list[float], list[np.ndarray]]:
         """The frames the model sees: their times (s, in the video file's timeline) and
-        RGB uint8 (H, W, 3) pixels."""
+        RGB uint8 (H, W, 3) pixels, scaled down while decoding to at most
+        ``MAX_RESIZE_INPUT_PIXELS`` (they become thumbnails: an 8K frame need not exist)."""
+        from stepdiff.video import transforms
         from stepdiff.video.decode import read_clip_frames
 
-        sampled = read_clip_frames(clip, num_frames=self.model.featurizer.num_frames)
+        sampled = read_clip_frames(
+            clip,
+            num_frames=self.model.featurizer.num_frames,
+            fit_pixels=transforms.MAX_RESIZE_INPUT_PIXELS,
+        )
         self._times[self.model.featurizer.key(clip)] = list(sampled.timestamps)
         return list(sampled.timestamps), list(sampled.frames)
 
