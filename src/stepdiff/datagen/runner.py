@@ -135,15 +135,6 @@ def partial_path(out_dir: Path, stage: str, shard: Shard) -> Path:
     return out_dir / f"{stage}{shard.suffix}.partial"
 
 
-def file_digest(path: Path) -> str:
-    """A short content digest of an input file, for fingerprints."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
-
-
 # --- the partial file ------------------------------------------------------------------
 
 

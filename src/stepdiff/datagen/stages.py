@@ -41,8 +41,8 @@ from stepdiff.datagen.records import (
 )
 from stepdiff.datagen.runner import (
     ItemResult,
-    file_digest,
 )
+from stepdiff.digests import file_digest
 from stepdiff.errors import ConfigError
 
 DEFAULT_LLM = "smollm2-135m-instruct"

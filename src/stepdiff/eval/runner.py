@@ -26,7 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from stepdiff.baselines.base import PairScorer
 from stepdiff.data.categories import Task
 from stepdiff.data.formats import read_ground_truth, write_atomic
-from stepdiff.datagen.runner import file_digest
+from stepdiff.digests import file_digest
 from stepdiff.errors import ClipSpecError, DataFormatError, StepDiffError
 from stepdiff.eval.questions import difference_question, same_question
 from stepdiff.locking import lock_folder
@@ -215,7 +215,32 @@ class EvalRun:
         self, scorer: PairScorer, *, batch_size: int = 8, show_progress: bool = True
     ) -> Path:
         """Write ``predictions.jsonl`` for every ground-truth item, resuming a partial file."""
-        return _write_predictions(self, scorer, batch_size, show_progress)
+        final = self.out_dir / PREDICTIONS
+        if final.is_file():
+            return final
+        partial = self.out_dir / f"{PREDICTIONS}.partial"
+        done = _complete_lines(partial)
+        clip = ClipResolver(self.video_dir)
+        columns = (
+            *Progress.get_default_columns()[:1],
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+        )
+        items = self.items
+        with Progress(*columns, disable=not show_progress) as progress, partial.open("a") as handle:
+            bar = progress.add_task(
+                f"{scorer.name} on {self.task.value}", total=len(items), completed=done
+            )
+            for start in range(done, len(items), batch_size):
+                batch = items[start : start + batch_size]
+                records = predict(self.task, batch, scorer, clip)
+                handle.write("".join(json.dumps(record) + "\n" for record in records))
+                handle.flush()
+                os.fsync(handle.fileno())
+                progress.advance(bar, len(batch))
+        os.replace(partial, final)
+        return final
 
 
 @contextlib.contextmanager
@@ -264,34 +289,3 @@ def run_predictions(
     run (``settings``: see :func:`claim_run`; by default the scorer's name)."""
     with claim_run(task, gt_path, video_dir, out_dir, settings or {"scorer": scorer.name}) as run:
         return run.predict(scorer, batch_size=batch_size, show_progress=show_progress)
-
-
-def _write_predictions(
-    run: EvalRun, scorer: PairScorer, batch_size: int, show_progress: bool
-) -> Path:
-    final = run.out_dir / PREDICTIONS
-    if final.is_file():
-        return final
-    partial = run.out_dir / f"{PREDICTIONS}.partial"
-    done = _complete_lines(partial)
-    clip = ClipResolver(run.video_dir)
-    columns = (
-        *Progress.get_default_columns()[:1],
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-    )
-    items = run.items
-    with Progress(*columns, disable=not show_progress) as progress, partial.open("a") as handle:
-        bar = progress.add_task(
-            f"{scorer.name} on {run.task.value}", total=len(items), completed=done
-        )
-        for start in range(done, len(items), batch_size):
-            batch = items[start : start + batch_size]
-            records = predict(run.task, batch, scorer, clip)
-            handle.write("".join(json.dumps(record) + "\n" for record in records))
-            handle.flush()
-            os.fsync(handle.fileno())
-            progress.advance(bar, len(batch))
-    os.replace(partial, final)
-    return final

@@ -24,6 +24,7 @@ from typing import BinaryIO, Protocol
 
 from filelock import FileLock
 
+from stepdiff.digests import file_sha256
 from stepdiff.errors import ConfigError, ModelLoadError
 from stepdiff.llm.part_models import PART_MODELS, PartModel
 from stepdiff.paths import cache_root
@@ -61,15 +62,6 @@ def _sidecar(path: Path) -> Path:
 def _stat_key(path: Path) -> dict[str, int]:
     stat = path.stat()
     return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-
-
-def file_sha256(path: Path) -> str:
-    """The sha256 hex digest of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _remembered_sha256(path: Path) -> str | None:
