@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 from train_data import write_pair_qa
 
+from stepdiff.config import load_config, preset_names
 from stepdiff.data.formats import read_ground_truth
 from stepdiff.errors import ConfigError, DataFormatError, ModelLoadError
 from stepdiff.eval.runner import ClipResolver
@@ -310,20 +311,35 @@ def test_contrast_training_sets_input_statistics_and_resumes_exactly(tmp_path, s
     assert not torch.all(weights["input_std"] == 1)
 
 
-def test_every_shipped_training_preset_is_a_valid_config():
-    from stepdiff.config import load_config, preset_names
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
+
+def test_the_package_ships_the_presets_a_user_runs_with_no_workspace_paths():
     names = preset_names("configs/train")
-    assert {"synthkitchen-cpu-words-grounding", "synthkitchen-cpu-words"} <= set(names)
+    shipped = {"tiny", "synthkitchen-cpu-interleaved", "synthkitchen-cpu"}
+    assert set(names) == shipped | {"paper-scale-13b", "paper-scale-70b"}
     for name in names:
         config = load_train_config(name)
-        model = load_config(config.model, list(config.model_overrides))
-        if config.grounding_weight:
-            assert model.projector.output_head == "words", name
+        paths = [*config.data.pair_qa, *config.data.interleaved, config.data.video_dir]
+        paths += [config.init_from or "", config.dev.diffmcq or "", config.dev.diffrank or ""]
+        assert not any(path.startswith("runs/") for path in paths), name
+    # Stage 2 names a stage-1 model to start from: without init_from= it fails rather
+    # than train from scratch.
+    assert load_train_config("synthkitchen-cpu").init_from
+
+
+@pytest.mark.parametrize(
+    "source", [*preset_names("configs/train"), *sorted(RECIPES.glob("*.yaml"))], ids=str
+)
+def test_every_training_preset_and_recipe_is_a_valid_config(source):
+    """Presets by name, recipes by path (`stepdiff train recipes/FILE.yaml`)."""
+    config = load_train_config(source)
+    model = load_config(config.model, list(config.model_overrides))
+    if config.grounding_weight:
+        assert model.projector.output_head == "words", source
 
 
 def test_soft_records_carry_their_probability_and_the_alternatives_first_token():
-    from stepdiff.config import load_config
     from stepdiff.model import build_model
     from stepdiff.model.batching import IGNORE_INDEX
     from stepdiff.train.data import TrainingRecord
