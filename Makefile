@@ -54,8 +54,8 @@ test: install
 	$(BIN)/pytest -q
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks docs/scripts
+	$(BIN)/ruff format --check src tests benchmarks docs/scripts
 
 bench: install
 	@# OpenCV and decord, which the frame-sampling benchmark compares against.

@@ -6,7 +6,7 @@ NO.") for every category and prints, per category, the mean P(YES), its Spearman
 correlation with the rubric's 0-5 score and its mean at each score: whether a model
 trained on ``--same-questions graded`` QA fits them (base rate and direction).
 
-    .venv/bin/python benchmarks/same_question_by_category.py \
+    .venv/bin/python docs/scripts/same_question_by_category.py \
         --model runs/train-synthkitchen-compare-graded/model \
         --pairs runs/datagen-p16-graded/pairs.jsonl --clips runs/synthkitchen/clips.jsonl \
         --videos runs/synthkitchen/videos --count 60

@@ -8,7 +8,7 @@ is the best one. The control scores the same options given another clip of the s
 model that has learnt only the answers' wording does equally well with either video
 (about 1/k), one that reads the video does better with the clip's own.
 
-    .venv/bin/python benchmarks/attribute_readout.py --model runs/train-synthkitchen/model \
+    .venv/bin/python docs/scripts/attribute_readout.py --model runs/train-synthkitchen/model \
         --data runs/synthkitchen --split heldout
 """
 

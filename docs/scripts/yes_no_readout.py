@@ -10,7 +10,7 @@
    and its Kendall tau against the annotated scores next to that of a training-free
    ranking by the distance between the clips' mean frame features.
 
-    .venv/bin/python benchmarks/yes_no_readout.py --model runs/train-synthkitchen/model \
+    .venv/bin/python docs/scripts/yes_no_readout.py --model runs/train-synthkitchen/model \
         --qa runs/datagen/qa.jsonl --diffrank runs/synthkitchen/diffrank_heldout.jsonl \
         --videos runs/synthkitchen/videos
 """
@@ -90,11 +90,20 @@ def main() -> None:
     )
 
 
+def roc_auc(truth, scores) -> float:
+    """ROC AUC of ``scores`` against the boolean ``truth``: the Mann-Whitney U of the
+    positives' scores over the negatives', as a share of all positive-negative pairs
+    (a tie counts half). scikit-learn's roc_auc_score, without scikit-learn."""
+    from scipy.stats import mannwhitneyu
+
+    positive, negative = scores[truth], scores[~truth]
+    return float(mannwhitneyu(positive, negative).statistic) / (len(positive) * len(negative))
+
+
 def training_form(model, resolve, rows: list[dict], yes: str, no: str, form: str) -> None:
     """Read-out 1 on ``rows`` (yes/no training QA answered with ``yes`` or ``no``)."""
     import numpy as np
     import torch
-    from sklearn.metrics import roc_auc_score
 
     ref = model.clip_features([resolve(r["reference"]) for r in rows])  # (N, T, P, D)
     cand = model.clip_features([resolve(r["candidate"]) for r in rows])
@@ -111,7 +120,7 @@ def training_form(model, resolve, rows: list[dict], yes: str, no: str, form: str
     print(f"| AUC of P({yes}) | P({yes}) own pair | reference twice | other candidate |")
     print("|---|---|---|---|")
     print(
-        f"| {roc_auc_score(truth, own):.3f} | {own.mean():.3f} | {p_yes(ref, ref).mean():.3f} "
+        f"| {roc_auc(truth, own):.3f} | {own.mean():.3f} | {p_yes(ref, ref).mean():.3f} "
         f"| {p_yes(ref, cand[other]).mean():.3f} |"
     )
 

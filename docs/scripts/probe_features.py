@@ -4,7 +4,7 @@ Mean-pools each SynthKitchen clip's encoder tokens, fits a multinomial logistic 
 (L-BFGS, L2) per clip attribute on the training clips, and reports accuracy on the test
 and held-out clips beside the majority-class rate.
 
-    .venv/bin/python benchmarks/probe_features.py --data runs/synthkitchen
+    .venv/bin/python docs/scripts/probe_features.py --data runs/synthkitchen
 """
 
 from __future__ import annotations

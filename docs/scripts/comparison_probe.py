@@ -11,7 +11,7 @@ bootstrap interval), beside the feature distance. It uses training labels only: 
 model that reads this summary and the question could reach, and how much of it needs
 the question's category.
 
-    .venv/bin/python benchmarks/comparison_probe.py --pairs runs/datagen-p16/pairs.jsonl \
+    .venv/bin/python docs/scripts/comparison_probe.py --pairs runs/datagen-p16/pairs.jsonl \
         --data runs/synthkitchen --items runs/synthkitchen/diffrank_heldout.jsonl
 """
 

@@ -4,7 +4,7 @@ videos against the same answers with the pairs shuffled.
 A model that has only learnt the answers' wording scores both alike; one that reads the
 videos gives its own pair's answer a higher likelihood. Reports nats per answer.
 
-    .venv/bin/python benchmarks/video_reliance.py --model runs/train-synthkitchen/model \
+    .venv/bin/python docs/scripts/video_reliance.py --model runs/train-synthkitchen/model \
         --qa runs/datagen/qa.jsonl --videos runs/synthkitchen/videos
 """
 

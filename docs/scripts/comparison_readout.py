@@ -6,7 +6,7 @@ read-out as the benchmark scores P(YES) (Kendall tau-b per item, 95% bootstrap
 interval): how much of the ranking the projector's comparison holds, before the frozen
 LLM has to pass it on.
 
-    .venv/bin/python benchmarks/comparison_readout.py --model runs/train-comparison-only/model \
+    .venv/bin/python docs/scripts/comparison_readout.py --model runs/train-comparison-only/model \
         --items runs/synthkitchen/diffrank_heldout.jsonl --videos runs/synthkitchen/videos
 """
 
