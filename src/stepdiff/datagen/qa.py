@@ -283,8 +283,8 @@ def same_category_qa(
     the category differs (its severity score is 5), else "NO". Every "YES" category is
     asked, and as many "NO" ones, chosen with a seeded shuffle (none for a pair where
     every category differs): most categories of a same-keystep pair differ, and asking
-    more of them makes "NO" the likely answer whatever the videos show (README, "The
-    comparing projector", measures both). Deterministic for (seed, pair)."""
+    more of them makes "NO" the likely answer whatever the videos show (docs/research.md,
+    "Closed-form questions", measures both). Deterministic for (seed, pair)."""
     rng = random.Random(f"stepdiff-same:{seed}:{reference.clip_id}|{candidate.clip_id}")
     scores = similarity_scores(reference, candidate)
     same = [c for c in SAME_QUESTIONS if scores[c] == 5]

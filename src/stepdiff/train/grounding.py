@@ -1,7 +1,7 @@
 """Word grounding: teach the "words" projector head to name what a clip shows.
 
 Training through the frozen LLM alone teaches the answers' wording long before it teaches
-the projector to read the videos (README). Clips that come with their own text
+the projector to read the videos (docs/research.md). Clips that come with their own text
 (single-video answers, interleaved narrations) give a direct signal instead: each content
 word of a clip's texts should be the word that one of its video tokens picks. The loss
 needs only the projector, so a grounding-only stage runs hundreds of samples per second
