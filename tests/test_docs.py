@@ -32,6 +32,8 @@ def _anchors(page: Path) -> set[str]:
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_relative_link_and_anchor_resolves(page):
+    fences = [line for line in page.read_text().splitlines() if line.startswith("```")]
+    assert len(fences) % 2 == 0, f"{page.name}: a code block is not closed"
     for target in LINK.findall(FENCE.sub("", page.read_text())):
         if re.match(r"[a-z]+://", target):
             continue
