@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from stepdiff.baselines.cli import baselines_app
+from stepdiff.console import stderr, user_errors
 from stepdiff.datagen.cli import datagen_app
-from stepdiff.errors import ConfigError, StepDiffError
+from stepdiff.errors import ConfigError
 from stepdiff.eval.cli import evaluate, score
 from stepdiff.synthkitchen.cli import synthkitchen_app
 from stepdiff.train.cli import train_command
@@ -34,7 +32,6 @@ app.command("score")(score)
 app.command("eval")(evaluate)
 app.command("train")(train_command)
 app.command("serve")(serve_command)
-stderr = Console(stderr=True)
 
 ConfigOption = Annotated[
     str | None,
@@ -67,16 +64,6 @@ LlamaCppOption = Annotated[
         "much faster on CPUs, close to but not always token-identical with the default.",
     ),
 ]
-
-
-@contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn StepDiff errors into one line on stderr and exit status 1."""
-    try:
-        yield
-    except StepDiffError as error:
-        stderr.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
 
 
 def _override_flags(

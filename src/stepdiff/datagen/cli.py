@@ -16,12 +16,13 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from stepdiff.console import stderr, user_errors
+
 datagen_app = typer.Typer(
     help="Generate training data: step descriptions, pairs, QA, filtering, interleaved data.",
     no_args_is_help=True,
 )
 _out = Console(soft_wrap=True)
-_err = Console(stderr=True)
 
 Out = Annotated[Path, typer.Option("--out", help="Folder for every stage's files.")]
 Clips = Annotated[
@@ -128,7 +129,7 @@ class _Bars:
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
-            console=_err,
+            console=stderr,
             transient=False,
         )
 
@@ -161,7 +162,6 @@ def _run(
     ray: bool,
     ray_address: str | None,
 ) -> None:
-    from stepdiff.cli import user_errors
     from stepdiff.datagen.pipeline import run_pipeline, run_stage
 
     with user_errors(), _Bars() as bars:
@@ -240,7 +240,6 @@ def _stage_command(name: str, doc: str) -> None:
         ray_address: RayAddress = None,
         force: Force = False,
     ) -> None:
-        from stepdiff.cli import user_errors
 
         with user_errors():
             config = _config(
@@ -285,7 +284,6 @@ def stats(out: Out) -> None:
 
 
 def _print_stats(out: Path) -> None:
-    from stepdiff.cli import user_errors
     from stepdiff.datagen.stats import write_stats
 
     with user_errors():
@@ -316,7 +314,6 @@ def merge(
     ] = None,
 ) -> None:
     """Join the finished shards of STAGE into its final files."""
-    from stepdiff.cli import user_errors
     from stepdiff.datagen.pipeline import merge_stage
 
     with user_errors():

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from stepdiff.console import stderr, user_errors
 from stepdiff.data.categories import Task
 
 
@@ -49,7 +50,6 @@ def score(
     ] = None,
 ) -> None:
     """Score predictions with the official StepDiff rules, plus CIs and per-category results."""
-    from stepdiff.cli import stderr, user_errors
     from stepdiff.eval.report import markdown_table, report_json, write_report
     from stepdiff.eval.score import score_files
 
@@ -104,7 +104,6 @@ def evaluate(
 ) -> None:
     """Predict with a scorer on a benchmark file, then score the predictions."""
     from stepdiff.baselines.registry import ScorerOptions, build_scorer
-    from stepdiff.cli import stderr, user_errors
     from stepdiff.data.formats import read_diffcap
     from stepdiff.eval.report import markdown_table, write_report
     from stepdiff.eval.runner import claim_run, scorer_settings

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from stepdiff.console import print_error, stderr, user_errors
 from stepdiff.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -162,22 +163,12 @@ def serve_command(
     Uploads live in a folder of their own under the StepDiff cache (web-uploads), deleted
     when the server stops; folders left by a killed server are deleted at the next start.
     """
-    from rich.console import Console
-
-    from stepdiff.cli import user_errors
-
-    stderr = Console(stderr=True)
     try:
         import uvicorn
 
         from stepdiff.web.app import create_app
     except ImportError as error:
-        stderr.print(
-            f"[bold red]error:[/] the web app needs the `web` extra ({error}): "
-            "pip install 'stepdiff[web]'",
-            highlight=False,
-            soft_wrap=True,
-        )
+        print_error(f"the web app needs the `web` extra ({error}): pip install 'stepdiff[web]'")
         raise typer.Exit(1) from None
     from stepdiff.assistant import Assistant
 
