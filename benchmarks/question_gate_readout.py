@@ -23,8 +23,8 @@ def main() -> None:
 
     import torch
 
+    from stepdiff.data.questions import same_question
     from stepdiff.datagen.qa import SAME_QUESTIONS
-    from stepdiff.eval.questions import same_question
     from stepdiff.model.build import load_model
 
     model = load_model(args.model)

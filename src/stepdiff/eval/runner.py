@@ -26,9 +26,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from stepdiff.baselines.base import PairScorer
 from stepdiff.data.categories import Task
 from stepdiff.data.formats import read_ground_truth, write_atomic
+from stepdiff.data.questions import difference_question, same_question
 from stepdiff.digests import file_digest
 from stepdiff.errors import ClipSpecError, DataFormatError, StepDiffError
-from stepdiff.eval.questions import difference_question, same_question
 from stepdiff.locking import lock_folder
 from stepdiff.video.clip import ClipId, ClipRef, find_video, parse_clip_id
 
