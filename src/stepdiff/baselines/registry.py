@@ -111,7 +111,7 @@ def build_scorer(name: str, options: ScorerOptions | None = None) -> PairScorer:
     if name == "blind-llm":
         return _text_scorer(options, None, name)
     if name == "socratic":
-        from stepdiff.datagen.describe import SourceDescriber
+        from stepdiff.baselines.describers import SourceDescriber
 
         return _text_scorer(options, SourceDescriber(), name)
     if name == "socratic-oracle":

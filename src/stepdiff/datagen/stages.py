@@ -245,7 +245,7 @@ class DescribeStage(_Stage):
 
         tagger = transcriber = None
         if self.config.tags:
-            from stepdiff.datagen.tags import ObjectTagger
+            from stepdiff.encoders.tags import ObjectTagger
 
             tagger = ObjectTagger()
         if self.config.asr == "whisper":
