@@ -19,7 +19,7 @@ import argparse
 import json
 from pathlib import Path
 
-from stepdiff.baselines.registry import ScorerOptions, build_scorer
+from stepdiff.eval.registry import ScorerOptions, build_scorer
 from stepdiff.eval.report import write_report
 from stepdiff.eval.runner import run_predictions
 from stepdiff.eval.score import score_files

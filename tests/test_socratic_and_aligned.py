@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from stepdiff.baselines.describers import OracleDescriber
-from stepdiff.baselines.registry import ScorerOptions, build_scorer
 from stepdiff.baselines.train_vlembed import train_aligned_space
 from stepdiff.baselines.vlembed import VLEmbedScorer, load_aligned_space
 from stepdiff.errors import ConfigError
+from stepdiff.eval.registry import ScorerOptions, build_scorer
 from stepdiff.eval.runner import run_predictions
 from stepdiff.synthkitchen.builder import load_clips
 from stepdiff.video.clip import ClipRef, resolve_clip

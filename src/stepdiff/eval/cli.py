@@ -103,8 +103,8 @@ def evaluate(
     cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Cache features.")] = True,
 ) -> None:
     """Predict with a scorer on a benchmark file, then score the predictions."""
-    from stepdiff.baselines.registry import ScorerOptions, build_scorer
     from stepdiff.data.formats import read_diffcap
+    from stepdiff.eval.registry import ScorerOptions, build_scorer
     from stepdiff.eval.report import markdown_table, write_report
     from stepdiff.eval.runner import claim_run, scorer_settings
     from stepdiff.eval.score import check_resampling, score_files

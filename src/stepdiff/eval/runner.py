@@ -23,17 +23,17 @@ from typing import TYPE_CHECKING, Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-from stepdiff.baselines.base import PairScorer
 from stepdiff.data.categories import Task
 from stepdiff.data.formats import read_ground_truth, write_atomic
 from stepdiff.data.questions import difference_question, same_question
 from stepdiff.digests import file_digest
 from stepdiff.errors import ClipSpecError, DataFormatError, StepDiffError
+from stepdiff.eval.scorers import PairScorer
 from stepdiff.locking import lock_folder
 from stepdiff.video.clip import ClipId, ClipRef, find_video, parse_clip_id
 
 if TYPE_CHECKING:
-    from stepdiff.baselines.registry import ScorerOptions
+    from stepdiff.eval.registry import ScorerOptions
 
 PREDICTIONS = "predictions.jsonl"
 RUN_INFO = "run.json"

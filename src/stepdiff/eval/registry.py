@@ -16,9 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stepdiff.baselines.base import PairScorer, SingleVideoScorer, StepDiffScorer
 from stepdiff.encoders.cache import FeatureCache
 from stepdiff.errors import ConfigError
+from stepdiff.eval.scorers import PairScorer, SingleVideoScorer, StepDiffScorer
 
 SCORER_NAMES = (
     "stepdiff",
