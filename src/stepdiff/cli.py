@@ -13,7 +13,7 @@ from stepdiff.baselines.cli import baselines_app
 from stepdiff.console import stderr, user_errors
 from stepdiff.datagen.cli import datagen_app
 from stepdiff.eval.cli import evaluate, score
-from stepdiff.model_options import ModelOptions
+from stepdiff.model_options import SHIPPED_MODEL, ModelOptions
 from stepdiff.options import expand_options
 from stepdiff.synthkitchen.cli import synthkitchen_app
 from stepdiff.train.cli import train_command
@@ -35,7 +35,6 @@ app.command("train")(train_command)
 app.command("serve")(serve_command)
 
 # Model options are one group (ModelOptions), expanded into each command's flags.
-SHIPPED_MODEL = ModelOptions()  # no flags: the shipped model, as a Python call gets it
 NO_LLAMACPP = ("config", "checkpoint", "overrides", "encoder", "llm", "frames", "cache")
 VideoDirOption = Annotated[
     Path | None, typer.Option(help="Folder where clip ids <uid>_<start>_<end> are resolved.")

@@ -71,3 +71,6 @@ class ModelOptions:
         if self.llamacpp:
             model.use_llamacpp()
         return model
+
+
+SHIPPED_MODEL = ModelOptions()  # no flags: the shipped model

@@ -14,6 +14,8 @@ import typer
 
 from stepdiff.console import stderr, user_errors
 from stepdiff.data.categories import Task
+from stepdiff.model_options import SHIPPED_MODEL, ModelOptions
+from stepdiff.options import expand_options
 
 
 def score(
@@ -62,6 +64,7 @@ def score(
         stderr.print(f"Wrote {written}", markup=False, highlight=False, soft_wrap=True)
 
 
+@expand_options(model=("config", "checkpoint", "overrides", "cache"))
 def evaluate(
     task: Annotated[Task, typer.Option("--task", help="Benchmark task.", case_sensitive=False)],
     gt: Annotated[Path, typer.Option("--gt", help="Ground-truth JSONL (official format).")],
@@ -79,15 +82,7 @@ def evaluate(
             "vlembed:<CLIP/SigLIP id or folder>, vlembed-aligned:<head folder>.",
         ),
     ] = "stepdiff",
-    config: Annotated[
-        str | None, typer.Option("--config", "-c", help="Model config file or preset.")
-    ] = None,
-    checkpoint: Annotated[
-        Path | None, typer.Option("--model", "-m", help="Saved StepDiff model folder.")
-    ] = None,
-    overrides: Annotated[
-        list[str] | None, typer.Option("--set", help="Override a config key (repeatable).")
-    ] = None,
+    model: ModelOptions = SHIPPED_MODEL,
     clips: Annotated[
         Path | None, typer.Option(help="SynthKitchen clips.jsonl (for socratic-oracle).")
     ] = None,
@@ -100,7 +95,6 @@ def evaluate(
         int, typer.Option(help="Bootstrap resamples for CIs (0: none; at most 100000).")
     ] = 1000,
     seed: Annotated[int, typer.Option(help="Seed of random scorers and the bootstrap.")] = 0,
-    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Cache features.")] = True,
 ) -> None:
     """Predict with a scorer on a benchmark file, then score the predictions."""
     from stepdiff.data.formats import read_diffcap
@@ -113,10 +107,7 @@ def evaluate(
         check_resampling(bootstrap, seed)  # before the slow predictions, not after
         pool = [t for item in read_diffcap(caption_pool) for t in item.text] if caption_pool else []
         options = ScorerOptions(
-            config=config,
-            checkpoint=checkpoint,
-            overrides=list(overrides or []),
-            cache=cache,
+            model=model,
             seed=seed,
             clips=clips,
             caption_pool=pool,

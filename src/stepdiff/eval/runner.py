@@ -192,9 +192,9 @@ def scorer_settings(name: str, options: ScorerOptions) -> dict[str, Any]:
         "scorer": name,
         # vclm:<folder>, vlembed-aligned:<folder>, ...: the folder's contents count too.
         "scorer_files": located(name.partition(":")[2]) if ":" in name else None,
-        "config": located(options.config),
-        "model": located(options.checkpoint),
-        "overrides": list(options.overrides),
+        "config": located(options.model.config),
+        "model": located(options.model.checkpoint),
+        "overrides": options.model.config_overrides(),
         "seed": options.seed,
         "clips": located(options.clips),
         "caption_pool": hashlib.sha256(pool).hexdigest()[:16] if options.caption_pool else None,
