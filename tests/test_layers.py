@@ -21,7 +21,7 @@ SOURCE = Path(stepdiff.__file__).parent
 
 # Lowest first. A new subpackage or top-level module must be placed here.
 LAYERS: dict[str, set[str]] = {
-    # Errors, paths, digests, locks, the console: no StepDiff logic.
+    # Errors, paths, digests, locks, the console, option groups: no StepDiff logic.
     "foundation": {
         "stepdiff",
         "errors",
@@ -31,6 +31,7 @@ LAYERS: dict[str, set[str]] = {
         "locking",
         "hf_quiet",
         "console",
+        "options",
     },
     # Building blocks: video decoding, frozen encoders and LLMs, the projector, the
     # model config, data formats and questions.
@@ -44,9 +45,17 @@ LAYERS: dict[str, set[str]] = {
         "config",
         "model_files",
     },
-    # The model and what is built on it or beside it: data generation, SynthKitchen,
-    # the baselines, evaluation, training.
-    "pipelines": {"model", "synthkitchen", "datagen", "baselines", "eval", "train"},
+    # The model (and the options that load it) and what is built on it or beside it:
+    # data generation, SynthKitchen, the baselines, evaluation, training.
+    "pipelines": {
+        "model",
+        "model_options",
+        "synthkitchen",
+        "datagen",
+        "baselines",
+        "eval",
+        "train",
+    },
     # What users run: the assistant, the demo, the web app and the command line.
     "applications": {"assistant", "demo", "web", "cli"},
 }
@@ -151,7 +160,7 @@ def modules() -> dict[str, set[str]]:
 def test_the_graph_sees_lazy_and_type_only_imports(modules):
     # A parser that missed imports would make the other tests pass for nothing.
     assert "stepdiff.datagen.cli" in modules["stepdiff.cli"]  # module level
-    assert "stepdiff.model.build" in modules["stepdiff.cli"]  # inside a function
+    assert "stepdiff.model.build" in modules["stepdiff.model_options"]  # inside a function
     assert "stepdiff.eval.report" in modules["stepdiff.eval"]  # under TYPE_CHECKING
     assert "stepdiff.eval.report" not in import_graph(runtime_only=True)["stepdiff.eval"]
 

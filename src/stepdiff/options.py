@@ -20,6 +20,8 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from stepdiff.console import user_errors
+
 F = TypeVar("F", bound=Callable[..., Any])
 _CLI = "cli"  # the field metadata key holding an option's typer settings
 
@@ -82,8 +84,9 @@ def expand_options(**only: Iterable[str]) -> Callable[[F], F]:
 
         @functools.wraps(command)
         def wrapper(**values: Any) -> Any:
-            for param_name, (group, names) in groups.items():
-                values[param_name] = group(**{name: values.pop(name) for name in names})
+            with user_errors():  # a group that checks its values refuses in one line
+                for param_name, (group, names) in groups.items():
+                    values[param_name] = group(**{name: values.pop(name) for name in names})
             return command(**values)
 
         # typer reads the signature (and resolved annotations) to build the options.
