@@ -121,7 +121,7 @@ def main() -> None:
 def _shared_prefix_rows(model, clips, args: argparse.Namespace) -> list[str]:
     """Table rows: six category questions about one pair, shared prefix vs full prompts."""
     from stepdiff.data.categories import CATEGORIES
-    from stepdiff.eval.questions import difference_question, same_question
+    from stepdiff.data.questions import difference_question, same_question
 
     features = model.clip_features(clips)  # (2, T, P, D)
     count = len(CATEGORIES)

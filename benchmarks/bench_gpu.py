@@ -33,8 +33,8 @@ from typing import Any
 import torch
 
 from stepdiff.config import load_config
+from stepdiff.data.questions import difference_question
 from stepdiff.encoders.registry import build_frame_encoder
-from stepdiff.eval.questions import difference_question
 from stepdiff.llm.loading import FrozenLLM, llm_dtype
 from stepdiff.model.stepdiff import StepDiffModel
 from stepdiff.projector import PerceiverProjector

@@ -34,7 +34,7 @@ from collections.abc import Callable
 
 import torch
 
-from stepdiff.eval.questions import difference_question, same_question
+from stepdiff.data.questions import difference_question, same_question
 from stepdiff.model.build import load_model_from
 from stepdiff.model.stepdiff import StepDiffModel
 

@@ -19,10 +19,11 @@ import argparse
 import json
 from pathlib import Path
 
-from stepdiff.baselines.registry import ScorerOptions, build_scorer
+from stepdiff.eval.registry import ScorerOptions, build_scorer
 from stepdiff.eval.report import write_report
 from stepdiff.eval.runner import run_predictions
 from stepdiff.eval.score import score_files
+from stepdiff.model_options import ModelOptions
 
 TASKS = ("diffcap", "diffmcq", "diffrank")
 MAIN = {"diffcap": "CIDEr-D", "diffmcq": "accuracy", "diffrank": "Kendall tau-b (NaN-safe)"}
@@ -74,8 +75,7 @@ def main() -> None:
     rows = []
     for name in args.scorers:
         options = ScorerOptions(
-            config=None if args.model else args.config,
-            checkpoint=args.model,
+            model=ModelOptions(config=None if args.model else args.config, checkpoint=args.model),
             clips=args.data / "clips.jsonl",
             caption_pool=train_captions,
         )

@@ -28,7 +28,7 @@ from stepdiff.assistant.fingerprint import projector_fingerprint
 from stepdiff.assistant.moments import dtw_path, most_different, step_to_frame
 from stepdiff.config import load_config
 from stepdiff.data.categories import CATEGORIES
-from stepdiff.eval.questions import difference_question, same_question
+from stepdiff.data.questions import difference_question, same_question
 from stepdiff.model import build_model
 from stepdiff.video.clip import ClipRef
 from stepdiff.video.synthetic import SceneSpec, render_synthetic_frame, write_synthetic_clip

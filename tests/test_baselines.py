@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from stepdiff.baselines.base import SingleVideoScorer, StepDiffScorer
 from stepdiff.baselines.feature_distance import FeatureDistanceScorer
 from stepdiff.baselines.random import RandomScorer
 from stepdiff.baselines.text_llm import TextLLMScorer
 from stepdiff.config import load_config
+from stepdiff.eval.scorers import SingleVideoScorer, StepDiffScorer
 from stepdiff.llm.loading import load_frozen_llm
 from stepdiff.model import build_model
 from stepdiff.video.clip import ClipRef
@@ -105,10 +105,10 @@ def test_random_scores_are_a_function_of_the_seed_and_the_row_alone(clips):
 
 
 def test_feature_distance_scores_closeness_of_mean_features(clips):
-    from stepdiff.baselines.registry import build_scorer
     from stepdiff.encoders.featurize import ClipFeaturizer
     from stepdiff.encoders.registry import build_frame_encoder
     from stepdiff.errors import ConfigError
+    from stepdiff.eval.registry import build_scorer
 
     featurizer = ClipFeaturizer(build_frame_encoder("tiny"), num_frames=4)
     scorer = FeatureDistanceScorer(featurizer)

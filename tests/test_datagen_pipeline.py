@@ -18,8 +18,8 @@ import pytest
 from typer.testing import CliRunner
 
 from stepdiff.cli import app
+from stepdiff.datagen.config import DatagenConfig
 from stepdiff.datagen.pipeline import run_pipeline, run_stage
-from stepdiff.datagen.stages import DatagenConfig
 from stepdiff.errors import ConfigError
 from stepdiff.train.data import read_training_records
 

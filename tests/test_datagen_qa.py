@@ -8,6 +8,7 @@ import random
 
 import pytest
 
+from stepdiff.data.questions import same_question
 from stepdiff.datagen.qa import (
     CATEGORY_TOPICS,
     CLOSED_FORM_SUFFIX,
@@ -24,7 +25,6 @@ from stepdiff.datagen.qa import (
     threshold_same_qa,
 )
 from stepdiff.datagen.records import PairRecord, make_pair_id
-from stepdiff.eval.questions import same_question
 from stepdiff.synthkitchen.builder import SIZES, sample_clips
 from stepdiff.synthkitchen.differences import compare, similarity_scores
 

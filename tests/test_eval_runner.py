@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from stepdiff.baselines.base import StepDiffScorer
 from stepdiff.baselines.random import RandomScorer
 from stepdiff.config import load_config
 from stepdiff.data.formats import read_predictions
+from stepdiff.data.questions import difference_question, same_question
 from stepdiff.errors import StepDiffError
-from stepdiff.eval.questions import difference_question, same_question
 from stepdiff.eval.runner import run_predictions
+from stepdiff.eval.scorers import StepDiffScorer
 from stepdiff.model import build_model
 from stepdiff.video.synthetic import SceneSpec, write_synthetic_clip
 

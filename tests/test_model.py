@@ -329,7 +329,7 @@ def test_comparison_read_out_scores_pairs_and_old_checkpoints_load_without_it():
 
 
 def test_caption_match_is_a_bilinear_score_that_tells_the_order_of_a_pair():
-    from stepdiff.baselines.base import StepDiffScorer
+    from stepdiff.eval.scorers import StepDiffScorer
     from stepdiff.model.build import load_projector_state
 
     model = build_model(load_config("tiny", ["projector.caption_match=true"]))

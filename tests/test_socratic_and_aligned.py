@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from stepdiff.baselines.describers import OracleDescriber
-from stepdiff.baselines.registry import ScorerOptions, build_scorer
 from stepdiff.baselines.train_vlembed import train_aligned_space
 from stepdiff.baselines.vlembed import VLEmbedScorer, load_aligned_space
 from stepdiff.errors import ConfigError
+from stepdiff.eval.registry import ScorerOptions, build_scorer
 from stepdiff.eval.runner import run_predictions
+from stepdiff.model_options import ModelOptions
 from stepdiff.synthkitchen.builder import load_clips
 from stepdiff.video.clip import ClipRef, resolve_clip
 
@@ -28,7 +29,8 @@ def test_oracle_descriptions_state_the_ground_truth(small_synthkitchen):
 
 
 def test_socratic_oracle_runs_on_the_benchmark(small_synthkitchen, tmp_path):
-    options = ScorerOptions(config="tiny", cache=False, clips=small_synthkitchen / "clips.jsonl")
+    tiny = ModelOptions(config="tiny", cache=False)
+    options = ScorerOptions(model=tiny, clips=small_synthkitchen / "clips.jsonl")
     scorer = build_scorer("socratic-oracle", options)
     # The first 4 items: the tiny LLM's byte tokenizer makes long descriptions costly.
     gt = tmp_path / "diffmcq_head.jsonl"
@@ -41,7 +43,7 @@ def test_socratic_oracle_runs_on_the_benchmark(small_synthkitchen, tmp_path):
     # The options' clips have different descriptions, so their likelihoods differ.
     assert all(len(set(row)) > 1 for row in rows)
     with pytest.raises(ConfigError, match="needs --clips"):
-        build_scorer("socratic-oracle", ScorerOptions(config="tiny"))
+        build_scorer("socratic-oracle", ScorerOptions(ModelOptions(config="tiny")))
 
 
 @pytest.mark.integration

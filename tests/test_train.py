@@ -504,7 +504,7 @@ MATCH_RUN = (
 def test_caption_match_alone_learns_diffmcq_items_without_the_llm_reading_videos(
     tmp_path, small_synthkitchen, monkeypatch
 ):
-    from stepdiff.baselines.base import StepDiffScorer
+    from stepdiff.eval.scorers import StepDiffScorer
     from stepdiff.model.build import load_model
     from stepdiff.model.stepdiff import StepDiffModel
 

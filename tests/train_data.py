@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from stepdiff.eval.questions import difference_question
+from stepdiff.data.questions import difference_question
 
 
 def write_pair_qa(benchmark: Path, out: Path, limit: int = 12) -> Path:

@@ -26,7 +26,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from stepdiff.data.formats import ScorePrediction, read_diffrank
-    from stepdiff.eval.questions import same_question
+    from stepdiff.data.questions import same_question
     from stepdiff.eval.runner import ClipResolver
     from stepdiff.eval.score import MAIN_METRIC, score_records
     from stepdiff.model.build import load_model

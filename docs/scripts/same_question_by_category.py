@@ -34,10 +34,10 @@ def main() -> None:
     import torch
     from scipy.stats import spearmanr
 
+    from stepdiff.data.questions import same_question
     from stepdiff.datagen.qa import SAME_QUESTIONS
     from stepdiff.datagen.stages import read_clip_list
     from stepdiff.encoders.cache import FeatureCache
-    from stepdiff.eval.questions import same_question
     from stepdiff.eval.runner import ClipResolver
     from stepdiff.model.build import load_model
     from stepdiff.synthkitchen.differences import similarity_scores

@@ -38,9 +38,9 @@ def main() -> None:
     import torch
     from scipy.stats import kendalltau
 
+    from stepdiff.data.questions import same_question
     from stepdiff.datagen.qa import is_closed_form
     from stepdiff.encoders.cache import FeatureCache
-    from stepdiff.eval.questions import same_question
     from stepdiff.eval.runner import ClipResolver
     from stepdiff.model.build import load_model
 

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from stepdiff.baselines.cli import baselines_app
+from stepdiff.console import stderr, user_errors
 from stepdiff.datagen.cli import datagen_app
-from stepdiff.errors import ConfigError, StepDiffError
 from stepdiff.eval.cli import evaluate, score
+from stepdiff.model_options import SHIPPED_MODEL, ModelOptions
+from stepdiff.options import expand_options
 from stepdiff.synthkitchen.cli import synthkitchen_app
 from stepdiff.train.cli import train_command
 from stepdiff.web.cli import serve_command
@@ -34,112 +33,36 @@ app.command("score")(score)
 app.command("eval")(evaluate)
 app.command("train")(train_command)
 app.command("serve")(serve_command)
-stderr = Console(stderr=True)
 
-ConfigOption = Annotated[
-    str | None,
-    typer.Option("--config", "-c", help="YAML config file or preset (cpu-default, tiny)."),
+# Model options are one group (ModelOptions), expanded into each command's flags.
+NO_LLAMACPP = ("config", "checkpoint", "overrides", "encoder", "llm", "frames", "cache")
+VideoDirOption = Annotated[
+    Path | None, typer.Option(help="Folder where clip ids <uid>_<start>_<end> are resolved.")
 ]
-CheckpointOption = Annotated[
-    Path | None,
-    typer.Option("--model", "-m", help="Folder of a saved StepDiff model (projector + config)."),
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+ReferenceArgument = Annotated[
+    str, typer.Argument(help="Reference clip: PATH, PATH@START-END or clip id.")
 ]
-SetOption = Annotated[
-    list[str] | None,
-    typer.Option("--set", help="Override a config key, e.g. --set num_frames=4 (repeatable)."),
-]
-EncoderOption = Annotated[
-    str | None, typer.Option(help="Frame encoder: efficientnet-lite0, tiny, HF id or folder.")
-]
-LLMOption = Annotated[
-    str | None,
-    typer.Option("--llm", help="LLM: smollm2-135m-instruct, GGUF file, HF id or folder."),
-]
-FramesOption = Annotated[int | None, typer.Option("--frames", help="Frames sampled per clip.")]
-CacheOption = Annotated[
-    bool, typer.Option("--cache/--no-cache", help="Cache frozen features on disk.")
-]
-LlamaCppOption = Annotated[
-    bool,
-    typer.Option(
-        "--llamacpp",
-        help="Generate answers through llama.cpp (GGUF LLMs; needs the llamacpp extra): "
-        "much faster on CPUs, close to but not always token-identical with the default.",
-    ),
-]
+CandidateArgument = Annotated[str, typer.Argument(help="Candidate clip, same forms as REFERENCE.")]
 
 
-@contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn StepDiff errors into one line on stderr and exit status 1."""
-    try:
-        yield
-    except StepDiffError as error:
-        stderr.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
-
-
-def _override_flags(
-    overrides: list[str] | None,
-    encoder: str | None = None,
-    llm: str | None = None,
-    frames: int | None = None,
-) -> list[str]:
-    """``--set`` overrides plus the shortcut flags, as ``key=value`` strings."""
-    flags = list(overrides or [])
-    flags += [f"encoder={encoder}"] if encoder else []
-    flags += [f"llm={llm}"] if llm else []
-    if frames is not None and frames < 1:
-        raise ConfigError(f"--frames must be >= 1, got {frames}")
-    flags += [f"num_frames={frames}"] if frames is not None else []
-    return flags
-
-
-def _model_from_options(
-    config: str | None,
-    checkpoint: Path | None,
-    overrides: list[str] | None,
-    encoder: str | None = None,
-    llm: str | None = None,
-    frames: int | None = None,
-    cache: bool = True,
-    llamacpp: bool = False,
-):
-    from stepdiff.encoders.cache import FeatureCache
-    from stepdiff.model.build import load_model_from
-
-    flags = _override_flags(overrides, encoder, llm, frames)
+def _load(model: ModelOptions):
     with stderr.status("Loading models..."):
-        model = load_model_from(
-            config, checkpoint, flags, feature_cache=FeatureCache() if cache else None
-        )
-        if llamacpp:
-            model.use_llamacpp()
-        return model
+        return model.load()
 
 
 @app.command()
+@expand_options()
 def ask(
-    reference: Annotated[
-        str, typer.Argument(help="Reference clip: PATH, PATH@START-END or clip id.")
-    ],
-    candidate: Annotated[str, typer.Argument(help="Candidate clip, same forms as REFERENCE.")],
+    reference: ReferenceArgument,
+    candidate: CandidateArgument,
     question: Annotated[
         list[str], typer.Option("--question", "-q", help="A question (repeatable).")
     ],
-    video_dir: Annotated[
-        Path | None, typer.Option(help="Folder where clip ids <uid>_<start>_<end> are resolved.")
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+    video_dir: VideoDirOption = None,
+    as_json: JsonOption = False,
     max_new_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens.")] = 48,
-    config: ConfigOption = None,
-    checkpoint: CheckpointOption = None,
-    overrides: SetOption = None,
-    encoder: EncoderOption = None,
-    llm: LLMOption = None,
-    frames: FramesOption = None,
-    cache: CacheOption = True,
-    llamacpp: LlamaCppOption = False,
+    model_options: ModelOptions = SHIPPED_MODEL,
 ) -> None:
     """Answer questions about the differences between two clips (videos encoded once)."""
     from stepdiff.video.clip import resolve_clip
@@ -149,9 +72,7 @@ def ask(
         cand_clip = resolve_clip(candidate, video_dir)
         from stepdiff.assistant import Assistant
 
-        model = _model_from_options(
-            config, checkpoint, overrides, encoder, llm, frames, cache, llamacpp
-        )
+        model = _load(model_options)
         answers = Assistant(model).ask(ref_clip, cand_clip, question, max_new_tokens)
     result = {
         "reference": str(ref_clip),
@@ -178,9 +99,6 @@ CategoryOption = Annotated[
         help="A difference category (repeatable; default: all six), e.g. 'Tools/Equipment'.",
     ),
 ]
-VideoDirOption = Annotated[
-    Path | None, typer.Option(help="Folder where clip ids <uid>_<start>_<end> are resolved.")
-]
 CalibrationOption = Annotated[
     Path | None,
     typer.Option(
@@ -189,28 +107,15 @@ CalibrationOption = Annotated[
 ]
 
 
-def _assistant_from_options(
-    config: str | None,
-    checkpoint: Path | None,
-    overrides: list[str] | None,
-    encoder: str | None,
-    llm: str | None,
-    frames: int | None,
-    cache: bool,
-    calibration: Path | None,
-    llamacpp: bool = False,
-):
+def _assistant(model_options: ModelOptions, calibration: Path | None):
     """An Assistant on the model these options name, with its severity calibration."""
     from stepdiff.assistant import Assistant
     from stepdiff.assistant.loading import find_calibration
 
-    flags = _override_flags(overrides, encoder, llm, frames)
+    flags = model_options.config_overrides()
     # Read the calibration first: a bad file should fail before the slow model load.
-    found = find_calibration(config, checkpoint, flags, calibration)
-    model = _model_from_options(
-        config, checkpoint, overrides, encoder, llm, frames, cache, llamacpp
-    )
-    return Assistant(model, found)
+    found = find_calibration(model_options.config, model_options.checkpoint, flags, calibration)
+    return Assistant(_load(model_options), found)
 
 
 def _model_notes(assistant, calibrated: bool = True) -> None:
@@ -226,11 +131,10 @@ def _model_notes(assistant, calibrated: bool = True) -> None:
 
 
 @app.command()
+@expand_options()
 def report(
-    reference: Annotated[
-        str, typer.Argument(help="Reference clip: PATH, PATH@START-END or clip id.")
-    ],
-    candidate: Annotated[str, typer.Argument(help="Candidate clip, same forms as REFERENCE.")],
+    reference: ReferenceArgument,
+    candidate: CandidateArgument,
     category: CategoryOption = None,
     captions: Annotated[
         bool, typer.Option("--captions/--no-captions", help="Generate difference captions.")
@@ -238,18 +142,11 @@ def report(
     moments: Annotated[
         int, typer.Option("--moments", min=0, help="Most-different moments per category.")
     ] = 3,
-    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+    as_json: JsonOption = False,
     calibration: CalibrationOption = None,
     video_dir: VideoDirOption = None,
     max_new_tokens: Annotated[int, typer.Option(help="Longest caption, in tokens.")] = 40,
-    config: ConfigOption = None,
-    checkpoint: CheckpointOption = None,
-    overrides: SetOption = None,
-    encoder: EncoderOption = None,
-    llm: LLMOption = None,
-    frames: FramesOption = None,
-    cache: CacheOption = True,
-    llamacpp: LlamaCppOption = False,
+    model_options: ModelOptions = SHIPPED_MODEL,
 ) -> None:
     """Per category: how much the candidate differs (severity 1-5), how, and where."""
     from rich.console import Console
@@ -262,9 +159,7 @@ def report(
         categories = check_categories(category)
         ref_clip = resolve_clip(reference, video_dir)
         cand_clip = resolve_clip(candidate, video_dir)
-        assistant = _assistant_from_options(
-            config, checkpoint, overrides, encoder, llm, frames, cache, calibration, llamacpp
-        )
+        assistant = _assistant(model_options, calibration)
         with stderr.status("Comparing..."):
             result = assistant.report(
                 ref_clip,
@@ -283,23 +178,16 @@ def report(
 
 
 @app.command()
+@expand_options(model_options=NO_LLAMACPP)
 def rank(
-    reference: Annotated[
-        str, typer.Argument(help="Reference clip: PATH, PATH@START-END or clip id.")
-    ],
+    reference: ReferenceArgument,
     candidates: Annotated[
         list[str] | None, typer.Argument(help="Two or more candidate clips.", show_default=False)
     ] = None,
     category: CategoryOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+    as_json: JsonOption = False,
     video_dir: VideoDirOption = None,
-    config: ConfigOption = None,
-    checkpoint: CheckpointOption = None,
-    overrides: SetOption = None,
-    encoder: EncoderOption = None,
-    llm: LLMOption = None,
-    frames: FramesOption = None,
-    cache: CacheOption = True,
+    model_options: ModelOptions = SHIPPED_MODEL,
 ) -> None:
     """Order candidate clips by how closely they match the reference (P(same), per
     category and on average)."""
@@ -318,7 +206,7 @@ def rank(
         ref_clip = resolve_clip(reference, video_dir)
         cand_clips = [resolve_clip(spec, video_dir) for spec in candidates or []]
         # Ranking needs no severity scale, so no calibration is read.
-        model = _model_from_options(config, checkpoint, overrides, encoder, llm, frames, cache)
+        model = _load(model_options)
         assistant = Assistant(model)
         with stderr.status("Ranking..."):
             result = assistant.rank(ref_clip, cand_clips, categories)
@@ -331,6 +219,7 @@ def rank(
 
 
 @app.command()
+@expand_options(model_options=("config", "checkpoint", "overrides", "cache"))
 def calibrate(
     data: Annotated[
         Path,
@@ -347,10 +236,7 @@ def calibrate(
         ),
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="DiffRank rows per batch.")] = 8,
-    config: ConfigOption = None,
-    checkpoint: CheckpointOption = None,
-    overrides: SetOption = None,
-    cache: CacheOption = True,
+    model_options: ModelOptions = SHIPPED_MODEL,
 ) -> None:
     """Fit the 1-5 severity scale to human DiffRank scores on a dev split."""
     from stepdiff.assistant.calibration import CALIBRATION_FILE
@@ -359,9 +245,10 @@ def calibrate(
 
     with user_errors():
         diffrank_files(data, split)  # fail before loading models
-        folder = model_folder(config, checkpoint, overrides)
+        config, checkpoint = model_options.config, model_options.checkpoint
+        folder = model_folder(config, checkpoint, model_options.overrides)
         target = out or ((checkpoint or Path(".")) / CALIBRATION_FILE)
-        model = _model_from_options(config, checkpoint, overrides, cache=cache)
+        model = _load(model_options)
         calibration = calibrate_on_split(
             model,
             data,
@@ -384,12 +271,12 @@ def calibrate(
 
 
 @app.command()
+@expand_options(model_options=("config", "checkpoint"))
 def demo(
     out: Annotated[
         Path | None, typer.Option(help="Folder for the two generated demo clips.")
     ] = None,
-    config: ConfigOption = None,
-    checkpoint: CheckpointOption = None,
+    model_options: ModelOptions = SHIPPED_MODEL,
     max_new_tokens: Annotated[int, typer.Option(help="Longest answer, in tokens.")] = 40,
 ) -> None:
     """Generate two clips that differ visibly and ask the default model about them."""
@@ -398,7 +285,7 @@ def demo(
     with user_errors():
         reference, candidate = make_demo_clips(out)
         stderr.print(f"Reference clip: {reference}\nCandidate clip: {candidate}", highlight=False)
-        model = _model_from_options(config, checkpoint, overrides=None)
+        model = _load(model_options)
         if model.projector_trained:
             stderr.print(
                 "[yellow]note:[/] using the shipped projector, trained briefly on SynthKitchen "

@@ -29,8 +29,8 @@ from stepdiff.assistant.results import (
     RankedCandidate,
     RankResult,
 )
+from stepdiff.data.questions import difference_question, same_question
 from stepdiff.encoders.cache import FeatureCache
-from stepdiff.eval.questions import difference_question, same_question
 from stepdiff.model.stepdiff import StepDiffModel
 from stepdiff.video.clip import ClipRef
 

@@ -15,10 +15,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemaining
 from stepdiff.assistant.calibration import SeverityCalibration
 from stepdiff.assistant.errors import CalibrationError
 from stepdiff.assistant.fingerprint import projector_fingerprint
-from stepdiff.baselines.base import StepDiffScorer
 from stepdiff.data.categories import Task
 from stepdiff.data.formats import DiffRankItem, read_diffrank
 from stepdiff.eval.runner import ClipResolver, predict
+from stepdiff.eval.scorers import StepDiffScorer
 from stepdiff.model.stepdiff import StepDiffModel
 
 SPLITS = ("heldout", "test")

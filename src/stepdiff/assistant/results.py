@@ -22,8 +22,8 @@ class CategoryDifference:
     """The assistant's view of one difference category."""
 
     category: str  # one of stepdiff.data.categories.CATEGORIES
-    caption: str  # answer to eval.questions.difference_question ("" without captions)
-    p_same: float  # P(YES) to eval.questions.same_question(category)
+    caption: str  # answer to data.questions.difference_question ("" without captions)
+    p_same: float  # P(YES) to data.questions.same_question(category)
     severity: int  # 1 (no/minor difference) .. 5 (major), from p_same
     moments: list[Moment]  # the most different moments, best first
 

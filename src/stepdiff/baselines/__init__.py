@@ -1,1 +1,3 @@
-"""Every model evaluated on the benchmark, StepDiff included, behind one PairScorer interface."""
+"""The paper's baselines. Each implements :class:`stepdiff.eval.scorers.PairScorer` (by
+shape: nothing here imports evaluation), and :mod:`stepdiff.eval.registry` builds them by
+name beside StepDiff itself."""

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from stepdiff.console import stderr, user_errors
+
 baselines_app = typer.Typer(help="Baselines that need training.", no_args_is_help=True)
 
 
@@ -20,7 +22,6 @@ def train_vlembed(
 ) -> None:
     """Align frozen frame features with MiniLM text embeddings (use as vlembed-aligned:OUT)."""
     from stepdiff.baselines.train_vlembed import train_aligned_space
-    from stepdiff.cli import stderr, user_errors
     from stepdiff.encoders.cache import FeatureCache
 
     with user_errors(), stderr.status("Training the VLEmbed alignment head..."):

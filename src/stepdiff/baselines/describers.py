@@ -1,24 +1,46 @@
-"""Text descriptions of clips for the Socratic baseline.
+"""Text descriptions of clips for the Socratic baselines.
 
-The oracle describer reads SynthKitchen's ground truth: a clip's description is the
-narration its generator speaks, which states every attribute of every category (the
-step, ingredient, tool, vessel, motion, sub-actions, doneness, plating and garnish).
+The source describer reads what automatic sources say about a clip: ImageNet object
+tags and the narration files beside its video. The oracle describer reads SynthKitchen's
+ground truth: a clip's description is the narration its generator speaks, which states
+every attribute of every category (the step, ingredient, tool, vessel, motion,
+sub-actions, doneness, plating and garnish).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from stepdiff.errors import ConfigError
 from stepdiff.synthkitchen.world import ClipSpec
 from stepdiff.video.clip import ClipRef
+from stepdiff.video.transcripts import clip_narration
+
+if TYPE_CHECKING:
+    from stepdiff.encoders.tags import ObjectTagger
 
 
-def describe_spec(spec: ClipSpec) -> str:
-    """The clip's ground-truth description: its narration sentences, in order."""
-    from stepdiff.synthkitchen.render import narration
+class SourceDescriber:
+    """ClipRef -> "Objects: frying pan, wooden spoon. Narration: ..." (cached per clip)."""
 
-    return " ".join(sentence for _, sentence in narration(spec))
+    def __init__(self, tagger: ObjectTagger | None = None, max_tags: int = 5) -> None:
+        if tagger is None:
+            from stepdiff.encoders.tags import ObjectTagger  # torch and the classifier
+
+            tagger = ObjectTagger()
+        self.tagger = tagger
+        self.max_tags = max_tags
+        self._known: dict[ClipRef, str] = {}
+
+    def __call__(self, clip: ClipRef) -> str:
+        if clip not in self._known:
+            tags = ", ".join(tag.name for tag in self.tagger(clip)[: self.max_tags])
+            narration = clip_narration(clip)
+            parts = [f"Objects: {tags or 'none recognised'}."]
+            parts += [f"Narration: {narration}"] if narration else []
+            self._known[clip] = " ".join(parts)
+        return self._known[clip]
 
 
 class OracleDescriber:
@@ -41,4 +63,6 @@ class OracleDescriber:
     def __call__(self, clip: ClipRef) -> str:
         if clip.clip_id is None or clip.clip_id not in self.clips:
             raise ConfigError(f"clip {clip}: no ground truth (is it a SynthKitchen clip id?)")
+        from stepdiff.synthkitchen.render import describe_spec
+
         return describe_spec(self.clips[clip.clip_id])

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stepdiff.baselines.describers import describe_spec
 from stepdiff.baselines.vlembed import pool_tokens, train_alignment_head
 from stepdiff.encoders.cache import FeatureCache
 from stepdiff.encoders.featurize import ClipFeaturizer
 from stepdiff.encoders.registry import build_frame_encoder
 from stepdiff.errors import ConfigError
 from stepdiff.synthkitchen.builder import load_clips
+from stepdiff.synthkitchen.render import describe_spec
 from stepdiff.text_embed import DEFAULT_TEXT_EMBEDDER, TextEmbedder
 from stepdiff.video.clip import resolve_clip
 

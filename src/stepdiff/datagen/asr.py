@@ -20,10 +20,10 @@ import av
 import av.error
 import numpy as np
 
-from stepdiff.datagen.transcripts import Cue
 from stepdiff.errors import ConfigError, ModelLoadError, VideoError
 from stepdiff.paths import package_file
 from stepdiff.video.clip import ClipRef
+from stepdiff.video.transcripts import Cue
 
 SAMPLE_RATE = 16_000  # what Whisper expects
 SILENCE_RMS = 1e-3  # about -60 dBFS: quieter than any speech, louder than dithering

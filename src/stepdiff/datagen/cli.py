@@ -10,111 +10,43 @@ Heavy imports happen inside the commands, so ``stepdiff --help`` stays quick.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
+from stepdiff.console import stderr, user_errors
+from stepdiff.datagen.config import DatagenConfig
+from stepdiff.options import cli_parameter, expand_options, option
+
 datagen_app = typer.Typer(
     help="Generate training data: step descriptions, pairs, QA, filtering, interleaved data.",
     no_args_is_help=True,
 )
 _out = Console(soft_wrap=True)
-_err = Console(stderr=True)
 
-Out = Annotated[Path, typer.Option("--out", help="Folder for every stage's files.")]
-Clips = Annotated[
-    Path | None,
-    typer.Option(
-        "--clips",
-        help="Clip list JSONL (clip_id, keystep; optional video, split, metadata); "
-        "SynthKitchen's clips.jsonl works as is. Later stages default to the one describe used.",
-    ),
-]
-VideoDir = Annotated[
-    Path | None,
-    typer.Option("--video-dir", help="Folder of <video_uid>.mp4 (default: videos/ by --clips)."),
-]
-Split = Annotated[str | None, typer.Option("--split", help="Keep only clips of this split.")]
-LLM = Annotated[
-    str,
-    typer.Option(
-        "--llm",
-        help="Text generator: smollm2-135m-instruct, tiny, hf:<id>, llamacpp:<gguf>, "
-        "openai:<base_url>@<model>, py:<module>:<factory>, or none (rule-based descriptions).",
-    ),
-]
-QASource = Annotated[
-    str,
-    typer.Option(
-        "--qa-source",
-        help="llm (the paper's way), rubric (SynthKitchen ground truth), or auto "
-        "(rubric when every clip has ground truth).",
-    ),
-]
-ASR = Annotated[
-    str,
-    typer.Option(
-        "--asr", help="Narration: transcripts (.srt/.vtt/.json by the video), whisper, none."
-    ),
-]
-Tags = Annotated[
-    bool, typer.Option("--tags/--no-tags", help="ImageNet object tags (EfficientNet-Lite0).")
-]
-Captioner = Annotated[
-    str | None,
-    typer.Option("--captioner", help="Hugging Face image-to-text model id or folder (off)."),
-]
-Metadata = Annotated[
-    bool, typer.Option("--metadata/--no-metadata", help="Use the clip list's metadata.")
-]
-ShardOpt = Annotated[
-    int | None, typer.Option("--shard", help="Run only this shard (0-based); see --num-shards.")
-]
-NumShards = Annotated[
-    int, typer.Option("--num-shards", min=1, help="Split each stage's items into N shards.")
-]
-Seed = Annotated[int, typer.Option("--seed", help="Seed: same seed and inputs, same files.")]
-Ray = Annotated[bool, typer.Option("--ray", help="Run the shards as Ray tasks (local Ray).")]
-RayAddress = Annotated[
-    str | None, typer.Option("--ray-address", help="Run the shards on this Ray cluster.")
-]
-Force = Annotated[
-    bool, typer.Option("--force", help="Redo stages already done (with other options).")
-]
-BatchSize = Annotated[int, typer.Option("--batch-size", min=1, help="Prompts per LLM call.")]
-PairLow = Annotated[
-    float, typer.Option("--pair-low", help="Lowest description similarity of a pair.")
-]
-PairHigh = Annotated[
-    float, typer.Option("--pair-high", help="Highest description similarity of a pair.")
-]
-PerClip = Annotated[
-    int, typer.Option("--pairs-per-clip", min=1, help="Most pairs any one clip joins.")
-]
-SameQuestions = Annotated[
-    str,
-    typer.Option(
-        "--same-questions",
-        help='Rubric QA only: also ask closed-form "same <category>? Answer YES or NO." '
-        "questions. paraphrase: reworded questions, YES for an identical category; graded: "
-        "DiffRank's own question for every category, YES with probability score/5; "
-        "threshold: the same questions, YES when the score is at least 3; soft: the same "
-        "questions, YES with answer_probability score/5 (a soft training target); none "
-        "(default): the rubric's 3 QA per pair.",
-    ),
-]
-Filter = Annotated[
-    bool,
-    typer.Option("--filter/--no-filter", help="Filter QA (--no-filter: the paper's ablation)."),
-]
+Out = cli_parameter(DatagenConfig, "out").annotation  # the flag every command shares
 
 
-def _config(**options: Any) -> Any:
-    from stepdiff.datagen.stages import DatagenConfig
+@dataclass(frozen=True)
+class RunOptions:
+    """How a stage runs: which shard, where, and whether finished work is redone."""
 
-    return DatagenConfig(**options)
+    shard: int | None = option(
+        "--shard", default=None, help="Run only this shard (0-based); see --num-shards."
+    )
+    num_shards: int = option(
+        "--num-shards", default=1, min=1, help="Split each stage's items into N shards."
+    )
+    ray: bool = option("--ray", default=False, help="Run the shards as Ray tasks (local Ray).")
+    ray_address: str | None = option(
+        "--ray-address", default=None, help="Run the shards on this Ray cluster."
+    )
+    force: bool = option(
+        "--force", default=False, help="Redo stages already done (with other options)."
+    )
 
 
 class _Bars:
@@ -128,7 +60,7 @@ class _Bars:
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
-            console=_err,
+            console=stderr,
             transient=False,
         )
 
@@ -152,50 +84,22 @@ class _Bars:
         return update
 
 
-def _run(
-    names: tuple[str, ...],
-    config: Any,
-    shard: int | None,
-    num_shards: int,
-    force: bool,
-    ray: bool,
-    ray_address: str | None,
-) -> None:
-    from stepdiff.cli import user_errors
+def _run(name: str, config: DatagenConfig, run: RunOptions) -> None:
     from stepdiff.datagen.pipeline import run_pipeline, run_stage
 
     with user_errors(), _Bars() as bars:
-        if names == ("run",):
-            outcomes = run_pipeline(
-                config,
-                shard=shard,
-                num_shards=num_shards,
-                force=force,
-                ray=ray,
-                ray_address=ray_address,
-                progress=bars,
-            )
+        settings = {**asdict(run), "progress": bars}
+        if name == "run":
+            outcomes = run_pipeline(config, **settings)
         else:
-            outcomes = [
-                run_stage(
-                    name,
-                    config,
-                    shard=shard,
-                    num_shards=num_shards,
-                    force=force,
-                    ray=ray,
-                    ray_address=ray_address,
-                    progress=bars,
-                )
-                for name in names
-            ]
+            outcomes = [run_stage(name, config, **settings)]
     for outcome in outcomes:
         if outcome.done:
             _summary(outcome.stage, outcome.report)
         else:
             waiting = ", ".join(str(i) for i in outcome.pending_shards)
             _out.print(
-                f"{outcome.stage}: shard {shard} of {num_shards} done; waiting for shards "
+                f"{outcome.stage}: shard {run.shard} of {run.num_shards} done; waiting for shards "
                 f"{waiting}. Rerun the same command once they finish to merge and go on.",
                 highlight=False,
             )
@@ -216,55 +120,11 @@ def _summary(stage: str, report: dict[str, Any] | None) -> None:
 def _stage_command(name: str, doc: str) -> None:
     """Register ``stepdiff datagen NAME`` with the options every stage shares."""
 
-    def command(
-        out: Out,
-        clips: Clips = None,
-        video_dir: VideoDir = None,
-        split: Split = None,
-        llm: LLM = "smollm2-135m-instruct",
-        qa_source: QASource = "auto",
-        asr: ASR = "transcripts",
-        tags: Tags = True,
-        captioner: Captioner = None,
-        metadata: Metadata = True,
-        seed: Seed = 0,
-        batch_size: BatchSize = 8,
-        pair_low: PairLow = 0.5,
-        pair_high: PairHigh = 0.95,
-        pairs_per_clip: PerClip = 4,
-        same_questions: SameQuestions = "none",
-        filter: Filter = True,
-        shard: ShardOpt = None,
-        num_shards: NumShards = 1,
-        ray: Ray = False,
-        ray_address: RayAddress = None,
-        force: Force = False,
-    ) -> None:
-        from stepdiff.cli import user_errors
-
-        with user_errors():
-            config = _config(
-                out=out,
-                clips=clips,
-                video_dir=video_dir,
-                split=split,
-                llm=llm,
-                qa_source=qa_source,
-                asr=asr,
-                tags=tags,
-                captioner=captioner,
-                metadata=metadata,
-                seed=seed,
-                batch_size=batch_size,
-                pair_low=pair_low,
-                pair_high=pair_high,
-                pairs_per_clip=pairs_per_clip,
-                same_questions=same_questions,
-                filter=filter,
-            )
-        _run((name,), config, shard, num_shards, force, ray, ray_address)
+    @expand_options()
+    def command(config: DatagenConfig, run: RunOptions) -> None:
+        _run(name, config, run)
         if name == "run":
-            _print_stats(out)
+            _print_stats(config.out)
 
     command.__doc__ = doc
     datagen_app.command(name)(command)
@@ -285,7 +145,6 @@ def stats(out: Out) -> None:
 
 
 def _print_stats(out: Path) -> None:
-    from stepdiff.cli import user_errors
     from stepdiff.datagen.stats import write_stats
 
     with user_errors():
@@ -316,7 +175,6 @@ def merge(
     ] = None,
 ) -> None:
     """Join the finished shards of STAGE into its final files."""
-    from stepdiff.cli import user_errors
     from stepdiff.datagen.pipeline import merge_stage
 
     with user_errors():

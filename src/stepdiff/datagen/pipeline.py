@@ -15,8 +15,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from stepdiff.datagen.config import DatagenConfig
 from stepdiff.datagen.runner import Shard, merge_shards, missing_shards, run_shard
-from stepdiff.datagen.stages import STAGE_NAMES, DatagenConfig, build_stage
+from stepdiff.datagen.stages import STAGE_NAMES, build_stage
 from stepdiff.errors import ConfigError, StepDiffError
 
 

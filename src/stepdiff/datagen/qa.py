@@ -27,9 +27,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from stepdiff.data.questions import SAME_ANSWERS, same_question
 from stepdiff.datagen.records import PairRecord, QARawRecord
 from stepdiff.errors import DataFormatError, first_line
-from stepdiff.eval.questions import SAME_ANSWERS, same_question
 from stepdiff.synthkitchen.differences import (
     CategoryComparison,
     Difference,

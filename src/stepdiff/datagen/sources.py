@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from stepdiff.datagen.records import ClipEntry, video_path
-from stepdiff.datagen.transcripts import Cue, parse_subtitles
 from stepdiff.errors import VideoError, first_line
 from stepdiff.video.clip import ClipRef
+from stepdiff.video.transcripts import Cue, parse_subtitles
 
 ASR_MODES = ("none", "transcripts", "whisper")
 MAX_TAGS = 8  # the tagger sorts by score; more than this is noise for an LLM prompt
@@ -99,7 +99,7 @@ def clip_metadata(entry: ClipEntry) -> str:
     full narration script), else the list's ``metadata`` text, else the keystep label
     (all HT-Step gives)."""
     if entry.spec is not None:
-        from stepdiff.baselines.describers import describe_spec
+        from stepdiff.synthkitchen.render import describe_spec
 
         return describe_spec(entry.spec)
     if entry.metadata:

@@ -26,10 +26,10 @@ import json
 import re
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from stepdiff.datagen.config import DatagenConfig
 from stepdiff.datagen.records import (
     ClipEntry,
     DescriptionRecord,
@@ -45,76 +45,8 @@ from stepdiff.datagen.runner import (
 from stepdiff.digests import file_digest
 from stepdiff.errors import ConfigError
 
-DEFAULT_LLM = "smollm2-135m-instruct"
-QA_SOURCES = ("auto", "llm", "rubric")
 STAGE_NAMES = ("describe", "pairs", "qa", "filter", "interleaved")
 TEMPLATE_PROMPT_ID, TEMPLATE_MODEL = "template", "none"
-
-
-@dataclass(frozen=True)
-class DatagenConfig:
-    """Every option of the pipeline (the CLI's flags). Stages fingerprint only the
-    options they depend on, so e.g. changing ``--qa-source`` redoes qa and filter but
-    keeps the descriptions."""
-
-    out: Path
-    clips: Path | None = None
-    video_dir: Path | None = None
-    split: str | None = None
-    llm: str = DEFAULT_LLM
-    qa_source: str = "auto"
-    asr: str = "transcripts"
-    tags: bool = True
-    captioner: str | None = None
-    metadata: bool = True
-    seed: int = 0
-    batch_size: int = 8
-    prompt_version: int | None = None  # of the aggregation prompt (None: latest)
-    qa_prompt_version: int | None = None
-    max_new_tokens: int = 256
-    pair_low: float = 0.5
-    pair_high: float = 0.95
-    pairs_per_clip: int = 4
-    embedder: str = "all-minilm-l6-v2"
-    same_questions: str = "none"  # rubric QA: closed-form "same <category>?" QA (or none)
-    filter: bool = True
-    min_grounded: float = 0.6
-    max_repeats: int = 3
-    max_share: float = 0.01
-
-    def __post_init__(self) -> None:
-        from stepdiff.datagen.sources import ASR_MODES
-
-        if self.asr not in ASR_MODES:
-            raise ConfigError(f"--asr {self.asr!r}: expected one of {', '.join(ASR_MODES)}")
-        if self.qa_source not in QA_SOURCES:
-            raise ConfigError(
-                f"--qa-source {self.qa_source!r}: expected one of {', '.join(QA_SOURCES)}"
-            )
-        if self.batch_size < 1:
-            raise ConfigError(f"--batch-size {self.batch_size}: must be at least 1")
-        from stepdiff.datagen.qa import SAME_QUESTION_MODES
-
-        if self.same_questions not in SAME_QUESTION_MODES:
-            raise ConfigError(
-                f"--same-questions {self.same_questions!r}: expected one of "
-                f"{', '.join(SAME_QUESTION_MODES)}"
-            )
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        for key in ("out", "clips", "video_dir"):
-            data[key] = None if data[key] is None else str(data[key])
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> DatagenConfig:
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
-        for key in ("out", "clips", "video_dir"):
-            if values.get(key) is not None:
-                values[key] = Path(values[key])
-        return cls(**values)
 
 
 def resolve_generator(spec: str) -> Any:
@@ -245,7 +177,7 @@ class DescribeStage(_Stage):
 
         tagger = transcriber = None
         if self.config.tags:
-            from stepdiff.datagen.tags import ObjectTagger
+            from stepdiff.encoders.tags import ObjectTagger
 
             tagger = ObjectTagger()
         if self.config.asr == "whisper":

@@ -3,6 +3,9 @@
 - :mod:`stepdiff.eval.metrics`: the official computations and extras (pure functions).
 - :mod:`stepdiff.eval.score`: ``score_files`` / ``score_records`` -> ``ScoreReport``.
 - :mod:`stepdiff.eval.report`: markdown table, JSON summary, per-category chart.
+- :mod:`stepdiff.eval.scorers`: the ``PairScorer`` interface and the StepDiff scorers.
+- :mod:`stepdiff.eval.registry`: every scorer (StepDiff and the baselines) by name.
+- :mod:`stepdiff.eval.runner`: predictions of any scorer on a benchmark file, resumable.
 
 Submodules are loaded on first use so that importing the CLI stays fast.
 """

@@ -12,7 +12,10 @@ from typing import Annotated
 
 import typer
 
+from stepdiff.console import stderr, user_errors
 from stepdiff.data.categories import Task
+from stepdiff.model_options import SHIPPED_MODEL, ModelOptions
+from stepdiff.options import expand_options
 
 
 def score(
@@ -49,7 +52,6 @@ def score(
     ] = None,
 ) -> None:
     """Score predictions with the official StepDiff rules, plus CIs and per-category results."""
-    from stepdiff.cli import stderr, user_errors
     from stepdiff.eval.report import markdown_table, report_json, write_report
     from stepdiff.eval.score import score_files
 
@@ -62,6 +64,7 @@ def score(
         stderr.print(f"Wrote {written}", markup=False, highlight=False, soft_wrap=True)
 
 
+@expand_options(model=("config", "checkpoint", "overrides", "cache"))
 def evaluate(
     task: Annotated[Task, typer.Option("--task", help="Benchmark task.", case_sensitive=False)],
     gt: Annotated[Path, typer.Option("--gt", help="Ground-truth JSONL (official format).")],
@@ -79,15 +82,7 @@ def evaluate(
             "vlembed:<CLIP/SigLIP id or folder>, vlembed-aligned:<head folder>.",
         ),
     ] = "stepdiff",
-    config: Annotated[
-        str | None, typer.Option("--config", "-c", help="Model config file or preset.")
-    ] = None,
-    checkpoint: Annotated[
-        Path | None, typer.Option("--model", "-m", help="Saved StepDiff model folder.")
-    ] = None,
-    overrides: Annotated[
-        list[str] | None, typer.Option("--set", help="Override a config key (repeatable).")
-    ] = None,
+    model: ModelOptions = SHIPPED_MODEL,
     clips: Annotated[
         Path | None, typer.Option(help="SynthKitchen clips.jsonl (for socratic-oracle).")
     ] = None,
@@ -100,12 +95,10 @@ def evaluate(
         int, typer.Option(help="Bootstrap resamples for CIs (0: none; at most 100000).")
     ] = 1000,
     seed: Annotated[int, typer.Option(help="Seed of random scorers and the bootstrap.")] = 0,
-    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Cache features.")] = True,
 ) -> None:
     """Predict with a scorer on a benchmark file, then score the predictions."""
-    from stepdiff.baselines.registry import ScorerOptions, build_scorer
-    from stepdiff.cli import stderr, user_errors
     from stepdiff.data.formats import read_diffcap
+    from stepdiff.eval.registry import ScorerOptions, build_scorer
     from stepdiff.eval.report import markdown_table, write_report
     from stepdiff.eval.runner import claim_run, scorer_settings
     from stepdiff.eval.score import check_resampling, score_files
@@ -114,10 +107,7 @@ def evaluate(
         check_resampling(bootstrap, seed)  # before the slow predictions, not after
         pool = [t for item in read_diffcap(caption_pool) for t in item.text] if caption_pool else []
         options = ScorerOptions(
-            config=config,
-            checkpoint=checkpoint,
-            overrides=list(overrides or []),
-            cache=cache,
+            model=model,
             seed=seed,
             clips=clips,
             caption_pool=pool,

@@ -23,17 +23,17 @@ from typing import TYPE_CHECKING, Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-from stepdiff.baselines.base import PairScorer
 from stepdiff.data.categories import Task
 from stepdiff.data.formats import read_ground_truth, write_atomic
+from stepdiff.data.questions import difference_question, same_question
 from stepdiff.digests import file_digest
 from stepdiff.errors import ClipSpecError, DataFormatError, StepDiffError
-from stepdiff.eval.questions import difference_question, same_question
+from stepdiff.eval.scorers import PairScorer
 from stepdiff.locking import lock_folder
 from stepdiff.video.clip import ClipId, ClipRef, find_video, parse_clip_id
 
 if TYPE_CHECKING:
-    from stepdiff.baselines.registry import ScorerOptions
+    from stepdiff.eval.registry import ScorerOptions
 
 PREDICTIONS = "predictions.jsonl"
 RUN_INFO = "run.json"
@@ -192,9 +192,9 @@ def scorer_settings(name: str, options: ScorerOptions) -> dict[str, Any]:
         "scorer": name,
         # vclm:<folder>, vlembed-aligned:<folder>, ...: the folder's contents count too.
         "scorer_files": located(name.partition(":")[2]) if ":" in name else None,
-        "config": located(options.config),
-        "model": located(options.checkpoint),
-        "overrides": list(options.overrides),
+        "config": located(options.model.config),
+        "model": located(options.model.checkpoint),
+        "overrides": options.model.config_overrides(),
         "seed": options.seed,
         "clips": located(options.clips),
         "caption_pool": hashlib.sha256(pool).hexdigest()[:16] if options.caption_pool else None,

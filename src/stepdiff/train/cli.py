@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from stepdiff.console import stderr, user_errors
+
 
 def train_command(
     config: Annotated[
@@ -29,7 +31,6 @@ def train_command(
 
     Run with `accelerate launch -m stepdiff.cli train ...` for several GPUs or nodes.
     """
-    from stepdiff.cli import stderr, user_errors
     from stepdiff.train.config import load_train_config
 
     with user_errors():

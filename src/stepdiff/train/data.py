@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from stepdiff.data.formats import DiffMCQItem, DiffRankItem, FieldError, read_jsonl
+from stepdiff.data.questions import SAME_ANSWERS, difference_question, same_question
 from stepdiff.errors import DataFormatError
-from stepdiff.eval.questions import SAME_ANSWERS, difference_question, same_question
 
 
 @dataclass(frozen=True)

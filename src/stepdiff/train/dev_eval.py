@@ -7,11 +7,11 @@ from typing import Any
 
 import torch
 
-from stepdiff.baselines.base import StepDiffScorer
 from stepdiff.data.categories import Task
 from stepdiff.data.formats import ScorePrediction, read_ground_truth
 from stepdiff.eval.runner import ClipResolver, predict
 from stepdiff.eval.score import MAIN_METRIC, score_records
+from stepdiff.eval.scorers import StepDiffScorer
 from stepdiff.model.stepdiff import StepDiffModel
 from stepdiff.train.config import DevConfig
 from stepdiff.video.clip import ClipRef

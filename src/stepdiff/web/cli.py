@@ -8,7 +8,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from stepdiff.console import print_error, stderr, user_errors
 from stepdiff.errors import ConfigError
+from stepdiff.model_options import SHIPPED_MODEL, ModelOptions
+from stepdiff.options import expand_options
 
 if TYPE_CHECKING:
     from stepdiff.web.clips import UploadQuota
@@ -94,6 +97,7 @@ def exposure_notice(host: str, port: int, max_upload_bytes: int, quota: UploadQu
     )
 
 
+@expand_options(model=("config", "checkpoint", "overrides", "llamacpp"))
 def serve_command(
     host: Annotated[
         str,
@@ -133,51 +137,22 @@ def serve_command(
     demo: Annotated[
         bool, typer.Option("--demo/--no-demo", help="Offer the two generated demo clips.")
     ] = True,
-    config: Annotated[
-        str | None,
-        typer.Option("--config", "-c", help="YAML config file or preset (cpu-default, tiny)."),
-    ] = None,
-    checkpoint: Annotated[
-        Path | None,
-        typer.Option("--model", "-m", help="Folder of a saved StepDiff model (projector, config)."),
-    ] = None,
-    overrides: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Override a config key, e.g. --set num_frames=4 (repeatable)."),
-    ] = None,
+    model: ModelOptions = SHIPPED_MODEL,
     calibration: Annotated[
         Path | None, typer.Option(help="Severity calibration file for the difference reports.")
     ] = None,
-    llamacpp: Annotated[
-        bool,
-        typer.Option(
-            "--llamacpp",
-            help="Generate captions and chat answers through llama.cpp (GGUF LLMs; needs the "
-            "llamacpp extra): much faster on CPUs.",
-        ),
-    ] = False,
 ) -> None:
     """Serve a web page that compares your video of a step with a reference video.
 
     Uploads live in a folder of their own under the StepDiff cache (web-uploads), deleted
     when the server stops; folders left by a killed server are deleted at the next start.
     """
-    from rich.console import Console
-
-    from stepdiff.cli import user_errors
-
-    stderr = Console(stderr=True)
     try:
         import uvicorn
 
         from stepdiff.web.app import create_app
     except ImportError as error:
-        stderr.print(
-            f"[bold red]error:[/] the web app needs the `web` extra ({error}): "
-            "pip install 'stepdiff[web]'",
-            highlight=False,
-            soft_wrap=True,
-        )
+        print_error(f"the web app needs the `web` extra ({error}): pip install 'stepdiff[web]'")
         raise typer.Exit(1) from None
     from stepdiff.assistant import Assistant
 
@@ -189,13 +164,14 @@ def serve_command(
         quota = upload_quota(max_uploads, max_total_mb, upload_ttl_minutes, max_upload_bytes)
         videos = example_videos(examples, demo)
         with stderr.status("Loading models..."):
+            # Features are not cached: uploads are seen once.
             assistant = Assistant.from_options(
-                config=config,
-                checkpoint=checkpoint,
-                overrides=overrides,
+                config=model.config,
+                checkpoint=model.checkpoint,
+                overrides=model.config_overrides(),
                 calibration_path=calibration,
             )
-            if llamacpp:
+            if model.llamacpp:
                 assistant.model.use_llamacpp()
         app = create_app(
             assistant,

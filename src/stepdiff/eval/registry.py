@@ -16,9 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stepdiff.baselines.base import PairScorer, SingleVideoScorer, StepDiffScorer
 from stepdiff.encoders.cache import FeatureCache
 from stepdiff.errors import ConfigError
+from stepdiff.eval.scorers import PairScorer, SingleVideoScorer, StepDiffScorer
+from stepdiff.model_options import ModelOptions
 
 SCORER_NAMES = (
     "stepdiff",
@@ -38,25 +39,14 @@ SCORER_NAMES = (
 
 @dataclass
 class ScorerOptions:
-    """Where a scorer's parts come from (the model options mirror `stepdiff ask`)."""
+    """Where a scorer's parts come from: the model (as `stepdiff ask` names it) and the
+    baselines' own inputs."""
 
-    config: str | None = None
-    checkpoint: Path | None = None
-    overrides: list[str] = field(default_factory=list)
-    cache: bool = True
+    model: ModelOptions = field(default_factory=ModelOptions)
     seed: int = 0
     clips: Path | None = None  # SynthKitchen clips.jsonl, for socratic-oracle
     caption_pool: list[str] = field(default_factory=list)  # DiffCap answers for VLEmbed
     max_new_tokens: int = 32
-
-
-def _model(options: ScorerOptions):
-    from stepdiff.model.build import load_model_from
-
-    cache = FeatureCache() if options.cache else None
-    return load_model_from(
-        options.config, options.checkpoint, options.overrides, feature_cache=cache
-    )
 
 
 def _llm(options: ScorerOptions):
@@ -64,10 +54,11 @@ def _llm(options: ScorerOptions):
     from stepdiff.llm.loading import load_frozen_llm
     from stepdiff.model_files import read_checkpoint_config
 
-    if options.checkpoint is not None:
-        config = read_checkpoint_config(options.checkpoint).with_overrides(options.overrides)
+    model, overrides = options.model, options.model.config_overrides()
+    if model.checkpoint is not None:
+        config = read_checkpoint_config(model.checkpoint).with_overrides(overrides)
     else:
-        config = load_config(options.config, options.overrides)
+        config = load_config(model.config, overrides)
     return load_frozen_llm(config.llm, config.llm_dtype), config
 
 
@@ -88,15 +79,15 @@ def build_scorer(name: str, options: ScorerOptions | None = None) -> PairScorer:
     """The scorer called ``name`` (see SCORER_NAMES)."""
     options = options or ScorerOptions()
     if name == "stepdiff":
-        return StepDiffScorer(_model(options), max_new_tokens=options.max_new_tokens)
+        return StepDiffScorer(options.model.load(), max_new_tokens=options.max_new_tokens)
     if name == "stepdiff-likelihood":
         scorer = StepDiffScorer(
-            _model(options), max_new_tokens=options.max_new_tokens, likelihood=True
+            options.model.load(), max_new_tokens=options.max_new_tokens, likelihood=True
         )
         scorer.name = name
         return scorer
     if name == "single-video":
-        return SingleVideoScorer(_model(options), max_new_tokens=options.max_new_tokens)
+        return SingleVideoScorer(options.model.load(), max_new_tokens=options.max_new_tokens)
     if name == "random":
         from stepdiff.baselines.random import RandomScorer
 
@@ -107,11 +98,11 @@ def build_scorer(name: str, options: ScorerOptions | None = None) -> PairScorer:
 
         default = StepDiffConfig()  # the default model's encoder and frame count
         encoder = name.partition(":")[2] or default.encoder
-        return build_feature_distance(encoder, default.num_frames, options.cache)
+        return build_feature_distance(encoder, default.num_frames, options.model.cache)
     if name == "blind-llm":
         return _text_scorer(options, None, name)
     if name == "socratic":
-        from stepdiff.datagen.describe import SourceDescriber
+        from stepdiff.baselines.describers import SourceDescriber
 
         return _text_scorer(options, SourceDescriber(), name)
     if name == "socratic-oracle":
@@ -124,8 +115,8 @@ def build_scorer(name: str, options: ScorerOptions | None = None) -> PairScorer:
         from stepdiff.model.build import load_model
 
         kind, _, folder = name.partition(":")
-        cache = FeatureCache() if options.cache else None
-        model = load_model(folder, feature_cache=cache, overrides=options.overrides)
+        cache = FeatureCache() if options.model.cache else None
+        model = load_model(folder, feature_cache=cache, overrides=options.model.config_overrides())
         scorer = StepDiffScorer(model, max_new_tokens=options.max_new_tokens)
         scorer.name = kind
         return scorer
@@ -136,6 +127,6 @@ def build_scorer(name: str, options: ScorerOptions | None = None) -> PairScorer:
     if name.startswith("vlembed-aligned:"):
         from stepdiff.baselines.vlembed import VLEmbedScorer, load_aligned_space
 
-        space = load_aligned_space(Path(name.partition(":")[2]), cache=options.cache)
+        space = load_aligned_space(Path(name.partition(":")[2]), cache=options.model.cache)
         return VLEmbedScorer(space, options.caption_pool)
     raise ConfigError(f"scorer {name!r}: expected one of {', '.join(SCORER_NAMES)}")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from stepdiff.datagen.describe import SourceDescriber
-from stepdiff.datagen.tags import ObjectTagger, Tag, imagenet_class_names
-from stepdiff.datagen.transcripts import clip_narration, parse_subtitles
+from stepdiff.baselines.describers import SourceDescriber
+from stepdiff.encoders.tags import ObjectTagger, Tag, imagenet_class_names
 from stepdiff.video.clip import ClipRef
+from stepdiff.video.transcripts import clip_narration, parse_subtitles
 
 SRT = """1
 00:00:00,500 --> 00:00:02,000

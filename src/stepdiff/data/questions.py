@@ -1,4 +1,5 @@
-"""The questions each benchmark task asks a model (paper Sec. 3.4)."""
+"""The questions each benchmark task asks a model (paper Sec. 3.4): part of the data
+formats, since training data, the evaluation runner and the assistant all ask them."""
 
 from __future__ import annotations
 

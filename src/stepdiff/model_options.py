@@ -1,0 +1,76 @@
+"""Which StepDiff model a command loads, and how it runs it: the one option group that
+``ask``, ``report``, ``rank``, ``calibrate``, ``demo``, ``eval`` and ``serve`` share
+(each offers the fields it needs; see :func:`stepdiff.options.expand_options`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from stepdiff.errors import ConfigError
+from stepdiff.options import option
+
+if TYPE_CHECKING:
+    from stepdiff.model.stepdiff import StepDiffModel
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    config: str | None = option(
+        "--config", "-c", default=None, help="YAML config file or preset (cpu-default, tiny)."
+    )
+    checkpoint: Path | None = option(
+        "--model",
+        "-m",
+        default=None,
+        help="Folder of a saved StepDiff model (projector + config).",
+    )
+    overrides: list[str] | None = option(
+        "--set",
+        default=None,
+        help="Override a config key, e.g. --set num_frames=4 (repeatable).",
+    )
+    encoder: str | None = option(
+        "--encoder",
+        default=None,
+        help="Frame encoder: efficientnet-lite0, tiny, HF id or folder.",
+    )
+    llm: str | None = option(
+        "--llm", default=None, help="LLM: smollm2-135m-instruct, GGUF file, HF id or folder."
+    )
+    frames: int | None = option("--frames", default=None, help="Frames sampled per clip.")
+    cache: bool = option("--cache/--no-cache", default=True, help="Cache frozen features on disk.")
+    llamacpp: bool = option(
+        "--llamacpp",
+        default=False,
+        help="Generate answers and captions through llama.cpp (GGUF LLMs; needs the llamacpp "
+        "extra): much faster on CPUs, close to but not always token-identical with the "
+        "default.",
+    )
+
+    def config_overrides(self) -> list[str]:
+        """``--set`` overrides plus the shortcut flags, as ``key=value`` strings."""
+        flags = list(self.overrides or [])
+        flags += [f"encoder={self.encoder}"] if self.encoder else []
+        flags += [f"llm={self.llm}"] if self.llm else []
+        if self.frames is not None and self.frames < 1:
+            raise ConfigError(f"--frames must be >= 1, got {self.frames}")
+        flags += [f"num_frames={self.frames}"] if self.frames is not None else []
+        return flags
+
+    def load(self) -> StepDiffModel:
+        """The model these options name (the shipped one by default), encoder and LLM frozen."""
+        from stepdiff.encoders.cache import FeatureCache
+        from stepdiff.model.build import load_model_from
+
+        cache = FeatureCache() if self.cache else None
+        model = load_model_from(
+            self.config, self.checkpoint, self.config_overrides(), feature_cache=cache
+        )
+        if self.llamacpp:
+            model.use_llamacpp()
+        return model
+
+
+SHIPPED_MODEL = ModelOptions()  # no flags: the shipped model
