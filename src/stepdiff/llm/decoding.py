@@ -42,8 +42,9 @@ class Decoder(Protocol):
         eos_id: int,
     ) -> list[list[int]]:
         """Greedy answer tokens for each suffix after ``prefix``, whose video
-        placeholders take the rows of ``video_tokens`` (n, H) in order. EOS ends an
-        answer and is not kept."""
+        placeholders take the rows of ``video_tokens`` (n, H) in order, the same for
+        every suffix, or (K, n, H): each suffix's own. EOS ends an answer and is not
+        kept."""
         ...
 
 
@@ -109,15 +110,16 @@ class TorchDecoder:
     ) -> list[list[int]]:
         embed, base = self.llm.get_input_embeddings(), self.llm.base_model
         device = video_tokens.device
-        ids = torch.tensor([list(prefix)], device=device)  # (1, Lp)
-        embeds = embed(ids.clamp(min=0))  # (1, Lp, H): placeholders get a stand-in first
+        videos = video_tokens if video_tokens.ndim == 3 else video_tokens[None]  # (G, n, H)
+        ids = torch.tensor([list(prefix)] * len(videos), device=device)  # (G, Lp)
+        embeds = embed(ids.clamp(min=0))  # (G, Lp, H): placeholders get a stand-in first
         is_video = ids == VIDEO_TOKEN_ID
-        if int(is_video.sum()) != len(video_tokens):
+        if int(is_video[0].sum()) != videos.shape[1]:
             raise ValueError(
-                f"{int(is_video.sum())} video placeholders, {len(video_tokens)} tokens"
+                f"{int(is_video[0].sum())} video placeholders, {videos.shape[1]} tokens"
             )
-        embeds[is_video] = video_tokens.to(embeds.dtype)
-        key = prefix_key(prefix, video_tokens.detach().float().cpu().numpy())
+        embeds[is_video] = videos.flatten(0, 1).to(embeds.dtype)
+        key = prefix_key(prefix, videos.detach().float().cpu().numpy())
         if self._memo is None or self._memo[0] != key:
             self._memo = (key, with_cache(base, None, inputs_embeds=embeds)[1])
         # The suffixes, left-padded after the prefix, on a copy of its cache.
@@ -130,7 +132,8 @@ class TorchDecoder:
         positions = (start + real.cumsum(dim=1) - 1).clamp(min=start).to(device)  # (K, S)
         mask = torch.cat([torch.ones(rows, start, dtype=torch.long), real], dim=1).to(device)
         cache = copy.deepcopy(self._memo[1])
-        cache.batch_repeat_interleave(rows)  # (1, ...) -> (K, ...)
+        if len(videos) == 1:
+            cache.batch_repeat_interleave(rows)  # (1, ...) -> (K, ...)
         inputs = embed(suffix_ids.to(device))
         head = self.llm.get_output_embeddings()
         tokens: list[list[int]] = [[] for _ in range(rows)]

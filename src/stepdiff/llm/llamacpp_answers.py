@@ -147,8 +147,13 @@ class LlamaCppAnswerer:
         """Greedy answer tokens for each suffix after the shared ``prefix``.
 
         ``prefix`` holds every video placeholder; ``video_tokens`` (n, H) fills them in
-        order. EOS ends an answer and is not kept.
+        order, or (K, n, H) row by row. EOS ends an answer and is not kept.
         """
+        if video_tokens.ndim == 3:  # each row its own videos: one after another
+            return [
+                self.answer(prefix, videos, [suffix], max_new_tokens, eos_id)[0]
+                for videos, suffix in zip(video_tokens, suffixes, strict=True)
+            ]
         memory = self._lib.llama_get_memory(self._ctx)
         videos = video_tokens.detach().float().cpu().numpy()
         key = prefix_key(prefix, videos)

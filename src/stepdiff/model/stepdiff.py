@@ -331,28 +331,28 @@ class StepDiffModel(nn.Module):
         questions: Sequence[str],
         max_new_tokens: int = 48,
     ) -> list[str]:
-        """Greedy answers, one per (reference, candidate, question) row. Rows about one
-        pair share its prompt prefix (decoded once); rows about different pairs each
-        decode their own."""
+        """Greedy answers, one per (reference, candidate, question) row. Every prompt
+        starts with the same text around the videos: that prefix is decoded once, with
+        one pair's videos when every row shows that pair, else with each row's own."""
         same = all(
             torch.equal(video, video[:1].expand_as(video)) for video in (reference, candidate)
         )
-        groups = [list(range(len(questions)))] if same else [[row] for row in range(len(questions))]
         probe = self._samples([PROBE_QUESTION], None)[0].prompt_ids
-        answers: list[list[int]] = [[] for _ in questions]
-        for rows in groups:
-            prompts = [s.prompt_ids for s in self._samples([questions[r] for r in rows], None)]
-            split = split_shared_prefix(prompts, probe)
-            if split is None:
-                raise ValueError("a prompt's videos are not all before its question")
-            prefix, suffixes = split
-            videos = _pair(reference[rows[0] : rows[0] + 1], candidate[rows[0] : rows[0] + 1])
-            video_tokens = self.project_videos(videos.to(self.device)).flatten(0, 2)  # (2N, H)
-            eos = self.tokenizer.eos_token_id
-            tokens = self.decoder.answer(prefix, video_tokens, suffixes, max_new_tokens, eos)
-            for row, row_tokens in zip(rows, tokens, strict=True):
-                answers[row] = row_tokens
-        texts = self.tokenizer.batch_decode(answers, skip_special_tokens=True)
+        prompts = [sample.prompt_ids for sample in self._samples(questions, None)]
+        split = split_shared_prefix(prompts, probe)
+        if split is None:
+            raise ValueError("a prompt's videos are not all before its question")
+        videos = _pair(reference[:1], candidate[:1]) if same else _pair(reference, candidate)
+        video_tokens = self.project_videos(videos.to(self.device)).flatten(1, 2)  # (G, 2N, H)
+        prefix, suffixes = split
+        tokens = self.decoder.answer(
+            prefix,
+            video_tokens[0] if same else video_tokens,
+            suffixes,
+            max_new_tokens,
+            self.tokenizer.eos_token_id,
+        )
+        texts = self.tokenizer.batch_decode(tokens, skip_special_tokens=True)
         return [text.strip() for text in texts]
 
     def ask(
