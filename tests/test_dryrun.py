@@ -21,7 +21,6 @@ from stepdiff.train.dryrun import (
     LLAMA2_TEXT_TOKENS,
     DryRunReport,
     dry_run,
-    main,
 )
 
 # Llama-2 parameter counts from the published architectures (untied embeddings):
@@ -193,11 +192,16 @@ def test_chat_format_needs_a_real_tokenizer() -> None:
         dry_run(config)
 
 
-def test_command_line(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["tiny", "--gpus", "2"]) == 0
-    assert "gradients on" in capsys.readouterr().out
-    assert main(["tiny", "llm=nobody/no-such-llm"]) == 1
-    assert "no architecture available offline" in capsys.readouterr().err
+def test_command_line() -> None:
+    from typer.testing import CliRunner
+
+    from stepdiff.cli import app
+
+    result = CliRunner().invoke(app, ["train", "tiny", "--dry-run"])
+    assert result.exit_code == 0 and "gradients on" in result.stdout
+    no_llm = "model_overrides=[llm=nobody/no-such-llm]"
+    result = CliRunner().invoke(app, ["train", "tiny", "--dry-run", no_llm])
+    assert result.exit_code == 1 and "no architecture available offline" in result.stderr
 
 
 # ----- accelerate launch configs -------------------------------------------------------------

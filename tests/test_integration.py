@@ -77,7 +77,7 @@ def test_the_shipped_trained_projector_is_the_default():
 
 
 def test_word_tokens_are_whole_lower_case_words_with_the_default_tokenizer(default_model):
-    from stepdiff.train.grounding import word_tokens
+    from stepdiff.train.words import word_tokens
 
     tokenizer = default_model.tokenizer
     tokens = word_tokens(tokenizer, "Uneven and browned. A steel ladle!")

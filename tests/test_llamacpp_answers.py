@@ -49,9 +49,9 @@ def test_injected_video_embeddings_match_torch_and_matter(shipped_model):
     )
     videos = model.project_videos(features).flatten(0, 2).detach()  # (2N, H)
     other = videos.roll(1, dims=0) * 3.0  # other video tokens, strongly different
-    llama = _log_softmax(model.llamacpp.prompt_logits(ids, videos))
+    llama = _log_softmax(model.decoder.prompt_logits(ids, videos))
     reference = _torch_log_probs(model, ids, videos)
-    changed = _log_softmax(model.llamacpp.prompt_logits(ids, other))
+    changed = _log_softmax(model.decoder.prompt_logits(ids, other))
     # Same next token and close log-probabilities (llama.cpp runs the quantised weights)...
     assert llama.argmax() == reference.argmax()
     gap = np.abs(llama - reference)[reference > -10].max()

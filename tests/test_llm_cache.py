@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from stepdiff.llm.loading import SOURCE_FILE, _gguf_cache_dir, _gguf_identity, _remove_stale_copies
+from stepdiff.llm.loading import SOURCE_FILE, _gguf_identity, _remove_stale_copies, gguf_cache_dir
 
 
 def _folder(root: Path, name: str, source: dict | None) -> Path:
@@ -29,7 +29,7 @@ def test_stale_copies_are_removed_and_others_kept(tmp_path: Path, monkeypatch: p
     # A reinstall: same path, new contents and mtime.
     gguf.write_bytes(b"new weights!")
     os.utime(gguf, ns=(old_identity["mtime_ns"] + 10**9, old_identity["mtime_ns"] + 10**9))
-    keep = _gguf_cache_dir(gguf)
+    keep = gguf_cache_dir(gguf)
     root = keep.parent
     _folder(root, keep.name, _gguf_identity(gguf))
     stale = _folder(root, "Model.Q4-0000000000000001", old_identity)

@@ -265,7 +265,7 @@ def test_a_registry_name_loads_through_the_de_quantised_cache(
 
     assert made_from == [path]  # de-quantised once, from the installed file
     assert first.name == second.name == "fake-coder" and first.hidden_size == 16
-    folder = loading._gguf_cache_dir(path)
+    folder = loading.gguf_cache_dir(path)
     assert folder.parent == cache / "llm" and folder.name.startswith("fake-coder-q4_k_m-")
 
 

@@ -45,7 +45,7 @@ def test_splice_places_videos_in_order_and_checks_counts():
 
 
 def test_labels_cover_exactly_the_answer_tokens(model):
-    batch = model._tokenise(QUESTIONS[:2], ANSWERS[:2], padding_side="right")
+    batch = model.collate(model._samples(QUESTIONS[:2], ANSWERS[:2]))
     for row, (question, answer) in enumerate(zip(QUESTIONS[:2], ANSWERS[:2], strict=True)):
         answer_text = model.prompt_format.answer(question, answer)
         expected = model.tokenizer(answer_text, add_special_tokens=False)["input_ids"]
@@ -60,9 +60,9 @@ def test_labels_cover_exactly_the_answer_tokens(model):
 
 def test_samples_are_never_silently_masked(model):
     with pytest.raises(ValueError, match="sample 1: the answer is empty"):
-        model._tokenise(QUESTIONS[:2], ["fine", ""], padding_side="right")
+        model.collate(model._samples(QUESTIONS[:2], ["fine", ""]))
     with pytest.raises(ValueError, match="sample 0: .* exceed max_length"):
-        model._tokenise(["why? " * 400], ["x"], padding_side="right")
+        model.collate(model._samples(["why? " * 400], ["x"]))
 
 
 def test_training_lowers_loss_and_touches_only_the_projector(model):
@@ -176,7 +176,7 @@ def test_label_only_vocabulary_projection_equals_full_logits(model):
     ref, cand = features(model, 3, 0), features(model, 3, 1)
     questions = ["What differs?", "Same tool?", "Which pan?"]
     answers = ["The pan is red", "YES", "A wok instead of a pan"]
-    batch = model._tokenise(questions, answers, padding_side="right")
+    batch = model.collate(model._samples(questions, answers))
     embeds = model._inputs_embeds(batch, _pair(ref, cand))
     with torch.no_grad():
         full = model.llm(inputs_embeds=embeds, attention_mask=batch.attention_mask).logits
@@ -203,8 +203,8 @@ def test_soft_answers_score_the_first_token_against_both_answers(model):
     ref, cand = features(model, 3, 0), features(model, 3, 1)
     questions = ["Same tool? Answer YES or NO."] * 2 + ["What differs?"]
     answers = ["YES", "YES", "The pan is red"]
-    batch = model._tokenise(questions, answers, padding_side="right")
-    no_id = model._tokenise(questions[:1], ["NO"], padding_side="right").labels
+    batch = model.collate(model._samples(questions, answers))
+    no_id = model.collate(model._samples(questions[:1], ["NO"])).labels
     no_id = int(no_id[no_id != IGNORE_INDEX][0])
     soft = batch.with_soft_answers([0.3, 1.0, None], [no_id, no_id, IGNORE_INDEX])
     embeds = model._inputs_embeds(batch, _pair(ref, cand))
@@ -222,13 +222,9 @@ def test_soft_answers_score_the_first_token_against_both_answers(model):
                 losses.append(loss)
         expected = torch.stack(losses).mean()
         torch.testing.assert_close(model(soft, _pair(ref, cand)), expected)
-        # probability 1 everywhere is the plain loss; the copies of a repeated batch too
+        # probability 1 everywhere is the plain loss
         certain = batch.with_soft_answers([1.0, 1.0, None], [no_id] * 3)
         torch.testing.assert_close(model(certain, _pair(ref, cand)), model(batch, _pair(ref, cand)))
-        assert torch.equal(
-            soft.repeat(2).answer_probability[3:].nan_to_num(-1),
-            soft.answer_probability.nan_to_num(-1),
-        )
 
 
 def test_rank_loss_is_ranknet_on_the_first_answer_tokens_log_odds(model):
@@ -310,22 +306,31 @@ def test_comparison_read_out_scores_pairs_and_old_checkpoints_load_without_it():
 
     model = build_model(load_config("tiny", ["projector.compare=true"]))
     ref, cand = features(model, 3, 50), features(model, 3, 51)
-    batch = model._tokenise(QUESTIONS, ANSWERS, padding_side="right")
     with torch.no_grad():
-        scores = model.comparison_scores(batch, _pair(ref, cand))
+        scores = model.component_scores("compare", _pair(ref, cand))
         projector = model.projector_module
-        expected = projector.comparison_readout(projector.comparison(cand, ref))[:, 0]
+        compare = projector.components["compare"]
+        own, other = projector.standardise(cand), projector.standardise(ref)
+        expected = compare.comparison_readout(compare.comparison(own, other))[:, 0]
     assert scores.shape == (3,)
     torch.testing.assert_close(scores, expected)
-    # A comparing checkpoint saved before the read-out existed keeps its other weights.
-    state = {k: v for k, v in projector.state_dict().items() if "readout" not in k}
+    # A comparing checkpoint saved before the read-out existed, with the names of its
+    # time (at the projector's top level), keeps its other weights.
+    state = {
+        k.removeprefix("components.compare."): v
+        for k, v in projector.state_dict().items()
+        if "readout" not in k
+    }
+    assert "compare_proj.0.weight" in state
     other = build_model(load_config("tiny", ["projector.compare=true"]))
     load_projector_state(other.projector_module, state, "old checkpoint")
+    loaded = other.projector_module.state_dict()
     for name, tensor in state.items():
-        assert torch.equal(other.projector_module.state_dict()[name], tensor)
+        key = f"components.compare.{name}" if name.startswith("compare_proj.") else name
+        assert torch.equal(loaded[key], tensor)
     plain = build_model(load_config("tiny"))
-    with pytest.raises(ConfigError, match="projector.compare"):
-        plain.comparison_scores(batch, _pair(ref, cand))
+    with pytest.raises(ConfigError, match="no compare component"):
+        plain.component_scores("compare", _pair(ref, cand))
 
 
 def test_caption_match_is_a_bilinear_score_that_tells_the_order_of_a_pair():
@@ -333,7 +338,7 @@ def test_caption_match_is_a_bilinear_score_that_tells_the_order_of_a_pair():
     from stepdiff.model.build import load_projector_state
 
     model = build_model(load_config("tiny", ["projector.caption_match=true"]))
-    projector = model.projector_module
+    projector = model.projector_module.components["caption_match"]
     ref, cand = features(model, 3, 60), features(model, 3, 61)
     captions = [
         "adds carrots instead of peppers",
@@ -347,11 +352,11 @@ def test_caption_match_is_a_bilinear_score_that_tells_the_order_of_a_pair():
             projector.match_candidate,
         ):
             torch.nn.init.normal_(layer.weight)
-        summaries = model.caption_summaries(captions)  # (3, H)
+        summaries = projector.read_texts(model, captions)  # (3, H)
         scores = model.match_captions(ref, cand, captions)
         swapped = model.match_captions(cand, ref, captions)
     # By hand: <U_ref t, A mean(ref)> + <U_cand t, B mean(cand)>, statistics the identity.
-    rank = projector.config.match_rank
+    rank = projector.rank
     text = projector.match_caption(summaries)
     by_hand = (text[:, :rank] * projector.match_reference(ref.mean(dim=(1, 2)))).sum(-1) + (
         text[:, rank:] * projector.match_candidate(cand.mean(dim=(1, 2)))
@@ -361,16 +366,16 @@ def test_caption_match_is_a_bilinear_score_that_tells_the_order_of_a_pair():
     # Word order reaches the summary (a mean of token embeddings would not have it).
     assert not torch.allclose(summaries[0], summaries[2])
     # A caption read alone: padding a batch does not change a summary.
-    torch.testing.assert_close(model.caption_summaries(captions[1:2])[0], summaries[1])
+    torch.testing.assert_close(projector.read_texts(model, captions[1:2])[0], summaries[1])
     # The StepDiff scorer scores DiffMCQ with the head; stepdiff-likelihood does not.
     assert StepDiffScorer(model).match and not StepDiffScorer(model, likelihood=True).match
     # A projector trained without the head loads into one with it (fresh head).
     plain = build_model(load_config("tiny"))
     state = plain.projector_module.state_dict()
-    load_projector_state(projector, state, "plain checkpoint")
+    load_projector_state(model.projector_module, state, "plain checkpoint")
     for name, tensor in state.items():
-        assert torch.equal(projector.state_dict()[name], tensor)
-    with pytest.raises(ConfigError, match="projector.caption_match"):
+        assert torch.equal(model.projector_module.state_dict()[name], tensor)
+    with pytest.raises(ConfigError, match="no caption_match component"):
         plain.match_captions(ref, cand, captions)
 
 
@@ -379,16 +384,16 @@ def test_match_statistics_standardise_frames_and_captions():
 
     projector = PerceiverProjector(
         6, 5, ProjectorConfig(width=8, heads=2, head_dim=4, caption_match=True)
-    )
+    ).components["caption_match"]
     frames = torch.randn(30, 6) * 5 + 2  # (F, D)
     captions = torch.randn(7, 5) * 100
-    projector.set_match_statistics(frames, captions)
+    projector.set_statistics(frames, captions)
     torch.testing.assert_close(projector.match_frame_mean, frames.mean(0))
     torch.testing.assert_close(projector.match_frame_std, frames.std(0))
     torch.testing.assert_close(projector.match_caption_mean, captions.mean(0))
     torch.testing.assert_close(projector.match_caption_std, captions.std(0))
     with pytest.raises(ValueError, match="at least two"):
-        projector.set_match_statistics(frames, captions[:1])
+        projector.set_statistics(frames, captions[:1])
 
 
 def test_bf16_frozen_llm_keeps_an_fp32_projector_and_close_scores(model):
@@ -429,7 +434,7 @@ def test_shared_prefix_equals_full_prompts_and_runs_the_videos_once(model):
     shared = model.loglik(refs, cands, QUESTIONS, ANSWERS)
     hook.remove()
     # One prefix pass holding both videos, then one pass over the suffixes only.
-    full_length = model._tokenise(QUESTIONS, ANSWERS, padding_side="right").input_ids.shape[1]
+    full_length = model.collate(model._samples(QUESTIONS, ANSWERS)).input_ids.shape[1]
     assert len(lengths) == 2 and lengths[0] > 2 * model.num_video_tokens
     assert lengths[1] == full_length - lengths[0]
     full = model.loglik(refs, cands, QUESTIONS, ANSWERS, share_prefix=False)
@@ -438,34 +443,24 @@ def test_shared_prefix_equals_full_prompts_and_runs_the_videos_once(model):
     p_full = model.p_yes(refs, cands, QUESTIONS, share_prefix=False)
     torch.testing.assert_close(p_shared, p_full, atol=1e-5, rtol=1e-5)
     answers = model.generate(refs, cands, QUESTIONS, max_new_tokens=6)
-    assert answers == model.generate(refs, cands, QUESTIONS, max_new_tokens=6, share_prefix=False)
-
-
-def test_rows_with_different_videos_never_share_a_prefix(model):
-    ref, cand = features(model, 2, seed=13), features(model, 2, seed=14)
-    assert model._shared_split(ref, cand, QUESTIONS[:2], None) is None
-    same = ref[:1].expand(2, -1, -1, -1)
-    assert model._shared_split(same, same, QUESTIONS[:2], None) is not None
+    one_by_one = [
+        model.generate(ref, cand, [question], max_new_tokens=6)[0] for question in QUESTIONS
+    ]
+    assert answers == one_by_one
 
 
 def test_split_shared_prefix_keeps_videos_in_the_prefix_and_a_prompt_token_in_each_suffix():
-    from stepdiff.llm.prompt import TokenisedSample
-    from stepdiff.model.prefix import split_shared_prefix
+    from stepdiff.llm.decoding import split_shared_prefix
 
     video = VIDEO_TOKEN_ID
-    a = TokenisedSample([1, video, video, 5, 6, 7], [9])
-    b = TokenisedSample([1, video, video, 5, 8], [9, 10])
-    split = split_shared_prefix([a, b])
-    assert split.prefix == [1, video, video, 5]
-    assert split.suffixes == [[6, 7, 9], [8, 9, 10]]
-    assert split.labels == [[False, False, True], [False, True, True]]
+    a, b = [1, video, video, 5, 6, 7], [1, video, video, 5, 8]
+    assert split_shared_prefix([a, b]) == ([1, video, video, 5], [[6, 7], [8]])
     # Identical prompts: the last prompt token stays in the suffixes.
-    same = split_shared_prefix([a, a])
-    assert same.prefix == [1, video, video, 5, 6] and same.suffixes == [[7, 9], [7, 9]]
+    assert split_shared_prefix([a, a]) == ([1, video, video, 5, 6], [[7], [7]])
+    # A probe question only shortens the prefix.
+    assert split_shared_prefix([a], probe=b) == ([1, video, video, 5], [[6, 7]])
     # Prompts that differ before the second video cannot share it.
-    c = TokenisedSample([1, video, 4, video, 5], [9])
-    d = TokenisedSample([1, video, 3, video, 5], [9])
-    assert split_shared_prefix([c, d]) is None
+    assert split_shared_prefix([[1, video, 4, video, 5], [1, video, 3, video, 5]]) is None
 
 
 def _forward_lengths(model) -> tuple[list[tuple[int, int]], object]:
@@ -485,7 +480,7 @@ def test_candidates_of_one_reference_run_the_prompt_up_to_the_candidate_once(mod
     candidates = features(model, 6, seed=22)
     questions = [QUESTIONS[0]] * 3 + [QUESTIONS[1]] * 3
     answers = [ANSWERS[0]] * 3 + [ANSWERS[1]] * 3
-    full_length = model._tokenise(questions, answers, padding_side="right").input_ids.shape[1]
+    full_length = model.collate(model._samples(questions, answers)).input_ids.shape[1]
     calls, hook = _forward_lengths(model)
     shared = model.loglik(references, candidates, questions, answers)
     p_shared = model.p_yes(references, candidates, questions)
@@ -514,14 +509,14 @@ def test_rows_with_different_references_share_only_the_system_text(model):
     """Every reference different, or a projector whose reference tokens depend on the
     candidate: only the text before the first video runs once, then every row's rest."""
     questions, answers = QUESTIONS, ANSWERS
-    full_length = model._tokenise(questions, answers, padding_side="right").input_ids.shape[1]
+    full_length = model.collate(model._samples(questions, answers)).input_ids.shape[1]
     references, candidates = features(model, 3, seed=23), features(model, 3, seed=24)
     calls, hook = _forward_lengths(model)
     shared = model.loglik(references, candidates, questions, answers)
     hook.remove()
     start = calls[0][1]
     assert calls == [(1, start), (3, full_length - start)]
-    text_only = model._tokenise(questions, answers, padding_side="right").input_ids[0, :start]
+    text_only = model.collate(model._samples(questions, answers)).input_ids[0, :start]
     assert VIDEO_TOKEN_ID not in text_only.tolist()
     full = model.loglik(references, candidates, questions, answers, share_prefix=False)
     torch.testing.assert_close(shared, full, atol=1e-4, rtol=1e-5)
@@ -537,18 +532,23 @@ def test_rows_with_different_references_share_only_the_system_text(model):
 
 
 def test_video_starts_and_groups_of_equal_starts():
-    from stepdiff.model.prefix import best_shared_start, group_shared_starts, video_starts
+    from stepdiff.llm.shared_starts import (
+        best_shared_start,
+        group_shared_starts,
+        start_candidates,
+    )
 
     video = VIDEO_TOKEN_ID
     ids = torch.tensor(
         [[1, video, video, 2, video, video, 3], [1, video, video, 2, video, video, 4]]
     )
-    assert video_starts(ids, num_videos=2, tokens_per_video=2) == [1, 4]
-    assert video_starts(ids, num_videos=1, tokens_per_video=4) == [1]
+    # Each video's start, and the end of the last one.
+    assert start_candidates(ids, num_videos=2, tokens_per_video=2) == [1, 4, 6]
+    assert start_candidates(ids, num_videos=1, tokens_per_video=4) == [1, 6]
     shifted = torch.tensor(
         [[1, video, video, 2, video, video, 3], [1, 1, 1, video, video, video, video]]
     )
-    assert video_starts(shifted, num_videos=2, tokens_per_video=2) == []
+    assert start_candidates(shifted, num_videos=2, tokens_per_video=2) == []
     embeds = torch.zeros(4, 5, 2)
     embeds[2:, 1] = 1.0  # rows 2-3 differ from rows 0-1 at position 1
     embeds[1, 4] = 7.0  # ... and row 1 from row 0 only after the start
@@ -567,23 +567,25 @@ def test_video_starts_and_groups_of_equal_starts():
 
 
 def test_the_last_prefix_is_reused_for_the_next_question_about_the_same_pair(model):
+    from stepdiff.llm.decoding import TorchDecoder
+
     ref, cand = features(model, 1, seed=15), features(model, 1, seed=16)
     calls: list[int] = []
     hook = model.llm.base_model.register_forward_pre_hook(
         lambda _, args, kwargs: calls.append(kwargs["inputs_embeds"].shape[1]), with_kwargs=True
     )
-    first = model.loglik(ref, cand, QUESTIONS[:1], ANSWERS[:1])
-    assert len(calls) == 2  # the prefix, then the question and answer
-    again = model.loglik(ref, cand, QUESTIONS[1:2], ANSWERS[1:2])
+    first = model.generate(ref, cand, QUESTIONS[:1], max_new_tokens=1)
+    assert len(calls) == 2  # the prefix, then the question
+    again = model.generate(ref, cand, QUESTIONS[1:2], max_new_tokens=1)
     assert len(calls) == 3  # the same pair: only the new question ran
     other = features(model, 1, seed=17)
-    model.loglik(ref, other, QUESTIONS[1:2], ANSWERS[1:2])
+    model.generate(ref, other, QUESTIONS[1:2], max_new_tokens=1)
     assert len(calls) == 5  # another pair: its prefix ran again
     hook.remove()
-    # Reusing the cache changes nothing: the same answers scored from scratch agree.
-    torch.testing.assert_close(first, model.loglik(ref, cand, QUESTIONS[:1], ANSWERS[:1]))
-    model._prefix_memo = None
-    torch.testing.assert_close(again, model.loglik(ref, cand, QUESTIONS[1:2], ANSWERS[1:2]))
+    # Reusing the cache changes nothing: the same questions answered from scratch agree.
+    assert first == model.generate(ref, cand, QUESTIONS[:1], max_new_tokens=1)
+    model.decoder = TorchDecoder(model.llm, model.tokenizer.pad_token_id)
+    assert again == model.generate(ref, cand, QUESTIONS[1:2], max_new_tokens=1)
 
 
 def test_training_teaches_the_llm_to_read_the_videos():
@@ -620,26 +622,6 @@ def test_training_teaches_the_llm_to_read_the_videos():
     )  # (24, 3)
     accuracy = (scores.argmax(dim=1) == labels).float().mean()
     assert accuracy >= 0.9, (accuracy, scores)
-
-
-def test_contrast_term_is_the_logistic_loss_of_the_loglik_margin(model):
-    """loss(batch, videos, negatives, w) = answer loss + w * mean softplus(-(log p(a | own
-    videos) - log p(a | negatives))), with summed answer log-likelihoods as loglik gives."""
-    from stepdiff.model.stepdiff import _pair
-
-    ref, cand, other = features(model, 3, 20), features(model, 3, 21), features(model, 3, 22)
-    batch = model._tokenise(QUESTIONS, ANSWERS, padding_side="right")
-    own, swapped = _pair(ref, cand), _pair(ref, other)
-    with torch.no_grad():
-        answer = model(batch, own)
-        margin = model.loglik(ref, cand, QUESTIONS, ANSWERS) - model.loglik(
-            ref, other, QUESTIONS, ANSWERS
-        )
-        expected = answer + 0.5 * torch.nn.functional.softplus(-margin).mean()
-        torch.testing.assert_close(model(batch, own, swapped, 0.5), expected)
-        # The same videos as negatives: a zero margin, log 2 per row.
-        same = model(batch, own, own, 1.0)
-    torch.testing.assert_close(same, answer + torch.log(torch.tensor(2.0)))
 
 
 def test_projector_inputs_are_standardised_with_training_statistics(model):
@@ -692,10 +674,14 @@ def test_words_head_mixes_the_llms_own_token_embeddings():
     words = model.llm.get_input_embeddings().weight.detach()  # (V, H)
     clips = features(model, 2, 40)
     with torch.no_grad():
-        projector.word_log_scale.fill_(-30.0)  # a flat softmax: the mean embedding
+        projector.components["words"].word_log_scale.fill_(
+            -30.0
+        )  # a flat softmax: the mean embedding
         flat = projector(clips)  # (2, N, H)
         torch.testing.assert_close(flat, words.mean(0).expand_as(flat))
-        projector.word_log_scale.fill_(12.0)  # a hard one: the nearest word by cosine
+        projector.components["words"].word_log_scale.fill_(
+            12.0
+        )  # a hard one: the nearest word by cosine
         out = projector(clips)  # (2, N, H)
     nearest = (out[..., None, :] - words).norm(dim=-1).min(dim=-1).values  # (2, N)
     assert nearest.max() < 1e-4, "each token is one of the LLM's word embeddings"
@@ -706,7 +692,7 @@ def test_words_head_mixes_the_llms_own_token_embeddings():
 def test_words_head_checkpoints_rebind_the_llm_embeddings(tmp_path):
     model = build_model(load_config("tiny", ["projector.output_head=words"]))
     with torch.no_grad():
-        model.projector_module.word_log_scale.fill_(3.0)
+        model.projector_module.components["words"].word_log_scale.fill_(3.0)
     model.save_pretrained(tmp_path / "m")
     from safetensors.torch import load_file
 
@@ -733,7 +719,8 @@ def test_compare_projector_starts_as_the_papers_and_reads_each_video_against_the
     with torch.no_grad():
         # Zero-initialised: the same tokens as the paper's projector until it trains.
         torch.testing.assert_close(model.project_videos(pair), plain.project_videos(pair))
-        torch.nn.init.normal_(model.projector_module.compare_proj[-1].weight)
+        compare = model.projector_module.components["compare"]
+        torch.nn.init.normal_(compare.compare_proj[-1].weight)
         paired = model.project_videos(pair)  # (2, 2, N, H)
         alone = model.project_videos(pair, paired=False)
         swapped = model.project_videos(pair.flip(1))
@@ -781,132 +768,7 @@ def test_compare_projector_learns_which_pairs_differ():
     assert p_yes[same].min() > p_yes[~same].max(), p_yes
 
 
-def test_question_gate_needs_the_comparing_projector():
-    with pytest.raises(ConfigError, match="question_gate needs projector.compare"):
+def test_a_removed_question_gate_loads_when_off_and_is_refused_when_on():
+    assert load_config("tiny", ["projector.question_gate=false"]) == load_config("tiny")
+    with pytest.raises(ConfigError, match="question_gate was removed .* 039973e"):
         load_config("tiny", ["projector.question_gate=true"])
-
-
-def test_question_gate_starts_as_the_comparing_projector_and_loads_its_checkpoints(tmp_path):
-    torch.manual_seed(0)
-    compare = build_model(load_config("tiny", ["projector.compare=true"]))
-    with torch.no_grad():  # the comparison starts at zero: make the partner matter
-        for parameter in compare.projector_module.parameters():
-            parameter.normal_(0.0, 0.1)
-    with torch.no_grad():
-        torch.nn.init.normal_(compare.projector_module.compare_proj[-1].weight)
-    compare.save_pretrained(tmp_path / "compare")
-    from stepdiff.model.build import load_projector_state
-    from stepdiff.model_files import read_projector_weights
-
-    gated = build_model(
-        load_config("tiny", ["projector.compare=true", "projector.question_gate=true"])
-    )
-    weights = read_projector_weights(tmp_path / "compare")
-    load_projector_state(gated.projector_module, weights, tmp_path / "compare")
-    ref, cand = features(gated, 2, 60), features(gated, 2, 61)
-    questions = ["Do these two videos show the same tool?", "Is the sauce the same?"]
-    answers = ["YES", "NO"]
-    with torch.no_grad():
-        torch.testing.assert_close(
-            gated.loglik(ref, cand, questions, answers),
-            compare.loglik(ref, cand, questions, answers),
-        )
-        torch.nn.init.normal_(gated.projector_module.question_gate.weight, std=0.5)
-        moved = gated.loglik(ref, cand, questions, answers)
-        # Each row's tokens follow its own question: the same as scoring it alone, and
-        # different from the ungated model's.
-        alone = torch.cat(
-            [
-                gated.loglik(
-                    ref[i : i + 1], cand[i : i + 1], questions[i : i + 1], answers[i : i + 1]
-                )
-                for i in range(2)
-            ]
-        )
-        same_pair = gated.loglik(
-            ref[:1].expand(2, -1, -1, -1), cand[:1].expand(2, -1, -1, -1), questions, answers
-        )
-        first_only = gated.loglik(ref[:1], cand[:1], questions[1:], answers[1:])
-    torch.testing.assert_close(moved, alone)
-    assert not torch.allclose(moved, compare.loglik(ref, cand, questions, answers), atol=1e-4)
-    # One pair, two questions: no shared prefix, since the video tokens differ per question.
-    torch.testing.assert_close(same_pair[1:], first_only)
-    # The gate reads the question, not the answer: scored with other answers (labelled
-    # tokens), a question's summary is the one it has with none.
-    batch = gated._tokenise(questions, ["NO", "Yes, a whisk in both."], padding_side="right")
-    text = gated.llm.get_input_embeddings()(batch.input_ids.clamp(min=0))
-    torch.testing.assert_close(
-        gated.question_summary(batch, text), gated.question_summaries(questions)
-    )
-
-
-def _gate_roc_auc(question_spread: float, *, gated: bool, centred: bool = False) -> float:
-    """ROC AUC after 200 steps on "same attribute?" questions. Each video shows one of two
-    tools and one of two sauces (directions in separate channel groups); asked "same
-    tool?", the answer is whether the tools match, asked "same sauce?", whether the
-    sauces do. A linear read-out of the projector's tokens stands in for the LLM (which
-    could route the question itself). The two question summaries share one random
-    vector and differ by ``question_spread`` times another each, so only a gate that
-    reads the question can tell which half of the difference counts."""
-    from stepdiff.projector.perceiver import PerceiverProjector, ProjectorConfig
-
-    dim, width, half = 64, 96, 32
-    config = ProjectorConfig(
-        num_latents=4, depth=1, width=32, heads=2, head_dim=16, compare=True, question_gate=True
-    )
-    generator = torch.Generator().manual_seed(0)
-    objects = 3 * torch.randn(2, 2, half, generator=generator)  # (attribute, value, D/2)
-    questions = torch.randn(width, generator=generator) + question_spread * torch.randn(
-        2, width, generator=generator
-    )  # (2, H)
-
-    def sample(size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        first, second = torch.randint(0, 2, (2, size, 2), generator=generator)
-        asked = torch.randint(0, 2, (size,), generator=generator)
-
-        def videos(values: torch.Tensor) -> torch.Tensor:  # (B, 2) -> (B, T, P, D)
-            look = torch.cat([objects[0][values[:, 0]], objects[1][values[:, 1]]], dim=-1)
-            return torch.randn(size, 4, 1, dim, generator=generator) + look[:, None, None]
-
-        rows = torch.arange(size)
-        same = (first[rows, asked] == second[rows, asked]).float()
-        return videos(first), videos(second), questions[asked], same
-
-    torch.manual_seed(0)
-    projector = PerceiverProjector(dim, width, config)
-    if centred:
-        projector.set_question_statistics(questions)
-    torch.nn.init.normal_(projector.compare_proj[-1].weight, std=0.02)
-    readout = torch.nn.Linear(width, 1)
-    optimizer = torch.optim.Adam([*projector.parameters(), *readout.parameters()], lr=1e-3)
-    for _ in range(200):
-        ref, cand, question, same = sample(16)
-        tokens = projector(ref, cand, question if gated else None)  # (B, N, H)
-        logits = readout(tokens.mean(dim=1))[:, 0]
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, same)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    ref, cand, question, same = sample(256)
-    with torch.no_grad():
-        scores = readout(projector(ref, cand, question if gated else None).mean(dim=1))[:, 0]
-    yes, no = scores[same == 1], scores[same == 0]
-    return float((yes[:, None] > no[None, :]).float().mean())
-
-
-def test_question_gate_learns_which_attribute_a_question_asks_about():
-    # Questions as alike as DiffRank's (cosine ~0.98).
-    gated, ungated = _gate_roc_auc(0.17, gated=True), _gate_roc_auc(0.17, gated=False)
-    assert gated > 0.97, gated
-    # Without the question, the best ranks "both match" over "one matches" over "neither":
-    # a ROC AUC of 0.875 at most.
-    assert ungated < 0.9, ungated
-
-
-def test_question_gate_centred_on_the_questions_tells_near_identical_ones_apart():
-    # Cosine ~0.9995: off their mean the two questions are opposite, on their own they
-    # are the same vector to the gate, which then learns no more than the ungated cap.
-    centred = _gate_roc_auc(0.02, gated=True, centred=True)
-    plain = _gate_roc_auc(0.02, gated=True)
-    assert centred > 0.97, centred
-    assert plain < 0.9, plain

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -84,7 +85,8 @@ def test_training_lowers_the_loss_and_writes_a_loadable_model(
     for row, peak in ((rows[0], 2.0), (rows[11], 2.0), (rows[12], 8.0), (rows[-1], 8.0)):
         assert row["mfu"] == pytest.approx(row["tflops_per_s"] / peak)
     assert list((result.out / "tensorboard").glob("events.out.tfevents.*"))
-    from stepdiff.model.build import export_model, load_model
+    from stepdiff.model.build import load_model
+    from stepdiff.model_files import export_model
 
     model = load_model(result.model_dir)
     assert model.projector_trained
@@ -153,7 +155,7 @@ def test_compare_projector_reads_pairs_but_not_two_clip_interleaved_sequences(
     # kind tells them apart, and only pairs may train the compare summary.
     compare = "model_overrides=[projector.compare=true]"
     pre = train(_interleaved_stage(tmp_path, small_synthkitchen, compare), show_progress=False)
-    compare_out = "compare_proj.2.weight"
+    compare_out = "components.compare.compare_proj.2.weight"
     assert not load_file(pre.model_dir / "projector.safetensors")[compare_out].any()
     pairs = _config(
         tmp_path / "pairs",
@@ -165,24 +167,7 @@ def test_compare_projector_reads_pairs_but_not_two_clip_interleaved_sequences(
     )
     tuned = train(pairs, show_progress=False)
     assert load_file(tuned.model_dir / "projector.safetensors")[compare_out].abs().sum() > 0
-    # A question gate may be added to a trained comparing projector (it starts at 1)...
-    gate = "model_overrides=[projector.compare=true, projector.question_gate=true]"
-    gated = _config(
-        tmp_path / "gated", small_synthkitchen, f"init_from={tuned.model_dir}", gate, "max_steps=2"
-    )
-    gated_run = train(gated, show_progress=False)
-    weights = load_file(gated_run.model_dir / "projector.safetensors")
-    assert weights["question_gate.weight"].abs().sum() > 0, "the gate trained"
-    # It was centred on the mean summary of the distinct training questions.
-    from stepdiff.model.build import load_model
-    from stepdiff.train.data import read_training_records
-
-    questions = sorted({r.question for r in read_training_records("pair_qa", gated.data.pair_qa)})
-    with torch.no_grad():
-        expected = load_model(gated_run.model_dir).question_summaries(questions).mean(dim=0)
-    torch.testing.assert_close(weights["question_mean"], expected)
-    assert len(questions) > 1 and expected.abs().sum() > 0
-    # ...but not to a projector of another shape.
+    # A projector of another shape cannot start from it.
     plain = _config(
         tmp_path / "plain", small_synthkitchen, f"init_from={pre.model_dir}", "max_steps=2"
     )
@@ -202,8 +187,8 @@ def test_overrides_read_scientific_notation_as_numbers() -> None:
 def test_bad_input_fails_before_compute(tmp_path, small_synthkitchen):
     with pytest.raises(ConfigError, match="unknown key 'learning_rate'"):
         _config(tmp_path, small_synthkitchen, "optim.learning_rate=1")
-    with pytest.raises(ConfigError, match="contrast_weight must not be negative"):
-        _config(tmp_path, small_synthkitchen, "contrast_weight=-1")
+    with pytest.raises(ConfigError, match="match_weight must not be negative"):
+        _config(tmp_path, small_synthkitchen, "match_weight=-1")
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     config = _config(tmp_path, small_synthkitchen, f"data.pair_qa={empty}")
@@ -275,33 +260,13 @@ def test_deepspeed_is_refused_with_one_line():
         check_strategy(SimpleNamespace(distributed_type=DistributedType.DEEPSPEED))
 
 
-def test_swapped_negatives_replace_exactly_one_clip():
-    import random
-
-    from stepdiff.train.trainer import swap_one_clip
-
-    rng = random.Random(0)
-    pool = [f"c{i}" for i in range(6)]
-    slots = set()
-    for _ in range(40):
-        swapped = swap_one_clip(("c0", "c1"), pool, rng)
-        changed = [i for i in range(2) if swapped[i] != ("c0", "c1")[i]]
-        assert len(changed) == 1 and swapped[changed[0]] not in ("c0", "c1")
-        slots.add(changed[0])
-    assert slots == {0, 1}  # either video may be swapped
-    with pytest.raises(ConfigError):
-        swap_one_clip(("c0", "c1"), ["c0", "c1"], rng)
-
-
-def test_contrast_training_sets_input_statistics_and_resumes_exactly(tmp_path, small_synthkitchen):
-    whole = _config(tmp_path / "a", small_synthkitchen, "contrast_weight=1.0", "max_steps=4")
-    split = _config(tmp_path / "b", small_synthkitchen, "contrast_weight=1.0", "max_steps=4")
-    assert whole.fingerprint() != _config(tmp_path / "c", small_synthkitchen).fingerprint()
+def test_training_sets_input_statistics_and_resumes_exactly(tmp_path, small_synthkitchen):
+    whole = _config(tmp_path / "a", small_synthkitchen, "max_steps=4")
+    split = _config(tmp_path / "b", small_synthkitchen, "max_steps=4")
+    # Every setting but the output folder is part of the fingerprint.
+    assert whole.fingerprint() != _config(tmp_path / "a", small_synthkitchen).fingerprint()
+    assert whole.fingerprint() == dataclasses.replace(whole, out="elsewhere").fingerprint()
     uninterrupted = train(whole, show_progress=False)
-    # Same batches and start: the first step's loss is the answer loss plus a positive
-    # contrast term.
-    plain = train(_config(tmp_path / "c", small_synthkitchen, "max_steps=1"), show_progress=False)
-    assert uninterrupted.losses[0] > plain.losses[0] + 0.1
     train(split, show_progress=False, stop_after=3)
     resumed = train(split, show_progress=False)
     assert resumed.losses == uninterrupted.losses[2:]
@@ -333,10 +298,13 @@ def test_the_package_ships_the_presets_a_user_runs_with_no_workspace_paths():
 )
 def test_every_training_preset_and_recipe_is_a_valid_config(source):
     """Presets by name, recipes by path (`stepdiff train recipes/FILE.yaml`)."""
+    from stepdiff.variants import COMPONENTS
+
     config = load_train_config(source)
     model = load_config(config.model, list(config.model_overrides))
-    if config.grounding_weight:
-        assert model.projector.output_head == "words", source
+    for component in COMPONENTS.values():  # a component's loss needs the component
+        if component.weight_key and getattr(config, component.weight_key):
+            assert component.enabled(model.projector), source
 
 
 def test_soft_records_carry_their_probability_and_the_alternatives_first_token():
@@ -352,7 +320,7 @@ def test_soft_records_carry_their_probability_and_the_alternatives_first_token()
     )
     plain = TrainingRecord("pair_qa", ("a", "c"), "What differs?", "The pan.")
     batch = tokenise_records(model, [soft, plain])
-    no = model._tokenise([question], ["NO"], padding_side="right").labels[0]
+    no = model.collate(model._samples([question], ["NO"])).labels[0]
     assert batch.alternative_ids.tolist() == [int(no[no != IGNORE_INDEX][0]), IGNORE_INDEX]
     assert batch.answer_probability[0] == pytest.approx(0.3)
     assert batch.answer_probability[1].isnan()
@@ -480,14 +448,14 @@ def test_comparison_loss_alone_trains_the_comparing_projector_without_the_llm(
 
     monkeypatch.setattr(StepDiffModel, "_hidden", no_llm)
     comparison = (
-        "model_overrides=[projector.compare=true, projector.question_gate=true]",
+        "model_overrides=[projector.compare=true]",
         "answer_weight=0",
         "comparison_weight=1",
     )
     result, first, last = _rank_run(tmp_path, small_synthkitchen, 16, 8, 60, *comparison)
     assert last < 0.75 * first, (first, last)
     weights = load_file(result.model_dir / "projector.safetensors")
-    assert weights["question_gate.weight"].abs().sum() > 0  # the question steers it
+    assert weights["components.compare.compare_proj.2.weight"].abs().sum() > 0
     rows = [json.loads(line) for line in (result.out / METRICS_FILE).read_text().splitlines()]
     assert all(0 < row["mfu"] < 1 for row in rows)
 
@@ -518,7 +486,9 @@ def test_caption_match_alone_learns_diffmcq_items_without_the_llm_reading_videos
     result, first, last = _rank_run(tmp_path, small_synthkitchen, 16, 8, 40, choice, *MATCH_RUN)
     assert 1.0 < result.losses[0] < 2.0 and last < 0.2 * first, (result.losses[:4], last)
     weights = load_file(result.model_dir / "projector.safetensors")
-    assert not torch.all(weights["match_caption_std"] == 1)  # standardised on the training captions
+    assert not torch.all(
+        weights["components.caption_match.match_caption_std"] == 1
+    )  # standardised on the training captions
     rows = [json.loads(line) for line in (result.out / METRICS_FILE).read_text().splitlines()]
     assert all(0 < row["mfu"] < 1 for row in rows)
     # The trained model picks the right pair of its training items with the head.

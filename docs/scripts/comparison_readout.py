@@ -26,7 +26,6 @@ def main() -> None:
     args = parser.parse_args()
 
     from stepdiff.data.formats import ScorePrediction, read_diffrank
-    from stepdiff.data.questions import same_question
     from stepdiff.eval.runner import ClipResolver
     from stepdiff.eval.score import MAIN_METRIC, score_records
     from stepdiff.model.build import load_model
@@ -42,10 +41,7 @@ def main() -> None:
             count = len(item.targets)
             reference = model.clip_features([resolve(item.reference)]).expand(count, -1, -1, -1)
             targets = model.clip_features([resolve(t) for t in item.targets])  # (4, T, P, D)
-            batch = model._tokenise(
-                [same_question(item.category)] * count, ["YES"] * count, padding_side="right"
-            )
-            scores = model.comparison_scores(batch, _pair(reference, targets))  # (4,)
+            scores = model.component_scores("compare", _pair(reference, targets))  # (4,)
             predictions.append(ScorePrediction(tuple(float(s) for s in scores)))
     metric = score_records("diffrank", items, predictions).metric(MAIN_METRIC["diffrank"])
     low, high = metric.ci or (float("nan"), float("nan"))

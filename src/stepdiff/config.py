@@ -18,6 +18,7 @@ import yaml
 from stepdiff.errors import ConfigError, first_line
 from stepdiff.llm.aliases import DEFAULT_LLM
 from stepdiff.projector import ProjectorConfig
+from stepdiff.projector.perceiver import drop_removed_options
 
 DEFAULT_ENCODER = "efficientnet-lite0"
 
@@ -67,7 +68,7 @@ class StepDiffConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> StepDiffConfig:
         values = dict(data)
-        projector = values.pop("projector", {}) or {}
+        projector = drop_removed_options(values.pop("projector", {}) or {}, source)
         check_keys(values, cls, source)
         check_keys(projector, ProjectorConfig, f"{source}: projector")
         try:

@@ -1,15 +1,16 @@
-"""Saved StepDiff model folders: file names, reading them back, and which model a
-command's options mean. Imports no LLM code (reading a model's config should not cost
-the seconds that importing transformers takes)."""
+"""Saved StepDiff model folders: file names, writing and reading them, exporting them
+for shipping, and which model a command's options mean. Imports no LLM code (reading a
+model's config should not cost the seconds that importing transformers takes)."""
 
 from __future__ import annotations
 
 import importlib.resources
 import json
+import shutil
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from stepdiff.config import StepDiffConfig, load_config
 from stepdiff.errors import ConfigError, ModelLoadError
@@ -46,9 +47,59 @@ def read_projector_weights(folder: str | Path) -> dict[str, torch.Tensor]:
     if not weights_path.is_file():
         raise ModelLoadError(f"{weights_path}: missing; not a StepDiff checkpoint folder")
     try:
-        return load_file(weights_path)
+        state = load_file(weights_path)
     except Exception as error:  # safetensors raises its own error types for corrupt files
         raise ModelLoadError(f"{weights_path}: corrupt projector weights ({error})") from None
+    check_finite_weights(state, weights_path)
+    return state
+
+
+def check_finite_weights(state: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Refuse a NaN or infinite projector weight: every answer and score would be NaN
+    (a diverged run saves such weights), failing far from here or not at all."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise ModelLoadError(
+                f"{path}: projector weight {name!r} holds {bad} NaN or infinite values of "
+                f"{tensor.numel()} (a diverged training run?)"
+            )
+
+
+def write_checkpoint(
+    folder: str | Path, config: StepDiffConfig, state: dict[str, torch.Tensor], encoder_dim: int
+) -> None:
+    """Write projector weights and the config (frozen parts are referenced by name), each
+    file atomically."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "format": CHECKPOINT_FORMAT,
+        "config": config.to_dict(),
+        "llm_hidden_size": int(state["head.weight"].shape[0]),
+        "encoder_dim": encoder_dim,
+    }
+    save_file(state, folder / f".{PROJECTOR_FILE}.tmp")
+    (folder / f".{CONFIG_FILE}.tmp").write_text(json.dumps(meta, indent=2))
+    (folder / f".{PROJECTOR_FILE}.tmp").replace(folder / PROJECTOR_FILE)
+    (folder / f".{CONFIG_FILE}.tmp").replace(folder / CONFIG_FILE)
+
+
+def export_model(source: str | Path, dest: str | Path, *, half: bool = True) -> Path:
+    """Copy a trained model folder for shipping: projector weights (fp16 by default, which
+    halves the size; they load back into fp32 parameters), config and any reports."""
+    source, dest = Path(source), Path(dest)
+    weights = read_projector_weights(source)
+    read_checkpoint_config(source)
+    dest.mkdir(parents=True, exist_ok=True)
+    for item in source.iterdir():
+        if item.is_file() and item.name != PROJECTOR_FILE and item.suffix in {".json", ".md"}:
+            shutil.copy2(item, dest / item.name)
+    dtype = torch.float16 if half else torch.float32
+    state = {k: v.to(dtype).contiguous() for k, v in weights.items()}
+    save_file(state, dest / f".{PROJECTOR_FILE}.tmp")
+    (dest / f".{PROJECTOR_FILE}.tmp").replace(dest / PROJECTOR_FILE)
+    return dest
 
 
 def resolve_model_config(

@@ -11,7 +11,7 @@ from stepdiff.model.stepdiff import StepDiffModel
 
 # Weights that only serve a training loss: the LLM never sees what they compute, so they
 # cannot change p_same.
-TRAINING_ONLY_PREFIXES = ("comparison_readout.",)
+TRAINING_ONLY_PREFIXES = ("components.compare.comparison_readout.",)
 
 
 def projector_fingerprint(model: StepDiffModel) -> str:

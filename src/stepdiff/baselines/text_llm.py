@@ -9,8 +9,8 @@ import torch
 
 from stepdiff.llm.loading import FrozenLLM
 from stepdiff.llm.prompt import select_prompt_format, tokenise_sample
+from stepdiff.llm.scoring import answer_logprobs, greedy_generate, p_yes_from_forward
 from stepdiff.model.batching import collate
-from stepdiff.model.scoring import answer_logprobs, greedy_generate, p_yes_from_forward
 from stepdiff.video.clip import ClipRef
 
 Describer = Callable[[ClipRef], str]

@@ -60,7 +60,7 @@ def _triple(value: Any, fallback: tuple[float, float, float]) -> tuple[float, fl
     return fallback
 
 
-def _side(value: Any) -> int | None:
+def square_side(value: Any) -> int | None:
     """A square side from a config/processor size: int, (h, w) or a size dict."""
     if isinstance(value, int):
         return value
@@ -168,9 +168,9 @@ class HFVisionEncoder(FrameEncoder):
         self.std = _triple(processor.get("image_std"), default_std)
         # The config's image_size wins: absolute position embeddings are built for it.
         self.image_size = (
-            _side(getattr(config, "image_size", None))
-            or _side(processor.get("crop_size"))
-            or _side(processor.get("size"))
+            square_side(getattr(config, "image_size", None))
+            or square_side(processor.get("crop_size"))
+            or square_side(processor.get("size"))
             or DEFAULT_IMAGE_SIZE
         )
 
@@ -179,7 +179,7 @@ class HFVisionEncoder(FrameEncoder):
         self.model_frames: int | None = (
             int(config.num_frames) if self.is_video and hasattr(config, "num_frames") else None
         )
-        patch = _side(getattr(config, "patch_size", None))
+        patch = square_side(getattr(config, "patch_size", None))
         # Patch transformers: P from the grid. Anything else: learn P and D from a probe.
         self.patch_tokens: int | None = (self.image_size // patch) ** 2 if patch else None
         hidden = getattr(config, "hidden_size", None)

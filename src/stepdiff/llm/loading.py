@@ -57,7 +57,8 @@ def _gguf_identity(gguf_file: Path) -> dict[str, object]:
     return {"gguf": str(gguf_file.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-def _gguf_cache_dir(gguf_file: Path) -> Path:
+def gguf_cache_dir(gguf_file: Path) -> Path:
+    """Where a GGUF file de-quantised for transformers is kept (by the file's identity)."""
     identity = _gguf_identity(gguf_file)
     text = f"{identity['gguf']}|{identity['size']}|{identity['mtime_ns']}"
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -160,7 +161,7 @@ def load_frozen_llm(spec: str = DEFAULT_LLM, dtype: str = "float32") -> FrozenLL
     if spec == TINY_PREFIX or spec.startswith(TINY_PREFIX + ":"):
         model, tokenizer = build_tiny_llm(**parse_int_options(spec, TINY_OPTIONS, "LLM"))
     elif (gguf_file := resolve_gguf(spec)) is not None:
-        folder = _gguf_cache_dir(gguf_file)
+        folder = gguf_cache_dir(gguf_file)
         if not (folder / "model.safetensors").is_file():
             _dequantise_gguf_to_folder(gguf_file, folder)
         model, tokenizer = _load_folder_or_id(folder, torch_dtype)

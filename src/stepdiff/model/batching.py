@@ -10,8 +10,9 @@ from dataclasses import dataclass
 import torch
 
 from stepdiff.llm.prompt import InterleavedSample, TokenisedSample
+from stepdiff.llm.scoring import IGNORE_INDEX
 
-IGNORE_INDEX = -100  # label value that cross-entropy skips
+__all__ = ["IGNORE_INDEX", "TokenBatch", "collate"]
 
 
 @dataclass
@@ -24,17 +25,6 @@ class TokenBatch:
     # alternative_ids (B,), with the rest; NaN for a row whose answer is simply right.
     answer_probability: torch.Tensor | None = None
     alternative_ids: torch.Tensor | None = None
-
-    def repeat(self, times: int) -> TokenBatch:
-        """The rows ``times`` over, one copy after another -> (times * B, L)."""
-        soft = self.answer_probability is not None and self.alternative_ids is not None
-        return TokenBatch(
-            self.input_ids.repeat(times, 1),
-            self.attention_mask.repeat(times, 1),
-            self.labels.repeat(times, 1),
-            self.answer_probability.repeat(times) if soft else None,
-            self.alternative_ids.repeat(times) if soft else None,
-        )
 
     def with_soft_answers(
         self, probabilities: Sequence[float | None], alternative_ids: Sequence[int]

@@ -14,9 +14,7 @@ from stepdiff.errors import ModelLoadError
 from stepdiff.llm.loading import load_frozen_llm
 from stepdiff.model.stepdiff import StepDiffModel
 from stepdiff.model_files import (
-    PROJECTOR_FILE,
     checkpoint_config,
-    read_checkpoint_config,
     read_projector_weights,
     resolve_model_config,
 )
@@ -48,8 +46,8 @@ def build_model(
             # included), so a stand-in scale is fine there.
             output_std=1.0 if embeddings.is_meta else float(embeddings.float().std()),
         )
-    if config.projector.output_head == "words" and not embeddings.is_meta:
-        projector.set_word_anchors(embeddings)
+    if "words" in projector.components and not embeddings.is_meta:
+        projector.components["words"].set_anchors(embeddings)
     trained = False
     if checkpoint is not None:
         load_projector_state(projector, read_projector_weights(checkpoint), checkpoint)
@@ -80,31 +78,24 @@ def load_projector_state(
     # what they were trained with.
     identity = {k: like(expected[k]) for k, like in IDENTITY_STATISTICS.items() if k not in state}
     state = {**identity, **state}
-    # A question gate starts as the identity, so a comparing projector trained without one
-    # (e.g. the stage a gated stage starts from) loads into a gated model unchanged, and
-    # one saved before the gate was centred on the training questions has a zero mean.
-    # (All zeros: a gate of 2 * sigmoid(0) = 1 on every channel, and no centring.)
-    gate_start = {
-        k: torch.zeros_like(v)
-        for k, v in expected.items()
-        if k.startswith("question_gate.") or k == "question_mean"
-    }
-    if any(k.startswith("question_gate.") for k in state):
-        gate_start = {k: v for k, v in gate_start.items() if k == "question_mean"}
-    state = {**gate_start, **state}
-    # The comparison read-out (added later) only serves a training loss: a checkpoint
-    # without one takes this projector's freshly initialised read-out.
-    readout = {k: v for k, v in expected.items() if k.startswith("comparison_readout.")}
-    state = {**readout, **state}
-    # Likewise a caption match head (all its weights and statistics are "match_...")
-    # added to a projector trained without one, e.g. the one its training run starts
-    # from: fresh weights, identity statistics.
-    if not any(k.startswith("match_") for k in state):
-        state = {**{k: v for k, v in expected.items() if k.startswith("match_")}, **state}
-    if "word_ids" in state and "word_ids" in expected:
-        # The words head's vocabulary is as long as the training texts made it.
-        projector.word_ids = torch.empty_like(state["word_ids"])
-        expected["word_ids"] = projector.word_ids
+    for name, component in projector.components.items():
+        prefix = f"components.{name}."
+        # Older checkpoints kept a component's weights at the projector's top level.
+        state = {
+            f"{prefix}{k}" if k.startswith(component.legacy_prefixes) else k: v
+            for k, v in state.items()
+        }
+        # Weights a checkpoint may lack load fresh: a read-out that only serves a
+        # training loss (added later), or a head added to a projector trained without it.
+        for optional in component.optional_weights:
+            if not any(k.startswith(prefix + optional) for k in state):
+                fresh = {k: v for k, v in expected.items() if k.startswith(prefix + optional)}
+                state = {**fresh, **state}
+        # Buffers as long as training made them (the words head's vocabulary).
+        for buffer in component.sized_by_checkpoint:
+            if (key := prefix + buffer) in state:
+                setattr(component, buffer, torch.empty_like(state[key]))
+                expected[key] = getattr(component, buffer)
     if set(state) != set(expected):
         missing = sorted(set(expected) - set(state))
         extra = sorted(set(state) - set(expected))
@@ -118,20 +109,7 @@ def load_projector_state(
                 f"{source}: projector weight {name!r} has shape {tuple(tensor.shape)} but this "
                 f"encoder/LLM needs {tuple(expected[name].shape)} (checkpoint from another model?)"
             )
-    check_finite_weights(state, Path(source) / PROJECTOR_FILE)
     projector.load_state_dict(state)
-
-
-def check_finite_weights(state: dict[str, torch.Tensor], path: str | Path) -> None:
-    """Refuse a NaN or infinite projector weight: every answer and score would be NaN
-    (a diverged run saves such weights), failing far from here or not at all."""
-    for name, tensor in state.items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            bad = int((~torch.isfinite(tensor)).sum())
-            raise ModelLoadError(
-                f"{path}: projector weight {name!r} holds {bad} NaN or infinite values of "
-                f"{tensor.numel()} (a diverged training run?)"
-            )
 
 
 def load_model(
@@ -161,24 +139,3 @@ def load_model_from(
     shipped trained model)."""
     resolved, folder = resolve_model_config(config, checkpoint, overrides)
     return build_model(resolved, feature_cache=feature_cache, checkpoint=folder)
-
-
-def export_model(source: str | Path, dest: str | Path, *, half: bool = True) -> Path:
-    """Copy a trained model folder for shipping: projector weights (fp16 by default, which
-    halves the size; they load back into fp32 parameters), config and any reports."""
-    import shutil
-
-    from safetensors.torch import save_file
-
-    source, dest = Path(source), Path(dest)
-    weights = read_projector_weights(source)
-    read_checkpoint_config(source)
-    dest.mkdir(parents=True, exist_ok=True)
-    for item in source.iterdir():
-        if item.is_file() and item.name != PROJECTOR_FILE and item.suffix in {".json", ".md"}:
-            shutil.copy2(item, dest / item.name)
-    dtype = torch.float16 if half else torch.float32
-    state = {k: v.to(dtype).contiguous() for k, v in weights.items()}
-    save_file(state, dest / f".{PROJECTOR_FILE}.tmp")
-    (dest / f".{PROJECTOR_FILE}.tmp").replace(dest / PROJECTOR_FILE)
-    return dest

@@ -16,12 +16,15 @@ def splice_video_embeddings(
     input_ids (B, L) with V*N placeholders per row; text_embeds (B, L, H);
     video_embeds (B, V, N, H): V videos of N tokens each, in prompt order -> (B, L, H).
     Raises SpliceError when a row's placeholder count is not V*N.
+
+    The positions are found where ``input_ids`` lie (the CPU, as batches are made) and
+    only then moved to the embeddings, so this works on any device, the meta device
+    included (whose tensors have shapes but no values to count).
     """
     batch, videos, tokens, width = video_embeds.shape
     is_video = input_ids == VIDEO_TOKEN_ID  # (B, L)
-    counts = is_video.sum(dim=1)  # (B,)
     expected = videos * tokens
-    for row, count in enumerate(counts.tolist()):
+    for row, count in enumerate(is_video.sum(dim=1).tolist()):
         if count != expected:
             raise SpliceError(
                 f"sample {row}: prompt has {count} video placeholder tokens but {videos} videos "
@@ -29,8 +32,7 @@ def splice_video_embeddings(
             )
     if input_ids.shape[0] != batch:
         raise SpliceError(f"{input_ids.shape[0]} prompts but {batch} video pairs")
-    out = text_embeds.clone()
-    # Boolean indexing walks rows in order and positions left to right within a row, which
-    # matches the (B, V, N) order of the flattened video embeddings.
-    out[is_video] = video_embeds.reshape(batch * expected, width).to(out.dtype)
-    return out
+    # Row-major positions, which match the (B, V, N) order of the flat video embeddings.
+    rows, cols = (p.to(text_embeds.device) for p in is_video.nonzero(as_tuple=True))
+    flat = video_embeds.reshape(batch * expected, width).to(text_embeds.dtype)
+    return text_embeds.index_put((rows, cols), flat)

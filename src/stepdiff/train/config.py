@@ -14,6 +14,7 @@ from typing import Any
 
 from stepdiff.config import check_keys, load_config, read_config_data
 from stepdiff.errors import ConfigError
+from stepdiff.variants import COMPONENTS
 
 DATA_KINDS = ("pair_qa", "pair_rank", "pair_choice", "interleaved", "single_video")
 
@@ -60,6 +61,8 @@ class OptimConfig:
 
 
 SCHEDULES = ("cosine", "linear", "constant")
+# The paper's answer loss, then each projector component's (stepdiff.variants).
+LOSS_WEIGHTS = ("answer_weight", *(c.weight_key for c in COMPONENTS.values() if c.weight_key))
 
 
 @dataclass(frozen=True)
@@ -76,24 +79,13 @@ class TrainConfig:
     batch_size: int = 4  # samples per micro-batch per process
     grad_accum: int = 1  # micro-batches per optimiser step
     max_steps: int = 100  # optimiser steps
-    # Weight of the contrast between each answer's log-likelihood with its own videos and
-    # with one video swapped for another training clip (0: the paper's answer loss only).
-    contrast_weight: float = 0.0
-    # Weight of word grounding (stepdiff.train.grounding; projector.output_head=words):
-    # each content word of a clip's own texts (single-video answers, narrations) should
-    # be picked by one of its video tokens. answer_weight=0 trains grounding alone,
-    # without running the LLM.
-    grounding_weight: float = 0.0
-    # Weight of the comparison loss on pair_rank items (projector.compare): RankNet on
-    # the comparing projector's own read-out of each (reference, target) difference, so
-    # the comparison learns each category's similarity without the LLM in the way.
-    # answer_weight=0 trains it alone, without running the LLM.
-    comparison_weight: float = 0.0
-    # Weight of the caption match loss on pair_choice items (projector.caption_match):
-    # cross-entropy of the match head's scores over each DiffMCQ item's four pairs.
-    # answer_weight=0 trains it alone: the LLM reads only the captions' text, once each.
-    match_weight: float = 0.0
+    # Weights of the losses, summed: the paper's answer loss through the LLM, and each
+    # projector component's own (stepdiff.variants; ``weight_key``): the comparing
+    # projector's read-out on pair_rank items, the caption match on pair_choice items.
+    # With answer_weight=0 only components train, without the LLM reading the videos.
     answer_weight: float = 1.0
+    comparison_weight: float = 0.0
+    match_weight: float = 0.0
     eval_every: int = 0  # steps; 0 = only at the end when a dev file is given
     save_every: int = 50  # steps; a checkpoint is always written at the end
     keep_checkpoints: int = 2
@@ -105,22 +97,10 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def fingerprint(self) -> str:
-        """A hash of everything that changes the result; the output folder is not part."""
+        """A hash of the whole config but the output folder: a run resumes only with the
+        settings it started with."""
         data = self.to_dict()
         data.pop("out")
-        # Keys added later: runs that leave them at their defaults keep their hash.
-        for key, default in (
-            ("contrast_weight", 0.0),
-            ("grounding_weight", 0.0),
-            ("comparison_weight", 0.0),
-            ("match_weight", 0.0),
-            ("answer_weight", 1.0),
-        ):
-            if data[key] == default:
-                data.pop(key)
-        for kind in ("pair_rank", "pair_choice"):
-            if not data["data"][kind]:
-                data["data"].pop(kind)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     @classmethod
@@ -181,11 +161,7 @@ class TrainConfig:
             "optim.lr": self.optim.lr,
             "optim.weight_decay": self.optim.weight_decay,
             "optim.min_lr_ratio": self.optim.min_lr_ratio,
-            "contrast_weight": self.contrast_weight,
-            "grounding_weight": self.grounding_weight,
-            "comparison_weight": self.comparison_weight,
-            "match_weight": self.match_weight,
-            "answer_weight": self.answer_weight,
+            **{key: getattr(self, key) for key in LOSS_WEIGHTS},
         }
         if self.optim.grad_clip is not None:  # None: no clipping
             numbers["optim.grad_clip"] = self.optim.grad_clip
@@ -198,17 +174,11 @@ class TrainConfig:
             # AdamW's moment decay rates: 1 or more never forgets (or grows without end).
             if not 0 <= beta < 1:
                 raise ConfigError(f"{source}: optim.betas[{index}] must be in [0, 1), got {beta!r}")
-        weights = ("contrast", "grounding", "comparison", "match", "answer")
-        for name in (f"{weight}_weight" for weight in weights):
+        for name in LOSS_WEIGHTS:
             if getattr(self, name) < 0:
                 raise ConfigError(f"{source}: {name} must not be negative")
-        if not any(getattr(self, f"{weight}_weight") for weight in weights[1:]):
-            raise ConfigError(
-                f"{source}: answer_weight, grounding_weight, comparison_weight and "
-                "match_weight are all 0"
-            )
-        if self.contrast_weight and not self.answer_weight:
-            raise ConfigError(f"{source}: contrast_weight needs answer_weight > 0")
+        if not any(getattr(self, name) for name in LOSS_WEIGHTS):
+            raise ConfigError(f"{source}: {', '.join(LOSS_WEIGHTS)} are all 0")
         unknown = sorted(set(self.data.mix) - set(DATA_KINDS))
         if unknown:
             raise ConfigError(
@@ -228,27 +198,20 @@ class TrainConfig:
                 f"{source}: single_video data trains a one-video model (the VCLM baseline); "
                 "do not mix it with pair or interleaved data"
             )
-        if self.comparison_weight and "pair_rank" not in self.active_kinds():
-            raise ConfigError(f"{source}: comparison_weight needs data.pair_rank items")
-        if self.match_weight and "pair_choice" not in self.active_kinds():
-            raise ConfigError(f"{source}: match_weight needs data.pair_choice items")
-        if not (self.answer_weight or self.grounding_weight):
-            # Only the projector's own heads train: each needs its kind, and only it.
-            taught = {
-                kind
-                for kind, weight in (
-                    ("pair_rank", self.comparison_weight),
-                    ("pair_choice", self.match_weight),
-                )
-                if weight
-            }
-            extra = sorted(set(self.active_kinds()) - taught)
-            if extra:
+        # Each component loss needs its kind of items; alone, they take no other kind.
+        weighted = [c for c in COMPONENTS.values() if c.weight_key and getattr(self, c.weight_key)]
+        for component in weighted:
+            if component.trains_on not in self.active_kinds():
                 raise ConfigError(
-                    f"{source}: with answer_weight=0, comparison_weight learns from "
-                    "data.pair_rank and match_weight from data.pair_choice only; give "
-                    f"{extra[0]} a data.mix weight of 0"
+                    f"{source}: {component.weight_key} needs data.{component.trains_on} items"
                 )
+        taught = {component.trains_on for component in weighted}
+        extra = sorted(set(self.active_kinds()) - taught)
+        if not self.answer_weight and extra:
+            raise ConfigError(
+                f"{source}: with answer_weight=0 only the component losses train, each on its "
+                f"own kind of items; give {extra[0]} a data.mix weight of 0"
+            )
 
     def _check_model(self, source: str) -> None:
         """The model config with ``model_overrides`` applied must be valid too (it is

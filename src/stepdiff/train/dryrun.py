@@ -2,11 +2,12 @@
 
 The frozen LLM and video encoder are built from their architecture configs on the meta
 device (tensors with shapes and dtypes but no storage, so a 70B model costs nothing),
-the real PerceiverProjector is built there too, and one forward + backward pass of the
-training graph runs: frames -> encoder -> projector -> splice into the prompt's
-embeddings -> LLM -> answer-only cross-entropy -> gradients. A config whose parts do not
-fit together (frame count, time steps, widths, sequence length) fails here in seconds
-rather than on a GPU node after the weights have loaded.
+the real PerceiverProjector is built there too, and they are assembled into the real
+StepDiffModel, whose training forward and backward pass runs: frames -> encoder ->
+projector -> splice into the prompt's embeddings -> LLM -> answer-only cross-entropy ->
+gradients. A config whose parts do not fit together (frame count, time steps, widths,
+sequence length) fails here in seconds rather than on a GPU node after the weights have
+loaded. ``stepdiff train CONFIG --dry-run`` prints the report.
 
 Architectures come from, in order: a local model folder; the Hugging Face cache
 (``local_files_only``: never the network); the configs shipped in ``configs/arch/``
@@ -22,26 +23,17 @@ prompt is tokenised for real. Llama-2's tokenizer is not available offline, so t
 text one token per 4 characters, the usual rate of Llama-2's SentencePiece on English.
 On the paper's prompt with :data:`DRY_RUN_QUESTION` and :data:`DRY_RUN_ANSWER` it gives
 90 text tokens where Llama-2's tokenizer gives about 94 (:data:`LLAMA2_TEXT_TOKENS`).
-Ids are stand-ins: on the meta device only shapes matter.
-
-Where this differs from ``StepDiffModel.forward``: its splice counts placeholders with
-``.tolist()`` and overwrites rows by boolean indexing, both of which read tensor values
-that meta tensors do not have. So ``splice_video_embeddings`` runs on the real token ids
-with 1-wide stand-in embeddings (same count checks, same errors), and the meta
-embeddings are overwritten at the positions found there. The attention mask is left out
-for the same reason: transformers reads its values, and the batch has no padding (every
-row is the same sample), so an all-ones mask and no mask are the same computation.
-Frozen parts run in bf16 as on GPUs, the projector in fp32: encoder tokens are cast up
-before it and its output down after it (StepDiffModel, all fp32 on CPU, needs no casts).
+Ids are stand-ins: on the meta device only shapes matter. The model reads token ids,
+labels and the attention mask where the batch was made (the CPU), so the meta tensors'
+missing values are never needed. Frozen parts run in bf16 as on GPUs, the projector in
+fp32, as StepDiffModel casts them.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib.resources
 import math
 import re
-import sys
 import time
 import zlib
 from dataclasses import asdict, dataclass
@@ -51,14 +43,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from stepdiff.config import StepDiffConfig, load_config
+from stepdiff.config import StepDiffConfig
 from stepdiff.encoders.base import IMAGENET_MEAN, IMAGENET_STD, FrameEncoder
 from stepdiff.encoders.hf import (
     DEFAULT_IMAGE_SIZE,
     VIDEO_MODEL_TYPES,
     VISION_TOWERS,
     HFVisionEncoder,
-    _side,
+    square_side,
 )
 from stepdiff.encoders.registry import DEFAULT_ENCODER, build_frame_encoder
 from stepdiff.errors import ConfigError, StepDiffError, first_line
@@ -67,14 +59,15 @@ from stepdiff.llm.aliases import PACKAGED_GGUF
 from stepdiff.llm.loading import (
     TINY_OPTIONS,
     TINY_PREFIX,
-    _gguf_cache_dir,
+    FrozenLLM,
+    gguf_cache_dir,
     resolve_gguf,
 )
 from stepdiff.llm.part_models import PART_MODELS
-from stepdiff.llm.prompt import VIDEO_TOKEN_ID, select_prompt_format, tokenise_sample
+from stepdiff.llm.prompt import tokenise_sample
 from stepdiff.llm.tiny import build_tiny_llm
-from stepdiff.model.batching import IGNORE_INDEX, TokenBatch, collate
-from stepdiff.model.splice import splice_video_embeddings
+from stepdiff.model.batching import IGNORE_INDEX, TokenBatch
+from stepdiff.model.stepdiff import StepDiffModel
 from stepdiff.projector import PerceiverProjector
 from stepdiff.specs import parse_int_options
 from stepdiff.train.flops import (
@@ -241,7 +234,7 @@ def _gguf_architecture(gguf: Path) -> tuple[Any, Any, str]:
     it to when that exists (under a second), else from the GGUF metadata (~10 s)."""
     from transformers import AutoConfig, AutoTokenizer
 
-    folder = _gguf_cache_dir(gguf)
+    folder = gguf_cache_dir(gguf)
     if (folder / "config.json").is_file():
         config = _read_config(AutoConfig.from_pretrained, str(folder), "llm")
         tokenizer = _read_config(AutoTokenizer.from_pretrained, str(folder), "llm")
@@ -284,13 +277,13 @@ class ArchitectureOnlyEncoder(HFVisionEncoder):
         self.model_type = str(config.model_type)
         self.cache_id = f"hf:{spec}"
         self.mean, self.std = IMAGENET_MEAN, IMAGENET_STD
-        self.image_size = _side(getattr(config, "image_size", None)) or DEFAULT_IMAGE_SIZE
+        self.image_size = square_side(getattr(config, "image_size", None)) or DEFAULT_IMAGE_SIZE
         self.is_video = self.model_type in VIDEO_MODEL_TYPES
         self.tubelet = int(getattr(config, "tubelet_size", 1)) if self.is_video else 1
         self.model_frames = (
             int(config.num_frames) if self.is_video and hasattr(config, "num_frames") else None
         )
-        patch = _side(getattr(config, "patch_size", None))
+        patch = square_side(getattr(config, "patch_size", None))
         self.patch_tokens = (self.image_size // patch) ** 2 if patch else None
         hidden = getattr(config, "hidden_size", None)
         if self.patch_tokens is not None and isinstance(hidden, int):
@@ -550,13 +543,15 @@ def dry_run(
     llm = build_meta_llm(config.llm, dtype)
     projector = _meta_projector(config, encoder, llm.model)
     parts = _Parts(encoder, encoder_origin, llm, projector)
-    fmt = select_prompt_format(config.prompt_format, config.llm, llm.tokenizer)
-    if fmt.kind == "chat" and isinstance(llm.tokenizer, EstimatedTokenizer):
+    model = StepDiffModel(
+        config, encoder, FrozenLLM(llm.model, llm.tokenizer, config.llm), projector
+    )
+    if model.prompt_format.kind == "chat" and isinstance(llm.tokenizer, EstimatedTokenizer):
         raise ConfigError(
             f"prompt_format: {config.llm!r} needs its chat template, but its tokenizer is not "
             "available offline (use a local folder, or prompt_format llama2/plain)"
         )
-    batch = _token_batch(config, fmt, llm.tokenizer, question, answer, batch_size)
+    batch = _token_batch(model, question, answer, batch_size)
     max_positions = getattr(llm.model.config, "max_position_embeddings", None)
     if isinstance(max_positions, int) and batch.input_ids.shape[1] > max_positions:
         raise ConfigError(
@@ -567,11 +562,12 @@ def dry_run(
     candidate = _meta_features(encoder, config, batch_size, dtype)
     saved: list[torch.Tensor] = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
-        loss = _loss(llm.model, projector, reference, candidate, batch)
+        loss = model(batch, torch.stack([reference, candidate], dim=1))  # (B, 2, T, P, D)
     activation_bytes = _saved_bytes(saved, [encoder, projector, llm.model])
     saved.clear()
     loss.backward()
-    graph = _Graph(fmt.kind, batch, loss, activation_bytes, time.perf_counter() - start)
+    kind = model.prompt_format.kind
+    graph = _Graph(kind, batch, loss, activation_bytes, time.perf_counter() - start)
     return _report(config, parts, graph, dtype)
 
 
@@ -607,54 +603,13 @@ def _meta_features(
     return features
 
 
-def _token_batch(
-    config: StepDiffConfig, fmt: Any, tokenizer: Any, question: str, answer: str, batch_size: int
-) -> TokenBatch:
-    """The same tokenisation and collation as StepDiffModel, ``batch_size`` copies."""
-    sample = tokenise_sample(fmt, question, answer, config.projector.num_latents)
+def _token_batch(model: StepDiffModel, question: str, answer: str, batch_size: int) -> TokenBatch:
+    """The model's own tokenisation and collation, ``batch_size`` copies of one sample."""
+    sample = tokenise_sample(model.prompt_format, question, answer, model.num_video_tokens)
     try:
-        return collate(
-            [sample] * batch_size,
-            pad_id=tokenizer.pad_token_id,
-            padding_side="right",
-            max_length=config.max_length,
-            require_answers=True,
-        )
+        return model.collate([sample] * batch_size)
     except ValueError as error:
         raise ConfigError(f"max_length: {error}") from None
-
-
-def _loss(
-    llm: nn.Module,
-    projector: PerceiverProjector,
-    reference: torch.Tensor,
-    candidate: torch.Tensor,
-    batch: TokenBatch,
-) -> torch.Tensor:
-    """StepDiffModel.forward's graph on meta tensors: the answer-only cross-entropy.
-
-    reference/candidate: (B, T, P, D) encoder tokens.
-    """
-    pair = torch.stack([reference, candidate], dim=1)  # (B, 2, T, P, D)
-    batch_size = pair.shape[0]
-    # The projector trains in fp32: bf16 encoder tokens are cast up, its output down again.
-    video = projector(pair.flatten(0, 1).to(projector.latents.dtype))  # (B*2, N, H)
-    video = video.view(batch_size, 2, *video.shape[1:])  # (B, 2, N, H)
-    ids = batch.input_ids  # (B, L), real values on the CPU
-    # The real splice on 1-wide stand-ins: its placeholder-count checks and errors.
-    splice_video_embeddings(
-        ids, torch.zeros(*ids.shape, 1), torch.zeros(batch_size, 2, video.shape[2], 1)
-    )
-    rows, cols = (ids == VIDEO_TOKEN_ID).nonzero(as_tuple=True)  # row-major, as the splice
-    text = llm.get_input_embeddings()(ids.clamp(min=0).to(META))  # (B, L, H)
-    flat_video = video.reshape(-1, video.shape[-1]).to(text.dtype)  # (B*2*N, H)
-    embeds = text.index_put((rows.to(META), cols.to(META)), flat_video)  # (B, L, H)
-    logits = llm(inputs_embeds=embeds).logits  # (B, L, V)
-    labels = batch.labels.to(META)
-    # Position t predicts token t+1.
-    return nn.functional.cross_entropy(
-        logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX
-    )
 
 
 def _saved_bytes(saved: list[torch.Tensor], modules: list[nn.Module]) -> int:
@@ -739,27 +694,3 @@ def _shard_units(model: nn.Module) -> list[nn.Module]:
     """The blocks a transformer-layer wrap policy shards separately (decoder layers)."""
     names = set(getattr(model, "_no_split_modules", None) or ())
     return [m for m in model.modules() if type(m).__name__ in names]
-
-
-# ----- command line -------------------------------------------------------------------------
-def main(argv: list[str] | None = None) -> int:
-    """``python -m stepdiff.train.dryrun CONFIG [key=value ...]``: print the report."""
-    parser = argparse.ArgumentParser(
-        prog="python -m stepdiff.train.dryrun", description=__doc__.split("\n\n")[0]
-    )
-    parser.add_argument("config", help="config file or preset (e.g. paper-scale-70b)")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides")
-    parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--gpus", type=int, nargs="+", default=[1, 8])
-    args = parser.parse_args(argv)
-    try:
-        report = dry_run(load_config(args.config, args.overrides), batch_size=args.batch_size)
-    except StepDiffError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(report.format(tuple(args.gpus)))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -89,24 +89,6 @@ def projector_training_flops(
     return 3.0 * forward - input_proj
 
 
-def comparison_training_flops(input_dim: int, width: int) -> float:
-    """Forward + backward matmul FLOPs of a comparing projector's read-out for one pair:
-    its MLP on the (2D) difference summary and the (W -> 1) read-out. The summary itself
-    (means and differences of frame features) is elementwise work, not counted; the
-    question gate's (H -> D) layer runs once per row and is small beside the MLP."""
-    forward = 2 * (2 * input_dim * width + width * width + width)
-    return 3.0 * forward
-
-
-def caption_match_training_flops(input_dim: int, output_dim: int, rank: int) -> float:
-    """Forward + backward matmul FLOPs of the caption match head for one (caption, pair)
-    row: the caption's (H -> 2R) map and the two clips' (D -> R) maps. The caption's
-    summary comes from the frozen LLM once per distinct caption before training, not
-    per step, and is not counted."""
-    forward = 2 * (output_dim * 2 * rank + 2 * input_dim * rank)
-    return 3.0 * forward
-
-
 def llm_matmul_params(model: torch.nn.Module) -> int:
     """Parameters of a causal LM that multiply every token: its weight matrices, less
     the input embedding table, which is a lookup (norm weights and biases are

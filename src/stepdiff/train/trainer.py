@@ -18,9 +18,8 @@ import contextlib
 import dataclasses
 import json
 import os
-import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +43,6 @@ from stepdiff.llm.prompt import (
 from stepdiff.locking import lock_folder
 from stepdiff.model.batching import IGNORE_INDEX, TokenBatch
 from stepdiff.model.build import build_model, load_projector_state
-from stepdiff.model.ranknet import ranknet_loss
 from stepdiff.model.stepdiff import StepDiffModel
 from stepdiff.model_files import read_checkpoint_config, read_projector_weights
 from stepdiff.train.checkpoint import (
@@ -61,14 +59,11 @@ from stepdiff.train.data import MixtureSampler, TrainingRecord, read_training_re
 from stepdiff.train.dev_eval import DevEvaluator
 from stepdiff.train.features import FeatureBank
 from stepdiff.train.flops import (
-    caption_match_training_flops,
-    comparison_training_flops,
     llm_matmul_params,
     measure_gemm_peak,
     projector_training_flops,
     training_flops_per_sample,
 )
-from stepdiff.train.grounding import build_word_grounding, clip_texts, grounding_loss
 from stepdiff.train.schedule import lr_factor
 from stepdiff.train.sharding import (
     check_strategy,
@@ -80,12 +75,14 @@ from stepdiff.train.sharding import (
     shard,
     uses_fsdp,
 )
+from stepdiff.train.words import word_vocabulary
+from stepdiff.variants import COMPONENTS, Component
 
 CONFIG_FILE = "train_config.json"
 METRICS_FILE = "metrics.jsonl"
 FINAL_DIR = "model"
 REPORT_FILE = "training_report.json"
-QUESTION_CHUNK = 256  # questions summarised per forward when centring a question gate
+TEXT_CHUNK = 256  # texts summarised per LLM forward before training
 RANKING_KINDS = ("pair_rank", "pair_choice")  # items of several (reference, candidate) rows
 PAIR_KINDS = ("pair_qa", *RANKING_KINDS)  # rows whose two videos are (reference, candidate)
 
@@ -96,12 +93,9 @@ class MicroBatch:
 
     batch: TokenBatch
     videos: torch.Tensor  # (B, V, T, P, D) in prompt order
-    # With a contrast weight: the same videos with one per row swapped for another clip.
-    negatives: torch.Tensor | None
-    clips: list[str]  # the clip ids of the videos, in (B, V) order
     kind: str
     rank_scores: torch.Tensor | None = None  # ranking items: (G, K) rows' scores, B = G x K
-    # Ranking items: each row's caption (the answer), read by the caption match head.
+    # Ranking items: each row's caption (the answer), read by components that read text.
     captions: list[str] = dataclasses.field(default_factory=list)
 
 
@@ -124,11 +118,8 @@ def read_all_records(config: TrainConfig) -> dict[str, list[TrainingRecord]]:
 
 def _same_frozen_parts(start: StepDiffConfig, run: StepDiffConfig) -> bool:
     """Whether a run can start from a checkpoint: the same frozen parts and projector,
-    except that a question gate (it starts as the identity) or a caption match head (it
-    changes no answer) may be added."""
+    except that a caption match head (it changes no answer) may be added."""
     projector = start.projector
-    if run.projector.question_gate and not projector.question_gate:
-        projector = dataclasses.replace(projector, question_gate=True)
     if run.projector.caption_match and not projector.caption_match:
         projector = dataclasses.replace(
             projector, caption_match=True, match_rank=run.projector.match_rank
@@ -167,17 +158,6 @@ def check_out_dir(config: TrainConfig) -> Path:
 
 
 # ----- batches ----------------------------------------------------------------------------
-def swap_one_clip(
-    clips: tuple[str, ...], pool: Sequence[str], rng: random.Random
-) -> tuple[str, ...]:
-    """``clips`` with one position, drawn at random, replaced by another clip of ``pool``."""
-    others = [c for c in pool if c not in clips]
-    if not others:
-        raise ConfigError("contrast_weight needs training clips beyond those of one sample")
-    slot = rng.randrange(len(clips))
-    return (*clips[:slot], rng.choice(others), *clips[slot + 1 :])
-
-
 def tokenise_record(
     model: StepDiffModel, record: TrainingRecord
 ) -> TokenisedSample | InterleavedSample:
@@ -307,11 +287,12 @@ class Trainer:
         self._check_tensorboard()
         # The projector's buffers (input statistics) are equal on every process and never
         # change; DDP would otherwise broadcast them in each forward, a collective that
-        # hangs when only the main process runs the dev evaluation. A compare projector's
-        # summary weights get no gradient from interleaved micro-batches (no pairs), which
-        # DDP must be told to expect.
+        # hangs when only the main process runs the dev evaluation. A component's weights
+        # may get no gradient from a micro-batch (a comparing projector's from interleaved
+        # ones, which hold no pairs), which DDP must be told to expect.
+        self.components = [c for c in COMPONENTS.values() if c.enabled(self.model_config.projector)]
         ddp_options = DistributedDataParallelKwargs(
-            broadcast_buffers=False, find_unused_parameters=self.model_config.projector.compare
+            broadcast_buffers=False, find_unused_parameters=bool(self.components)
         )
         self.accelerator = Accelerator(kwargs_handlers=[ddp_options])
         self.world = self.accelerator.num_processes
@@ -323,8 +304,7 @@ class Trainer:
                 f"launched as {launched} processes, but accelerate set up {self.world}: "
                 "use `accelerate launch` (with --cpu on a machine without GPUs)"
             )
-        self._check_grounding()
-        self._check_projector_heads()
+        self._check_component_losses()
         # A ranking item holds NUM_CHOICES rows, so its micro-batch takes as many items
         # as fill batch_size rows (at least one).
         items_per_batch = {
@@ -340,62 +320,41 @@ class Trainer:
             config.seed,
         )
 
-    def _check_grounding(self) -> None:
-        """Word grounding's needs, before any compute is spent."""
-        if not self.config.grounding_weight:
-            return
-        if self.model_config.projector.output_head != "words":
-            raise ConfigError(
-                "grounding_weight needs the words head: add projector.output_head=words "
-                "to model_overrides"
-            )
-        if self.world > 1:
-            # Grounding calls the projector beside the data-parallel wrapper's forward.
-            raise ConfigError("grounding_weight trains on one process only")
-        if not clip_texts(self.active_records()):
-            raise ConfigError(
-                "grounding_weight needs texts about single clips: single_video or "
-                "interleaved data with a positive data.mix weight"
-            )
-
-    def _check_projector_heads(self) -> None:
-        """The needs of the losses on the projector's own heads (the comparison read-out,
-        the caption match), before any compute is spent."""
-        projector = self.model_config.projector
-        for weight, option, has_it, what in (
-            ("comparison_weight", "compare", projector.compare, "the comparing projector"),
-            ("match_weight", "caption_match", projector.caption_match, "the caption match head"),
-        ):
-            if not getattr(self.config, weight):
+    def _check_component_losses(self) -> None:
+        """The needs of the components' own losses, before any compute is spent."""
+        for component in COMPONENTS.values():
+            if not component.weight_key or not getattr(self.config, component.weight_key):
                 continue
-            if not has_it:
+            if component not in self.components:
                 raise ConfigError(
-                    f"{weight} needs {what}: add projector.{option}=true to model_overrides"
+                    f"{component.weight_key} needs the {component.name} component: add "
+                    f"{component.switch} to model_overrides"
                 )
             if self.world > 1:
-                # The head is called beside the data-parallel wrapper's forward.
-                raise ConfigError(f"{weight} trains on one process only")
+                # The component is called beside the data-parallel wrapper's forward.
+                raise ConfigError(f"{component.weight_key} trains on one process only")
+
+    def losses(self, kind: str) -> list[tuple[float, Component]]:
+        """(weight, component) of each component loss that micro-batches of ``kind``
+        train."""
+        projector = self.model.projector_module
+        return [
+            (getattr(self.config, c.weight_key), projector.components[c.name])
+            for c in self.components
+            if c.weight_key and getattr(self.config, c.weight_key) and c.trains_on == kind
+        ]
 
     def active_records(self) -> list[TrainingRecord]:
         """The records of every data kind that has a positive mix weight."""
         return [r for kind in self.config.active_kinds() for r in self.records[kind]]
 
     def _set_up_words(self) -> None:
-        """The words head's vocabulary (from the training texts, when starting from
-        scratch) and, with grounding, each training clip's target words."""
+        """The words head's vocabulary from the training texts, when starting from
+        scratch (a started projector keeps its own)."""
         projector = self.model.projector_module
-        self.grounding = None
-        if projector.config.output_head != "words":
-            return
-        records = self.active_records()
-        # Pair answers only: they ground no clip, but their words still make a vocabulary.
-        texts = clip_texts(records) or {"pair answers": [r.answer for r in records]}
-        tokenizer = self.model.tokenizer
-        if self.config.init_from is None:
-            projector.set_word_vocabulary(build_word_grounding(tokenizer, texts).vocabulary)
-        if self.config.grounding_weight:
-            vocabulary = projector.word_ids.tolist()
-            self.grounding = build_word_grounding(tokenizer, texts, vocabulary=vocabulary)
+        if "words" in projector.components and self.config.init_from is None:
+            vocabulary = word_vocabulary(self.model.tokenizer, self.active_records())
+            projector.components["words"].set_vocabulary(vocabulary)
 
     def _check_tensorboard(self) -> None:
         if not self.config.tensorboard:
@@ -435,11 +394,9 @@ class Trainer:
             )
             if self.sharded and self.dev:
                 self.model.featurizer(self.dev.clips())
-        self.bank_ids = sorted(self.bank.features)  # where contrast negatives come from
         if config.init_from is None:  # a started projector keeps the statistics it learnt with
             self.model.projector_module.set_input_statistics(self.bank.features.values())
-        self._centre_question_gate()
-        self._set_up_caption_match()
+        self._prepare_components()
         self._set_up_words()
         self._count_flops_setup()  # before sharding: it counts the LLM's parameters
         if self.sharded:
@@ -457,41 +414,23 @@ class Trainer:
         )
 
     @torch.no_grad()
-    def _centre_question_gate(self) -> None:
-        """Centre an untrained question gate on the distinct training questions (a
-        trained one keeps the centre it learnt with; an untrained one passes every
-        channel whatever it reads, so this does not change the starting model)."""
-        projector = self.model.projector_module
-        if not projector.config.question_gate or projector.question_gate.weight.any():
-            return
-        questions = sorted({r.question for kind in PAIR_KINDS for r in self.records.get(kind, [])})
-        if not questions:
-            return
-        summaries = [
-            self.model.question_summaries(questions[start : start + QUESTION_CHUNK])
-            for start in range(0, len(questions), QUESTION_CHUNK)
-        ]
-        projector.set_question_statistics(torch.cat(summaries).float())  # (Q, H)
-
-    @torch.no_grad()
-    def _set_up_caption_match(self) -> None:
-        """Summarise every training caption once (the LLM is frozen and reads the text
-        alone) and, for an untrained head, standardise its inputs on the training
-        captions and clips."""
-        self.caption_summaries: dict[str, torch.Tensor] = {}
-        projector = self.model.projector_module
-        if not (self.config.match_weight and projector.config.caption_match):
-            return
-        captions = sorted({r.answer for r in self.records.get("pair_choice", [])})
-        for start in range(0, len(captions), QUESTION_CHUNK):
-            chunk = captions[start : start + QUESTION_CHUNK]
-            summaries = self.model.caption_summaries(chunk).float()  # (C, H)
-            self.caption_summaries.update(zip(chunk, summaries, strict=True))
-        if bool((projector.match_caption_std == 1).all()):  # statistics never set: untrained
-            clips = self.bank.features.values()
-            frames = torch.cat([clip.float().mean(dim=1) for clip in clips])  # (C*T, D)
-            captions = torch.stack(list(self.caption_summaries.values()))  # (Q, H)
-            projector.set_match_statistics(frames, captions)
+    def _prepare_components(self) -> None:
+        """Summarise every training caption of a component that reads text once (the LLM
+        is frozen and reads the text alone), and let each component with a loss fit its
+        input statistics."""
+        self.text_summaries: dict[str, torch.Tensor] = {}
+        clips = list(self.bank.features.values())
+        for kind in RANKING_KINDS:
+            for _, component in self.losses(kind):
+                texts = None
+                if component.reads_text:
+                    captions = sorted({r.answer for r in self.records.get(kind, [])})
+                    for start in range(0, len(captions), TEXT_CHUNK):
+                        chunk = captions[start : start + TEXT_CHUNK]
+                        summaries = component.read_texts(self.model, chunk).float()  # (C, H)
+                        self.text_summaries.update(zip(chunk, summaries, strict=True))
+                    texts = torch.stack([self.text_summaries[c] for c in captions])  # (Q, H)
+                component.prepare(clips, texts)
 
     def _count_flops_setup(self) -> None:
         """What model-FLOPs accounting needs, and this device's fp32 GEMM peak (for MFU)."""
@@ -516,18 +455,6 @@ class Trainer:
                 some.shape[0] * some.shape[1],
             ),
         }
-        self.match_flops = 0.0
-        if projector.config.caption_match:
-            self.match_flops = caption_match_training_flops(
-                projector.input_proj.in_features,
-                projector.head.out_features,
-                projector.config.match_rank,
-            )
-        self.comparison_flops = 0.0
-        if projector.config.compare:
-            self.comparison_flops = comparison_training_flops(
-                projector.input_proj.in_features, projector.config.width
-            )
         self.peak_flops = measure_gemm_peak(device=self.accelerator.device)
         self.step_flops = 0.0
 
@@ -556,9 +483,8 @@ class Trainer:
 
     # -- steps
     def micro_batch(self, index: int) -> MicroBatch:
-        """Micro-batch ``index``; with a contrast weight, negatives swap one clip per row
-        for another training clip (drawn from (seed, index)). A ranking item becomes one
-        (reference, candidate) row per option, and has no negatives."""
+        """Micro-batch ``index``. A ranking item becomes one (reference, candidate) row
+        per option."""
         kind, items = self.sampler.batch(index)
         # This process's slice of the global micro-batch.
         mine = items[self.accelerator.process_index :: self.world]
@@ -566,23 +492,16 @@ class Trainer:
         device = self.accelerator.device
         if kind in RANKING_KINDS:
             batch, pairs, scores = rank_rows(self.model, records)
-            if kind == "pair_choice" and not (self.config.answer_weight or self.grounding):
-                # Only the caption match head reads these videos, and only their means.
+            losses = self.losses(kind)
+            if not self.config.answer_weight and all(c.reads_means for _, c in losses):
+                # Only components that read each clip's mean token read these videos.
                 videos = self.bank.mean_videos(pairs).to(device)  # (B, 2, 1, 1, D)
             else:
                 videos = self.bank.videos(pairs).to(device)
-            clips = [clip for pair in pairs for clip in pair]
             captions = [r.answer for r in records for _ in r.option_pairs()]
-            return MicroBatch(batch, videos, None, clips, kind, scores, captions)
+            return MicroBatch(batch, videos, kind, scores, captions)
         videos = self.bank.videos([r.clips for r in records]).to(device)
-        negatives = None
-        if self.config.contrast_weight:
-            rank = self.accelerator.process_index
-            rng = random.Random(f"{self.config.seed}:negatives:{index}:{rank}")
-            swapped = [swap_one_clip(r.clips, self.bank_ids, rng) for r in records]
-            negatives = self.bank.videos(swapped).to(device)
-        clips = [clip for r in records for clip in r.clips]
-        return MicroBatch(tokenise_records(self.model, records), videos, negatives, clips, kind)
+        return MicroBatch(tokenise_records(self.model, records), videos, kind)
 
     def _flops(self, batch: TokenBatch, num_videos: int) -> float:
         """Model FLOPs of one micro-batch on one process (padded length, as executed)."""
@@ -609,14 +528,10 @@ class Trainer:
                 if last or self.world == 1
                 else self.accelerator.no_sync(wrapped)
             )
-            passes = 1 if micro_batch.negatives is None else 2
             if self.config.answer_weight:
-                self.step_flops += passes * self.world * self._flops(batch, videos.shape[1])
-            elif self.config.grounding_weight:  # grounding alone runs the projector only
-                self.step_flops += len(micro_batch.clips) * self.flop_args["projector_per_video"]
-            else:  # the projector's own heads alone: its comparison or caption match
-                per_row = {"pair_rank": self.comparison_flops, "pair_choice": self.match_flops}
-                self.step_flops += len(batch.input_ids) * per_row[micro_batch.kind]
+                self.step_flops += self.world * self._flops(batch, videos.shape[1])
+            for _, component in self.losses(micro_batch.kind):
+                self.step_flops += len(batch.input_ids) * component.training_flops()
             with sync, self.accelerator.autocast():
                 loss = self.loss(micro_batch)
                 loss = loss / accum
@@ -633,41 +548,26 @@ class Trainer:
         return total
 
     def loss(self, micro_batch: MicroBatch) -> torch.Tensor:
-        """answer_weight x the model's loss (+ contrast, or the ranking loss of ranking
-        items) + grounding_weight x grounding + comparison_weight x the comparison loss
-        (pair_rank items: RankNet on the comparing projector's own read-out) +
-        match_weight x the caption match loss (pair_choice items: cross-entropy of the
-        match head's scores over each item's pairs)."""
-        config = self.config
-        videos, clips = micro_batch.videos, micro_batch.clips
+        """answer_weight x the model's answer loss (the ranking loss for ranking items),
+        plus each component loss that this kind trains, times its weight."""
+        videos = micro_batch.videos
         loss = videos.new_zeros(())
-        if config.answer_weight:
+        if self.config.answer_weight:
             answer = self.model(
                 micro_batch.batch,
                 videos,
-                micro_batch.negatives,
-                config.contrast_weight,
                 paired=micro_batch.kind in PAIR_KINDS,
                 rank_scores=micro_batch.rank_scores,
             )
-            loss = loss + config.answer_weight * answer
-        if self.grounding is not None:
-            projector = self.model.projector_module
-            log_probs = projector.word_log_probs(videos.flatten(0, 1))  # (B*V, N, K)
-            targets = self.grounding.targets_of(clips)
-            loss = loss + config.grounding_weight * grounding_loss(log_probs, targets)
-        if config.comparison_weight and micro_batch.kind == "pair_rank":
+            loss = loss + self.config.answer_weight * answer
+        for weight, component in self.losses(micro_batch.kind):
             assert micro_batch.rank_scores is not None
-            scores = self.model.comparison_scores(micro_batch.batch, videos)  # (B,)
+            text = None
+            if component.reads_text:
+                text = torch.stack([self.text_summaries[c] for c in micro_batch.captions])
+            scores = self.model.component_scores(component.name, videos, text)  # (B,)
             scores = scores.reshape(micro_batch.rank_scores.shape)  # (G, K)
-            loss = loss + config.comparison_weight * ranknet_loss(scores, micro_batch.rank_scores)
-        if config.match_weight and micro_batch.kind == "pair_choice":
-            assert micro_batch.rank_scores is not None
-            summaries = torch.stack([self.caption_summaries[c] for c in micro_batch.captions])
-            scores = self.model.caption_match_scores(videos, summaries.to(videos.device))  # (B,)
-            scores = scores.reshape(micro_batch.rank_scores.shape)  # (G, K)
-            right = micro_batch.rank_scores.argmax(dim=1).to(scores.device)  # (G,)
-            loss = loss + config.match_weight * torch.nn.functional.cross_entropy(scores, right)
+            loss = loss + weight * component.loss(scores, micro_batch.rank_scores)
         return loss
 
     def save(self, step: int) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import torch
 
-from stepdiff.model.batching import IGNORE_INDEX
+IGNORE_INDEX = -100  # label value that cross-entropy skips
 
 
 def answer_logprobs(

@@ -27,9 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from stepdiff.errors import ConfigError
+from stepdiff.llm.decoding import prefix_key
 from stepdiff.llm.llamacpp import import_llama_cpp
 from stepdiff.llm.prompt import VIDEO_TOKEN_ID
-from stepdiff.model.prefix import prefix_key
 
 SEQUENCE = 0  # one llama.cpp sequence: questions are answered one after another
 
@@ -54,6 +55,20 @@ class LlamaCppAnswerer:
         self._prefix_end = 0
         self.hidden_size = int(self._llm.n_embd())
         self.vocab_size = int(self._llm.n_vocab())
+
+    @classmethod
+    def for_llm(cls, spec: str, width: int, n_threads: int | None = None) -> LlamaCppAnswerer:
+        """The answerer for the GGUF file of LLM ``spec``, checked against the width
+        ``width`` of the video tokens it will be given."""
+        from stepdiff.llm.loading import resolve_gguf
+
+        gguf = resolve_gguf(spec)
+        if gguf is None:
+            raise ConfigError(f"llama.cpp answers need a GGUF LLM, but the LLM is {spec!r}")
+        answerer = cls(gguf, n_threads=n_threads or torch.get_num_threads())
+        if answerer.hidden_size != width:
+            raise ConfigError(f"{gguf}: width {answerer.hidden_size} differs from the projector's")
+        return answerer
 
     # ----- one llama.cpp batch ------------------------------------------------------
     def _decode(
@@ -132,8 +147,13 @@ class LlamaCppAnswerer:
         """Greedy answer tokens for each suffix after the shared ``prefix``.
 
         ``prefix`` holds every video placeholder; ``video_tokens`` (n, H) fills them in
-        order. EOS ends an answer and is not kept.
+        order, or (K, n, H) row by row. EOS ends an answer and is not kept.
         """
+        if video_tokens.ndim == 3:  # each row its own videos: one after another
+            return [
+                self.answer(prefix, videos, [suffix], max_new_tokens, eos_id)[0]
+                for videos, suffix in zip(video_tokens, suffixes, strict=True)
+            ]
         memory = self._lib.llama_get_memory(self._ctx)
         videos = video_tokens.detach().float().cpu().numpy()
         key = prefix_key(prefix, videos)
