@@ -34,7 +34,7 @@ LAYERS: dict[str, set[str]] = {
         "options",
     },
     # Building blocks: video decoding, frozen encoders and LLMs, the projector, the
-    # model config, data formats and questions.
+    # model's optional components (variants), the model config, data formats and questions.
     "components": {
         "video",
         "encoders",
@@ -44,6 +44,8 @@ LAYERS: dict[str, set[str]] = {
         "text_embed",
         "config",
         "model_files",
+        "variants",
+        "ranknet",
     },
     # The model (and the options that load it) and what is built on it or beside it:
     # data generation, SynthKitchen, the baselines, evaluation, training.
