@@ -1,5 +1,5 @@
-"""Components beside the paper's projector, one file each, registered by name (README:
-"The words head and word grounding", "The comparing projector")."""
+"""Components beside the paper's projector, one file each, registered by name (see
+docs/training.md and docs/research.md)."""
 
 from __future__ import annotations
 
