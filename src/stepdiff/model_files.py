@@ -47,11 +47,9 @@ def read_projector_weights(folder: str | Path) -> dict[str, torch.Tensor]:
     if not weights_path.is_file():
         raise ModelLoadError(f"{weights_path}: missing; not a StepDiff checkpoint folder")
     try:
-        state = load_file(weights_path)
+        return load_file(weights_path)
     except Exception as error:  # safetensors raises its own error types for corrupt files
         raise ModelLoadError(f"{weights_path}: corrupt projector weights ({error})") from None
-    check_finite_weights(state, weights_path)
-    return state
 
 
 def check_finite_weights(state: dict[str, torch.Tensor], path: str | Path) -> None:

@@ -14,6 +14,8 @@ from stepdiff.errors import ModelLoadError
 from stepdiff.llm.loading import load_frozen_llm
 from stepdiff.model.stepdiff import StepDiffModel
 from stepdiff.model_files import (
+    PROJECTOR_FILE,
+    check_finite_weights,
     checkpoint_config,
     read_projector_weights,
     resolve_model_config,
@@ -109,6 +111,7 @@ def load_projector_state(
                 f"{source}: projector weight {name!r} has shape {tuple(tensor.shape)} but this "
                 f"encoder/LLM needs {tuple(expected[name].shape)} (checkpoint from another model?)"
             )
+    check_finite_weights(state, Path(source) / PROJECTOR_FILE)
     projector.load_state_dict(state)
 
 
