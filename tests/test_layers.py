@@ -59,7 +59,7 @@ LAYERS: dict[str, set[str]] = {
         "train",
     },
     # What users run: the assistant, the demo, the web app and the command line.
-    "applications": {"assistant", "demo", "web", "cli"},
+    "applications": {"assistant", "calibration_options", "demo", "web", "cli"},
 }
 LEVEL = {part: level for level, parts in enumerate(LAYERS.values()) for part in parts}
 
@@ -197,3 +197,65 @@ def test_no_import_cycle_between_modules():
     # Type-only imports never run, so only the others can make a cycle at import time.
     cycle = find_cycle(import_graph(runtime_only=True))
     assert cycle is None, f"modules import each other: {' -> '.join(cycle)}"
+
+
+def _model_call_stacks(command: list[str]) -> list[tuple[str, ...]]:
+    """Run a CLI command and return the project call stack (outermost first, as
+    ``file:function``) at each moment a model part runs: every outermost call of a torch
+    module (the frozen encoder, the projector, the frozen LLM) once the model is loaded."""
+    import sys
+
+    from typer.testing import CliRunner
+
+    from stepdiff.cli import app
+
+    root = f"{SOURCE}/"
+    stack: list[str] = []
+    frames: list[object] = []
+    found: list[tuple[str, ...]] = []
+
+    def profile(frame, event, arg) -> None:  # noqa: ANN001
+        path = frame.f_code.co_filename
+        if event == "call" and path.startswith(root):
+            stack.append(f"{path[len(root) :]}:{frame.f_code.co_qualname}")
+            frames.append(frame)
+        elif event == "return" and frames and frames[-1] is frame:
+            stack.pop()
+            frames.pop()
+        elif (
+            event == "call"
+            and frame.f_code.co_name == "_call_impl"
+            and path.endswith("torch/nn/modules/module.py")
+            and not any(".forward" in name for name in stack)
+            and not any("load" in name.split(":")[1] for name in stack)
+        ):
+            found.append(tuple(stack))
+
+    sys.setprofile(profile)
+    try:
+        result = CliRunner().invoke(app, command)
+    finally:
+        sys.setprofile(None)
+    assert result.exit_code == 0, result.output
+    return found
+
+
+def test_ask_reaches_the_answer_in_few_calls(tmp_path):
+    """`stepdiff ask`, from the command to the encoder, the projector and the LLM that make
+    the answer, passes through fewer than 12 project functions, and no call chain leaves a
+    file and comes back to it."""
+    from stepdiff.video.synthetic import SceneSpec, write_synthetic_clip
+
+    ref = write_synthetic_clip(tmp_path / "r.mp4", SceneSpec(tool="spoon"), seconds=1.0, size=32)
+    cand = write_synthetic_clip(tmp_path / "c.mp4", SceneSpec(tool="whisk"), seconds=1.0, size=32)
+    command = ["ask", str(ref), str(cand), "-q", "What differs?", "--config", "tiny"]
+    stacks = _model_call_stacks([*command, "--no-cache", "--max-new-tokens", "2"])
+    reached = {name.split(":")[0] for stack in stacks for name in stack[-1:]}
+    # The featurizer runs the encoder, the model the projector, the decoder the LLM.
+    assert {"encoders/featurize.py", "model/stepdiff.py", "llm/decoding.py"} <= reached
+    on_the_way = {name for stack in stacks for name in stack if "<" not in name.split(".")[-1]}
+    assert len(on_the_way) < 12, sorted(on_the_way)
+    for stack in stacks:
+        files = [name.split(":")[0] for name in stack]
+        runs = [f for i, f in enumerate(files) if i == 0 or files[i - 1] != f]
+        assert len(runs) == len(set(runs)), f"a call chain goes back to a file: {runs}"

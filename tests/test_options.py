@@ -91,3 +91,26 @@ def test_unknown_fields_and_clashing_names_are_refused_when_declared():
 
         @expand_options()
         def clash(where: Where, size: int = 1) -> None: ...
+
+
+def test_model_options_name_the_folder_they_load_and_its_calibration(tmp_path):
+    """The folder (and so the calibration beside it) is the one the options load: the
+    shipped model with no flags, a checkpoint when named, none for a bare config or any
+    override (which builds an untrained model, as `resolve_model_config` does)."""
+    from stepdiff.assistant.calibration import CALIBRATION_FILE, find_calibration
+    from stepdiff.model_files import packaged_model_dir
+    from stepdiff.model_options import ModelOptions
+
+    assert ModelOptions().folder() == packaged_model_dir()
+    assert ModelOptions(checkpoint=tmp_path).folder() == tmp_path
+    assert ModelOptions(checkpoint=tmp_path).name() == tmp_path.name
+    assert ModelOptions(config="tiny").folder() is None
+    assert ModelOptions(config="tiny").name() == "tiny"
+    assert ModelOptions(llm="tiny").folder() is None  # a flag is an override too
+    assert ModelOptions(overrides=["num_frames=4"]).name() == "cpu-default"
+
+    assert find_calibration(ModelOptions(checkpoint=tmp_path)) is None
+    (tmp_path / CALIBRATION_FILE).write_text("{not json")
+    with pytest.raises(Exception, match=CALIBRATION_FILE):
+        find_calibration(ModelOptions(checkpoint=tmp_path))  # found, and read
+    assert find_calibration(ModelOptions(config="tiny")) is None

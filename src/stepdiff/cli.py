@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from stepdiff.baselines.cli import baselines_app
+from stepdiff.calibration_options import BESIDE_THE_MODEL, CalibrationOptions
 from stepdiff.console import stderr, user_errors
 from stepdiff.datagen.cli import datagen_app
 from stepdiff.eval.cli import evaluate, score
@@ -70,10 +71,8 @@ def ask(
     with user_errors():
         ref_clip = resolve_clip(reference, video_dir)
         cand_clip = resolve_clip(candidate, video_dir)
-        from stepdiff.assistant import Assistant
-
         model = _load(model_options)
-        answers = Assistant(model).ask(ref_clip, cand_clip, question, max_new_tokens)
+        answers = model.ask(ref_clip, cand_clip, question, max_new_tokens)
     result = {
         "reference": str(ref_clip),
         "candidate": str(cand_clip),
@@ -99,22 +98,15 @@ CategoryOption = Annotated[
         help="A difference category (repeatable; default: all six), e.g. 'Tools/Equipment'.",
     ),
 ]
-CalibrationOption = Annotated[
-    Path | None,
-    typer.Option(
-        help="Severity calibration JSON (default: the one beside the model, if any).",
-    ),
-]
 
 
-def _assistant(model_options: ModelOptions, calibration: Path | None):
+def _assistant(model_options: ModelOptions, calibration: CalibrationOptions):
     """An Assistant on the model these options name, with its severity calibration."""
     from stepdiff.assistant import Assistant
-    from stepdiff.assistant.loading import find_calibration
+    from stepdiff.assistant.calibration import find_calibration
 
-    flags = model_options.config_overrides()
     # Read the calibration first: a bad file should fail before the slow model load.
-    found = find_calibration(model_options.config, model_options.checkpoint, flags, calibration)
+    found = find_calibration(model_options, calibration.path)
     return Assistant(_load(model_options), found)
 
 
@@ -143,10 +135,10 @@ def report(
         int, typer.Option("--moments", min=0, help="Most-different moments per category.")
     ] = 3,
     as_json: JsonOption = False,
-    calibration: CalibrationOption = None,
     video_dir: VideoDirOption = None,
     max_new_tokens: Annotated[int, typer.Option(help="Longest caption, in tokens.")] = 40,
     model_options: ModelOptions = SHIPPED_MODEL,
+    calibration: CalibrationOptions = BESIDE_THE_MODEL,
 ) -> None:
     """Per category: how much the candidate differs (severity 1-5), how, and where."""
     from rich.console import Console
@@ -241,19 +233,16 @@ def calibrate(
     """Fit the 1-5 severity scale to human DiffRank scores on a dev split."""
     from stepdiff.assistant.calibration import CALIBRATION_FILE
     from stepdiff.assistant.dev_fit import calibrate_on_split, diffrank_files
-    from stepdiff.assistant.loading import model_folder, model_name
 
     with user_errors():
         diffrank_files(data, split)  # fail before loading models
-        config, checkpoint = model_options.config, model_options.checkpoint
-        folder = model_folder(config, checkpoint, model_options.overrides)
-        target = out or ((checkpoint or Path(".")) / CALIBRATION_FILE)
+        target = out or ((model_options.checkpoint or Path(".")) / CALIBRATION_FILE)
         model = _load(model_options)
         calibration = calibrate_on_split(
             model,
             data,
             split,
-            model_name=model_name(config, folder),
+            model_name=model_options.name(),
             batch_size=batch_size,
         )
         calibration.save(target)

@@ -59,6 +59,25 @@ class ModelOptions:
         flags += [f"num_frames={self.frames}"] if self.frames is not None else []
         return flags
 
+    def folder(self) -> Path | None:
+        """The checkpoint folder these options load (the shipped model's when nothing is
+        named; see ``resolve_model_config``), or None for an untrained model built from a
+        config."""
+        from stepdiff.model_files import packaged_model_dir
+
+        if self.checkpoint is not None:
+            return self.checkpoint
+        if self.config is None and not self.config_overrides():
+            return packaged_model_dir()
+        return None
+
+    def name(self) -> str:
+        """A readable name of the model: its folder's name, else its config's."""
+        folder = self.folder()
+        if folder is not None:
+            return folder.resolve().name
+        return Path(self.config).stem if self.config is not None else "cpu-default"
+
     def load(self) -> StepDiffModel:
         """The model these options name (the shipped one by default), encoder and LLM frozen."""
         from stepdiff.encoders.cache import FeatureCache

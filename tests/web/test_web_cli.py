@@ -32,7 +32,7 @@ def no_model_load(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*_, **__):
         raise AssertionError("the model was loaded")
 
-    monkeypatch.setattr(Assistant, "from_options", refuse)
+    monkeypatch.setattr(Assistant, "load", refuse)
 
 
 def serve(*flags: str) -> Result:

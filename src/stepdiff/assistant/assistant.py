@@ -16,11 +16,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stepdiff.assistant.calibration import SeverityCalibration, uncalibrated_severity
+from stepdiff.assistant.calibration import (
+    SeverityCalibration,
+    find_calibration,
+    uncalibrated_severity,
+)
 from stepdiff.assistant.categories import check_categories
 from stepdiff.assistant.errors import AssistantError, CalibrationError
 from stepdiff.assistant.fingerprint import projector_fingerprint
-from stepdiff.assistant.loading import find_calibration
 from stepdiff.assistant.moments import most_different, step_to_frame
 from stepdiff.assistant.results import (
     CategoryDifference,
@@ -30,8 +33,8 @@ from stepdiff.assistant.results import (
     RankResult,
 )
 from stepdiff.data.questions import difference_question, same_question
-from stepdiff.encoders.cache import FeatureCache
 from stepdiff.model.stepdiff import StepDiffModel
+from stepdiff.model_options import SHIPPED_MODEL, ModelOptions
 from stepdiff.video.clip import ClipRef
 
 
@@ -66,23 +69,16 @@ class Assistant:
         self._times: dict[str, list[float]] = {}  # feature-cache key -> sampled frame times
 
     @classmethod
-    def from_options(
+    def load(
         cls,
-        config: str | Path | None = None,
-        checkpoint: str | Path | None = None,
-        overrides: list[str] | None = None,
-        calibration_path: str | Path | None = None,
-        *,
-        feature_cache: FeatureCache | None = None,
+        model: ModelOptions = SHIPPED_MODEL,
+        calibration: Path | None = None,
     ) -> Assistant:
-        """The model that ``load_model_from`` builds for these options (the shipped one by
-        default), with ``calibration_path`` or else the calibration stored beside it."""
-        from stepdiff.model.build import load_model_from
-
+        """The model that ``model`` names (the shipped one by default), with the
+        calibration at ``calibration`` or else the one stored beside the model."""
         # Read the calibration first: a bad file fails before the slow model load.
-        calibration = find_calibration(config, checkpoint, overrides, calibration_path)
-        model = load_model_from(config, checkpoint, overrides, feature_cache=feature_cache)
-        return cls(model, calibration)
+        found = find_calibration(model, calibration)
+        return cls(model.load(), found)
 
     @property
     def calibrated(self) -> bool:

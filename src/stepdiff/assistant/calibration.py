@@ -26,13 +26,16 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from stepdiff.assistant.errors import CalibrationError
 from stepdiff.data.categories import MAX_RANK_SCORE, MIN_RANK_SCORE
 from stepdiff.data.formats import write_atomic
+
+if TYPE_CHECKING:
+    from stepdiff.model_options import ModelOptions
 
 CALIBRATION_FILE = "severity_calibration.json"
 CALIBRATION_FORMAT = 1
@@ -275,6 +278,17 @@ class SeverityCalibration:
             )
         except (TypeError, ValueError) as error:
             raise CalibrationError(f"{source}: malformed calibration ({error})") from None
+
+
+def find_calibration(model: ModelOptions, path: Path | None = None) -> SeverityCalibration | None:
+    """The calibration at ``path``, else the one stored beside the model folder that
+    ``model`` loads (``severity_calibration.json``), else None."""
+    if path is not None:
+        return SeverityCalibration.load(path)
+    folder = model.folder()
+    if folder is not None and (folder / CALIBRATION_FILE).is_file():
+        return SeverityCalibration.load(folder / CALIBRATION_FILE)
+    return None
 
 
 def _numbers(value: Any, name: str, source: str) -> list[float]:

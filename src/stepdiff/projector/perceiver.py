@@ -45,7 +45,7 @@ class ProjectorConfig:
     # Average each frame's P tokens into one before the latents attend: T media tokens
     # whose differences between clips are not diluted by hundreds of background patches.
     pool_frames: bool = False
-    # Components (stepdiff.variants; README): "words" makes each video token a mixture
+    # Components (stepdiff.variants; docs/training.md): "words" makes each video token a mixture
     # of the frozen LLM's own token embeddings; ``compare`` lets each video of a pair be
     # read against the other; ``caption_match`` adds a head that scores a caption
     # against a pair (DiffMCQ), of rank ``match_rank``.

@@ -8,7 +8,7 @@ the frozen LLM's summary of the caption read alone (its mean last-layer state, w
 knows word order) is mapped to two rank-``match_rank`` vectors, matched against linear
 maps of the reference's and the candidate's mean frame features. Trained with
 cross-entropy over each DiffMCQ item's four pairs (training config ``match_weight``), it
-scores StepDiff's DiffMCQ (0.514 held-out; README); the LLM's answers do not use it.
+scores StepDiff's DiffMCQ (0.514 held-out; docs/results.md); the LLM's answers do not use it.
 """
 
 from __future__ import annotations

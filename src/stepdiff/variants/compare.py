@@ -11,8 +11,8 @@ zero: untrained, it is the paper's projector.
 A linear read-out of the summary scores each pair's similarity for the comparison loss
 (training config ``comparison_weight``: RankNet on DiffRank items of training clips);
 the LLM never sees it. Teaching the comparison this way first, without the LLM, is the
-stage that made StepDiff's P(YES) rank DiffRank best (README, "The comparing
-projector").
+stage that made StepDiff's P(YES) rank DiffRank best (docs/training.md, "The
+comparing projector and the comparison loss").
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ word vocabulary (the training texts' words, saved with the weights; the embeddin
 with the LLM), and the video token is the softmax mixture of those embeddings. The video
 tokens stay word-like: they cannot grow into a large fixed prompt, and the LLM reads
 them as words it can copy into an answer. ``log_probs`` gives the distributions
-themselves, for losses that teach each token a word (README, "The words head and word
-grounding"; docs/research.md, "Description alignment").
+themselves, for losses that teach each token a word (docs/research.md, "The words
+head and word grounding" and "Description alignment").
 
 Shapes: B videos, N video tokens, H LLM width, K words in the vocabulary, V all tokens.
 """

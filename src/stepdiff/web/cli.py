@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from stepdiff.calibration_options import BESIDE_THE_MODEL, CalibrationOptions
 from stepdiff.console import print_error, stderr, user_errors
 from stepdiff.errors import ConfigError
 from stepdiff.model_options import SHIPPED_MODEL, ModelOptions
@@ -138,9 +140,7 @@ def serve_command(
         bool, typer.Option("--demo/--no-demo", help="Offer the two generated demo clips.")
     ] = True,
     model: ModelOptions = SHIPPED_MODEL,
-    calibration: Annotated[
-        Path | None, typer.Option(help="Severity calibration file for the difference reports.")
-    ] = None,
+    calibration: CalibrationOptions = BESIDE_THE_MODEL,
 ) -> None:
     """Serve a web page that compares your video of a step with a reference video.
 
@@ -165,14 +165,7 @@ def serve_command(
         videos = example_videos(examples, demo)
         with stderr.status("Loading models..."):
             # Features are not cached: uploads are seen once.
-            assistant = Assistant.from_options(
-                config=model.config,
-                checkpoint=model.checkpoint,
-                overrides=model.config_overrides(),
-                calibration_path=calibration,
-            )
-            if model.llamacpp:
-                assistant.model.use_llamacpp()
+            assistant = Assistant.load(dataclasses.replace(model, cache=False), calibration.path)
         app = create_app(
             assistant,
             max_upload_bytes=max_upload_bytes,
