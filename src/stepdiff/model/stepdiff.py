@@ -188,9 +188,12 @@ class StepDiffModel(nn.Module):
     ) -> torch.Tensor:
         """Projector component ``name``'s score of each (reference, candidate) row, with
         each row's text summary (B, H) for one that reads it; no LLM runs over the videos.
-        videos (B, 2, T, P, D) -> (B,)."""
+        videos (B, 2, T, P, D) -> (B,); a component that reads queries scores each row's
+        first video, (B, 1, T, P, D) -> its scores."""
         dtype = self.projector_module.latents.dtype
-        reference, candidate = videos.to(dtype).unbind(dim=1)  # (B, T, P, D) each
+        videos = videos.to(dtype)
+        reference = videos[:, 0]  # (B, T, P, D)
+        candidate = videos[:, 1] if videos.shape[1] > 1 else None
         text = None if text is None else text.to(dtype)
         return self.projector_module.score(name, reference, candidate, text)
 

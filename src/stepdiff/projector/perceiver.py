@@ -221,19 +221,19 @@ class PerceiverProjector(nn.Module):
         self,
         name: str,
         reference: torch.Tensor,
-        candidate: torch.Tensor,
+        candidate: torch.Tensor | None = None,
         text: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Component ``name``'s score of each (reference, candidate) row (B, T, P, D)
-        each, with ``text`` (B, H) for a component that reads one -> (B,)."""
+        each, with ``text`` (B, H) for a component that reads one -> (B,); a component
+        that reads queries scores the reference's (B, N, H)."""
         if name not in self.components:
             raise ConfigError(f"this projector has no {name} component")
         component = self.components[name]
+        if component.reads_queries:
+            return component.score(self.head(self.norm(self.read(reference))), None, text)
+        if candidate is None:
+            raise ValueError(f"the {name} component scores (reference, candidate) pairs")
         if component.standardised_inputs:
             reference, candidate = self.standardise(reference), self.standardise(candidate)
         return component.score(reference, candidate, text)
-
-    def word_log_probs(self, video_tokens: torch.Tensor) -> torch.Tensor:
-        """The words head's distributions: (B, T, P, D) -> log-probabilities (B, N, K)
-        over its vocabulary, one per video token."""
-        return self.components["words"].log_probs(self.head(self.norm(self.read(video_tokens))))

@@ -25,6 +25,8 @@ clips changed)::
     train_pairs.jsonl                     train clip pairs with per-category GT
     diffrank_train.jsonl                  DiffRank items of train clips (training data)
     diffmcq_train.jsonl                   DiffMCQ items of train clips (training data)
+    descriptions_train.jsonl              {"clip_id","fields"}: train clips' structured
+                                          descriptions (training data)
     summary.json                          counts per split/task/category, seed, size
 
 for <split> in (test, heldout). The JSONL files are byte-identical for the same seed
@@ -49,6 +51,7 @@ from typing import Any
 
 from stepdiff.data.categories import NUM_CHOICES
 from stepdiff.data.formats import write_atomic
+from stepdiff.synthkitchen.descriptions import description_rows
 from stepdiff.synthkitchen.differences import CategoryComparison, compare, similarity_scores
 from stepdiff.synthkitchen.render import (
     DEFAULT_FPS,
@@ -583,6 +586,7 @@ def build_benchmark(
     )
     files["diffmcq_train.jsonl"] = _jsonl(train_choice)
     rows["diffmcq"]["train"] = _count(train_choice)
+    files["descriptions_train.jsonl"] = _jsonl(description_rows(by_split["train"]))
 
     rendered = reused = 0
     if render:

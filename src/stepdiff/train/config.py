@@ -16,7 +16,7 @@ from stepdiff.config import check_keys, load_config, read_config_data
 from stepdiff.errors import ConfigError
 from stepdiff.variants import COMPONENTS
 
-DATA_KINDS = ("pair_qa", "pair_rank", "pair_choice", "interleaved", "single_video")
+DATA_KINDS = ("pair_qa", "pair_rank", "pair_choice", "interleaved", "single_video", "descriptions")
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,9 @@ class DataConfig:
     # DiffMCQ items of training clips ({difference, category, options, answer}): a loss
     # that ranks the caption's likelihood highest with the right pair.
     pair_choice: tuple[str, ...] = ()
+    # Clip descriptions ({clip_id, fields: [...]} or {clip_id, description}): the words
+    # head learns to spell them in its video tokens, with no LLM pass (describe_weight).
+    descriptions: tuple[str, ...] = ()
     video_dir: str = "."  # where clip ids resolve
     # Relative frequency of each kind's micro-batches; kinds with no files are ignored.
     mix: dict[str, float] = field(default_factory=lambda: {"pair_qa": 1.0})
@@ -81,11 +84,13 @@ class TrainConfig:
     max_steps: int = 100  # optimiser steps
     # Weights of the losses, summed: the paper's answer loss through the LLM, and each
     # projector component's own (stepdiff.variants; ``weight_key``): the comparing
-    # projector's read-out on pair_rank items, the caption match on pair_choice items.
-    # With answer_weight=0 only components train, without the LLM reading the videos.
+    # projector's read-out on pair_rank items, the caption match on pair_choice items,
+    # the words head's description slots on descriptions. With answer_weight=0 only
+    # components train, without the LLM reading the videos.
     answer_weight: float = 1.0
     comparison_weight: float = 0.0
     match_weight: float = 0.0
+    describe_weight: float = 0.0
     eval_every: int = 0  # steps; 0 = only at the end when a dev file is given
     save_every: int = 50  # steps; a checkpoint is always written at the end
     keep_checkpoints: int = 2
@@ -190,8 +195,8 @@ class TrainConfig:
         if not self.active_kinds():
             raise ConfigError(
                 f"{source}: no training data: give data.pair_qa, data.pair_rank, "
-                "data.pair_choice, data.interleaved or data.single_video files with a "
-                "positive data.mix weight"
+                "data.pair_choice, data.interleaved, data.single_video or data.descriptions "
+                "files with a positive data.mix weight"
             )
         if "single_video" in self.active_kinds() and len(self.active_kinds()) > 1:
             raise ConfigError(
@@ -206,6 +211,11 @@ class TrainConfig:
                     f"{source}: {component.weight_key} needs data.{component.trains_on} items"
                 )
         taught = {component.trains_on for component in weighted}
+        if "descriptions" in self.active_kinds() and "descriptions" not in taught:
+            raise ConfigError(
+                f"{source}: data.descriptions trains only the words head's description "
+                "slots: set describe_weight > 0 (and projector.output_head=words)"
+            )
         extra = sorted(set(self.active_kinds()) - taught)
         if not self.answer_weight and extra:
             raise ConfigError(

@@ -1,5 +1,5 @@
 """Training records (pair QA, DiffRank- and DiffMCQ-style items, interleaved, single
-video) and the mixture sampler.
+video, clip descriptions) and the mixture sampler.
 
 The sampler is a pure function of (seed, micro-batch index), so a resumed run draws
 exactly the batches an uninterrupted run would have drawn.
@@ -35,6 +35,11 @@ class TrainingRecord:
     the right pair, 0 for the others. Each pair is one row, and the loss ranks the
     caption's likelihood highest with the right pair.
 
+    descriptions: clips (clip,) and its description as ordered ``fields`` ("cook", "two",
+    "white", "onions;", ...), joined by spaces; a free-text description is one field.
+    No LLM reads them: the words head learns to spell each field in fixed video-token
+    slots (stepdiff.train.describe).
+
     A QA record may give its answer a probability (``answer_probability``) with the
     ``alternative`` that has the rest, e.g. "YES" at 0.6 and "NO": a soft target for a
     closed-form answer, scored on the answers' first tokens.
@@ -48,6 +53,7 @@ class TrainingRecord:
     answer_probability: float | None = None
     alternative: str = ""
     scores: tuple[float, ...] = ()
+    fields: tuple[str, ...] = ()
     source: str = field(default="", compare=False)  # "file:line" it was read from
 
     def option_pairs(self) -> list[tuple[str, str]]:
@@ -126,7 +132,18 @@ def _choice_record(obj: dict[str, Any], where: str) -> TrainingRecord:
     )
 
 
+def _description_record(obj: dict[str, Any], where: str) -> TrainingRecord:
+    """``{clip_id, fields: [...]}`` or ``{clip_id, description}`` (datagen's
+    descriptions.jsonl: one field)."""
+    clip = _text(obj, "clip_id", where)
+    if "fields" in obj:
+        return TrainingRecord("descriptions", (clip,), fields=_texts(obj, "fields", where))
+    return TrainingRecord("descriptions", (clip,), fields=(_text(obj, "description", where),))
+
+
 def _parse(kind: str, obj: dict[str, Any], where: str) -> TrainingRecord:
+    if kind == "descriptions":
+        return _description_record(obj, where)
     if kind == "pair_rank":
         return _rank_record(obj, where)
     if kind == "pair_choice":

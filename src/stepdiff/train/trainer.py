@@ -56,6 +56,7 @@ from stepdiff.train.checkpoint import (
 )
 from stepdiff.train.config import TrainConfig
 from stepdiff.train.data import MixtureSampler, TrainingRecord, read_training_records
+from stepdiff.train.describe import check_slots, slot_layout, slot_vocabulary
 from stepdiff.train.dev_eval import DevEvaluator
 from stepdiff.train.features import FeatureBank
 from stepdiff.train.flops import (
@@ -85,16 +86,18 @@ REPORT_FILE = "training_report.json"
 TEXT_CHUNK = 256  # texts summarised per LLM forward before training
 RANKING_KINDS = ("pair_rank", "pair_choice")  # items of several (reference, candidate) rows
 PAIR_KINDS = ("pair_qa", *RANKING_KINDS)  # rows whose two videos are (reference, candidate)
+TEXTLESS_KINDS = ("descriptions",)  # no prompt and no answer: only component losses
 
 
 @dataclass
 class MicroBatch:
     """One micro-batch of one kind, ready for the loss."""
 
-    batch: TokenBatch
+    batch: TokenBatch | None  # None for a kind without text (descriptions)
     videos: torch.Tensor  # (B, V, T, P, D) in prompt order
     kind: str
     rank_scores: torch.Tensor | None = None  # ranking items: (G, K) rows' scores, B = G x K
+    slot_ids: torch.Tensor | None = None  # descriptions: (B, N) token id of each slot
     # Ranking items: each row's caption (the answer), read by components that read text.
     captions: list[str] = dataclasses.field(default_factory=list)
 
@@ -240,7 +243,9 @@ def check_lengths(model: StepDiffModel, records: dict[str, list[TrainingRecord]]
     a traceback after the clips were encoded. Checked once per distinct text."""
     limit = model.config.max_length
     seen = set()
-    for kind_records in records.values():
+    for kind, kind_records in records.items():
+        if kind in TEXTLESS_KINDS:
+            continue
         for record in kind_records:
             # A ranking item's rows are pair QA rows that share its question and answer.
             row = record
@@ -349,12 +354,22 @@ class Trainer:
         return [r for kind in self.config.active_kinds() for r in self.records[kind]]
 
     def _set_up_words(self) -> None:
-        """The words head's vocabulary from the training texts, when starting from
-        scratch (a started projector keeps its own)."""
+        """The description slots, and the words head's vocabulary from the training texts
+        and description slots when starting from scratch (a started projector keeps its
+        own)."""
         projector = self.model.projector_module
-        if "words" in projector.components and self.config.init_from is None:
-            vocabulary = word_vocabulary(self.model.tokenizer, self.active_records())
-            projector.components["words"].set_vocabulary(vocabulary)
+        if "words" not in projector.components:
+            return
+        tokenizer = self.model.tokenizer
+        described = self.records.get("descriptions", [])
+        texts = [r for r in self.active_records() if r.kind not in TEXTLESS_KINDS]
+        vocabulary = set(word_vocabulary(tokenizer, texts)) if texts else set()
+        if described:
+            self.slot_layout = slot_layout(tokenizer, described)
+            check_slots(self.slot_layout, projector.config.num_latents)
+            vocabulary |= slot_vocabulary(tokenizer, self.slot_layout, described)
+        if self.config.init_from is None:
+            projector.components["words"].set_vocabulary(sorted(vocabulary))
 
     def _check_tensorboard(self) -> None:
         if not self.config.tensorboard:
@@ -499,8 +514,12 @@ class Trainer:
             else:
                 videos = self.bank.videos(pairs).to(device)
             captions = [r.answer for r in records for _ in r.option_pairs()]
-            return MicroBatch(batch, videos, kind, scores, captions)
+            return MicroBatch(batch, videos, kind, scores, captions=captions)
         videos = self.bank.videos([r.clips for r in records]).to(device)
+        if kind == "descriptions":
+            tokenizer = self.model.tokenizer
+            slots = [self.slot_layout.targets(tokenizer, r.fields) for r in records]
+            return MicroBatch(None, videos, kind, slot_ids=torch.tensor(slots, device=device))
         return MicroBatch(tokenise_records(self.model, records), videos, kind)
 
     def _flops(self, batch: TokenBatch, num_videos: int) -> float:
@@ -528,10 +547,10 @@ class Trainer:
                 if last or self.world == 1
                 else self.accelerator.no_sync(wrapped)
             )
-            if self.config.answer_weight:
+            if self.config.answer_weight and batch is not None:
                 self.step_flops += self.world * self._flops(batch, videos.shape[1])
             for _, component in self.losses(micro_batch.kind):
-                self.step_flops += len(batch.input_ids) * component.training_flops()
+                self.step_flops += len(videos) * component.training_flops()
             with sync, self.accelerator.autocast():
                 loss = self.loss(micro_batch)
                 loss = loss / accum
@@ -552,7 +571,7 @@ class Trainer:
         plus each component loss that this kind trains, times its weight."""
         videos = micro_batch.videos
         loss = videos.new_zeros(())
-        if self.config.answer_weight:
+        if self.config.answer_weight and micro_batch.batch is not None:
             answer = self.model(
                 micro_batch.batch,
                 videos,
@@ -561,6 +580,11 @@ class Trainer:
             )
             loss = loss + self.config.answer_weight * answer
         for weight, component in self.losses(micro_batch.kind):
+            if component.reads_queries:  # e.g. the description slots: (B, N, K) vs (B, N)
+                assert micro_batch.slot_ids is not None
+                scores = self.model.component_scores(component.name, videos)
+                loss = loss + weight * component.loss(scores, micro_batch.slot_ids)
+                continue
             assert micro_batch.rank_scores is not None
             text = None
             if component.reads_text:

@@ -29,6 +29,9 @@ class Component(nn.Module):
     reads_text: ClassVar[bool] = False
     reads_means: ClassVar[bool] = False
     standardised_inputs: ClassVar[bool] = False  # score reads standardised tokens
+    # score reads the projector's output queries (B, N, H) of one video per row (the
+    # reference slot) instead of the videos: a loss on what each video token says.
+    reads_queries: ClassVar[bool] = False
     # Loading: older checkpoints kept its weights at the projector's top level, named
     # so; weights (name prefixes) a checkpoint may lack, which then load fresh; buffers
     # whose length the checkpoint sets.
@@ -53,9 +56,10 @@ class Component(nn.Module):
 
     # ----- what it scores, and its loss -------------------------------------------------
     def score(
-        self, reference: torch.Tensor, candidate: torch.Tensor, text: torch.Tensor | None
+        self, reference: torch.Tensor, candidate: torch.Tensor | None, text: torch.Tensor | None
     ) -> torch.Tensor:
-        """A score of each (reference, candidate) row (B, T, P, D) each -> (B,)."""
+        """A score of each (reference, candidate) row (B, T, P, D) each -> (B,); with
+        ``reads_queries``, of each video's queries (B, N, H) -> any shape its loss takes."""
         raise NotImplementedError(f"the {self.name} component scores nothing")
 
     def read_texts(self, model: Any, texts: list[str]) -> torch.Tensor:
@@ -63,7 +67,8 @@ class Component(nn.Module):
         raise NotImplementedError(f"the {self.name} component reads no text")
 
     def loss(self, scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Its loss on the scores (G, K) of G items' options with their targets (G, K)."""
+        """Its loss on the scores (G, K) of G items' options with their targets (G, K)
+        (with ``reads_queries``: on its scores of each video with their targets)."""
         raise NotImplementedError(f"the {self.name} component has no loss")
 
     def prepare(self, clips: list[torch.Tensor], texts: torch.Tensor | None) -> None:

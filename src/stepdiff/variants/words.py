@@ -26,6 +26,9 @@ from stepdiff.variants.base import Component
 class WordsHead(Component):
     name = "words"
     switch = "projector.output_head=words"
+    weight_key = "describe_weight"
+    trains_on = "descriptions"
+    reads_queries = True
     legacy_prefixes = ("word_",)
     sized_by_checkpoint = ("word_ids",)
 
@@ -82,6 +85,19 @@ class WordsHead(Component):
         logits, words = self.logits(tokens)  # (B, N, K), (K, H)
         return torch.softmax(logits, dim=-1) @ words  # (B, N, H)
 
-    def log_probs(self, queries: torch.Tensor) -> torch.Tensor:
+    def score(
+        self, queries: torch.Tensor, candidate: torch.Tensor | None, text: torch.Tensor | None
+    ) -> torch.Tensor:
         """Log-probabilities (B, N, K) over the vocabulary, one row per video token."""
         return torch.log_softmax(self.logits(queries)[0], dim=-1)
+
+    def loss(self, scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of each video token's word (log-probabilities (B, N, K)) against
+        its slot's token id (B, N), which must be in the vocabulary."""
+        if self.word_ids.numel() == 0:  # the whole vocabulary: ids are indices
+            return nn.functional.nll_loss(scores.flatten(0, 1), targets.flatten())
+        index = torch.searchsorted(self.word_ids, targets)  # word_ids is sorted
+        found = index.clamp(max=len(self.word_ids) - 1)
+        if not torch.equal(self.word_ids[found], targets):
+            raise ValueError("a description token is not in the words head's vocabulary")
+        return nn.functional.nll_loss(scores.flatten(0, 1), found.flatten())
