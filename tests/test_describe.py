@@ -176,9 +176,14 @@ def test_description_training_teaches_the_slots_without_the_llm(tmp_path, small_
         "max_steps=40",
         "batch_size=16",
         "optim.lr=0.003",
+        f"dev.descriptions={probe.data.descriptions[0]}",
+        "dev.max_items=16",
     )
     result = train(config, show_progress=False)
     assert sum(result.losses[-5:]) / 5 < sum(result.losses[:5]) / 5 * 0.5
+    # Read back on (training) clips: one slot in K (~30 byte tokens) would be chance.
+    assert result.dev["slot_accuracy"] > 0.25, result.dev
+    assert 0.1 < result.dev["field_accuracy"] <= 1
     model = load_model(result.model_dir)
     vocabulary = set(model.projector_module.components["words"].word_ids.tolist())
     assert slot_vocabulary(tokenizer, slot_layout(tokenizer, records), records) <= vocabulary

@@ -50,7 +50,7 @@ def clips(small) -> dict[str, ClipSpec]:
 def test_same_seed_same_bytes_other_seed_other_rows(small, tmp_path):
     again = build_benchmark(tmp_path / "again", "small", seed=0, render=False)
     training = ["clips.jsonl", "train_pairs.jsonl", "diffrank_train.jsonl", "diffmcq_train.jsonl"]
-    training.append("descriptions_train.jsonl")
+    training += [f"descriptions_{split}.jsonl" for split in ("heldout", "test", "train")]
     for name in [*BENCHMARK_FILES, *training, "summary.json"]:
         assert (tmp_path / "again" / name).read_bytes() == (small / name).read_bytes(), name
     assert again.files == sorted([*BENCHMARK_FILES, *training]) + ["summary.json"]

@@ -25,8 +25,8 @@ clips changed)::
     train_pairs.jsonl                     train clip pairs with per-category GT
     diffrank_train.jsonl                  DiffRank items of train clips (training data)
     diffmcq_train.jsonl                   DiffMCQ items of train clips (training data)
-    descriptions_train.jsonl              {"clip_id","fields"}: train clips' structured
-                                          descriptions (training data)
+    descriptions_<split>.jsonl            {"clip_id","fields"}: each clip's structured
+                                          description (train: training data; all splits)
     summary.json                          counts per split/task/category, seed, size
 
 for <split> in (test, heldout). The JSONL files are byte-identical for the same seed
@@ -586,7 +586,8 @@ def build_benchmark(
     )
     files["diffmcq_train.jsonl"] = _jsonl(train_choice)
     rows["diffmcq"]["train"] = _count(train_choice)
-    files["descriptions_train.jsonl"] = _jsonl(description_rows(by_split["train"]))
+    for split, split_clips in by_split.items():
+        files[f"descriptions_{split}.jsonl"] = _jsonl(description_rows(split_clips))
 
     rendered = reused = 0
     if render:

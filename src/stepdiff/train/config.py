@@ -47,6 +47,8 @@ class DevConfig:
 
     diffmcq: str | None = None
     diffrank: str | None = None
+    # Descriptions of dev clips ({clip_id, fields}): the words head's slot accuracy.
+    descriptions: str | None = None
     video_dir: str | None = None  # defaults to data.video_dir
     max_items: int | None = 32  # first N rows of each file, to keep evaluation cheap
     batch_size: int = 8

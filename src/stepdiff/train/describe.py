@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import torch
+
 from stepdiff.errors import ConfigError, DataFormatError
 from stepdiff.train.data import TrainingRecord
 
@@ -34,14 +36,21 @@ class SlotLayout:
     def slots(self) -> int:
         return sum(self.widths)
 
-    def targets(self, tokenizer, fields: Sequence[str]) -> list[int]:
-        """The token id of each slot (``slots`` of them) for one description."""
-        ids = []
+    def targets(self, tokenizer, fields: Sequence[str], truncate: bool = False) -> list[int]:
+        """The token id of each slot (``slots`` of them) for one description. A field
+        longer than its slots is an error, or cut to them with ``truncate`` (a dev clip's
+        field that no training clip had: it cannot be spelled in full, so it counts wrong)."""
+        ids: list[int] = []
         for width, tokens in zip(self.widths, field_tokens(tokenizer, fields), strict=True):
-            if len(tokens) > width:
+            if len(tokens) > width and not truncate:
                 raise ValueError(f"a field of {len(tokens)} tokens in {width} slots")
-            ids += tokens + [self.pad_id] * (width - len(tokens))
+            ids += tokens[:width] + [self.pad_id] * (width - len(tokens))
         return ids
+
+    def fields_spelled(self, predicted: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Whether each field is spelled right, every slot of it: (B, N) ids -> (B, F)."""
+        right = predicted == targets
+        return torch.stack([part.all(1) for part in right.split(list(self.widths), dim=1)], 1)
 
 
 def field_tokens(tokenizer, fields: Sequence[str]) -> list[list[int]]:

@@ -1,4 +1,5 @@
-"""Periodic DiffMCQ accuracy and DiffRank tau on a dev split, during training."""
+"""Periodic DiffMCQ accuracy, DiffRank tau and description slot accuracy on a dev split,
+during training."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from stepdiff.eval.score import MAIN_METRIC, score_records
 from stepdiff.eval.scorers import StepDiffScorer
 from stepdiff.model.stepdiff import StepDiffModel
 from stepdiff.train.config import DevConfig
+from stepdiff.train.data import read_training_records
+from stepdiff.train.describe import SlotLayout
 from stepdiff.video.clip import ClipRef
 
 
@@ -28,11 +31,17 @@ class DevEvaluator:
             if path:
                 items = read_ground_truth(path, task)
                 self.items[task] = items[: dev.max_items] if dev.max_items else items
+        self.descriptions = (
+            read_training_records("descriptions", [dev.descriptions], dev.max_items)
+            if dev.descriptions
+            else []
+        )
+        self.slot_layout: SlotLayout | None = None  # the trainer's, set when it has one
         # Fail now, not at the first evaluation, when a dev clip is missing.
         self.clips()
 
     def __bool__(self) -> bool:
-        return bool(self.items)
+        return bool(self.items or self.descriptions)
 
     def clips(self) -> list[ClipRef]:
         """Every clip the dev items show, resolved to its video (sorted by id)."""
@@ -41,6 +50,7 @@ class DevEvaluator:
             for item in items:
                 groups = item.options if task is Task.DIFFMCQ else [(item.reference, *item.targets)]
                 ids.update(clip for group in groups for clip in group)
+        ids.update(record.clips[0] for record in self.descriptions)
         return [self.resolve(clip_id) for clip_id in sorted(ids)]
 
     @torch.no_grad()
@@ -58,5 +68,33 @@ class DevEvaluator:
             report = score_records(task, items, predictions, bootstrap=0)
             name = "mcq_accuracy" if task is Task.DIFFMCQ else "rank_tau"
             results[name] = float(report.metric(MAIN_METRIC[task]).value)
+        if self.descriptions:
+            results.update(self.slot_accuracy(model))
         model.train(was_training)
         return results
+
+    def slot_accuracy(self, model: StepDiffModel) -> dict[str, float]:
+        """The share of dev description slots (padding aside) whose most likely word is
+        the slot's token, and of fields spelled right in every slot."""
+        layout = self.slot_layout
+        if layout is None:
+            raise ValueError("dev.descriptions needs training descriptions (data.descriptions)")
+        right = fields = total = 0
+        field_hits = 0
+        for start in range(0, len(self.descriptions), self.batch_size):
+            chunk = self.descriptions[start : start + self.batch_size]
+            videos = model.clip_features([self.resolve(r.clips[0]) for r in chunk])[:, None]
+            predicted = model.component_scores("words", videos.to(model.device)).argmax(-1)
+            words = model.projector_module.components["words"].word_ids
+            predicted = words[predicted] if words.numel() else predicted  # (B, N) token ids
+            targets = torch.tensor(
+                [layout.targets(model.tokenizer, r.fields, truncate=True) for r in chunk],
+                device=predicted.device,
+            )
+            informative = targets != layout.pad_id
+            right += int(((predicted == targets) & informative).sum())
+            total += int(informative.sum())
+            spelled = layout.fields_spelled(predicted, targets)
+            field_hits += int(spelled.sum())
+            fields += spelled.numel()
+        return {"slot_accuracy": right / max(total, 1), "field_accuracy": field_hits / fields}

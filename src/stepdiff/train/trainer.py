@@ -367,6 +367,7 @@ class Trainer:
         if described:
             self.slot_layout = slot_layout(tokenizer, described)
             check_slots(self.slot_layout, projector.config.num_latents)
+            self.dev.slot_layout = self.slot_layout
             vocabulary |= slot_vocabulary(tokenizer, self.slot_layout, described)
         if self.config.init_from is None:
             projector.components["words"].set_vocabulary(sorted(vocabulary))
