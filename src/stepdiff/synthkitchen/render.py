@@ -761,6 +761,27 @@ def render_video(
     return path
 
 
+def render_clip(
+    path: str | Path, spec: ClipSpec, *, fps: int = DEFAULT_FPS, size: int = DEFAULT_SIZE
+) -> Path:
+    """Render one clip alone, from its first frame to its last, to ``path`` (an mp4
+    without audio or transcript), atomically: a clip for a user to try, not a benchmark
+    video. The clip is drawn as in a source video, so a model trained on SynthKitchen
+    clips sees what it was trained on."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    alone = place_clip(spec, 0.0)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".mp4")
+    os.close(fd)
+    try:
+        _encode(Path(tmp), [alone], alone.duration, fps=fps, size=size, sentences=None)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
 def _encode(
     path: Path,
     clips: Sequence[ClipSpec],
