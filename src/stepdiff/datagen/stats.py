@@ -19,6 +19,7 @@ from stepdiff.data.categories import CATEGORIES
 from stepdiff.data.formats import write_atomic
 from stepdiff.datagen.filtering import lemma, normalise, words
 from stepdiff.datagen.records import read_records
+from stepdiff.datagen.truth_stats import load_synthkitchen_clips, reply_checks, truth_stats
 
 OTHER = "Other"
 STAGES = ("describe", "pairs", "qa", "filter", "interleaved")
@@ -125,6 +126,7 @@ def collect_stats(out_dir: str | Path) -> dict[str, Any]:
             "error_reasons": dict(errors.most_common(10)),
             "qa": sum(len(r["qa"]) for r in raw),
             "models": dict(Counter(r["model"] for r in raw)),
+            **reply_checks(raw),
         }
     qa = _load(out_dir, "qa.jsonl")
     if qa is not None:
@@ -146,6 +148,10 @@ def collect_stats(out_dir: str | Path) -> dict[str, Any]:
             "keep_rate": round(kept / seen, 4) if seen else None,
             "dropped": _prefix_counts(counts, "dropped: "),
         }
+    clips_path = (reports["describe"] or {}).get("config", {}).get("clips")
+    clips = load_synthkitchen_clips(clips_path) if raw is not None else None
+    if clips is not None:
+        stats["truth"] = truth_stats(raw, qa, clips)  # type: ignore[arg-type]
     interleaved = _load(out_dir, "interleaved.jsonl")
     single = _load(out_dir, "single_video.jsonl")
     if interleaved is not None and single is not None:
@@ -182,6 +188,7 @@ def stats_markdown(stats: dict[str, Any]) -> str:
         ("QA generation", "qa_raw"),
         ("QA filter", "filter"),
         ("QA kept", "qa"),
+        ("QA against the clips' ground truth", "truth"),
         ("Interleaved and single-video data", "interleaved"),
     ]
     for title, key in sections:

@@ -1,0 +1,124 @@
+"""How true the written QA are, where the clips' ground truth is known (SynthKitchen).
+
+Every QA of ``qa_raw.jsonl`` is checked against both clips' attributes
+(:func:`stepdiff.synthkitchen.qa_truth.check_qa`: supported, contradicted or
+uncheckable), before the filter and after it (the QA kept in ``qa.jsonl``), and the
+filter is scored as a detector of contradicted QA: precision (of the QA it dropped, the
+share contradicted) and recall (of the contradicted QA, the share it dropped). Also per
+category and the role swaps (a video given the other video's value).
+
+Also, for any clips: replies with fewer QA than asked (a truncated reply, or a model
+that stopped early) and near-identical QA within one reply.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from stepdiff.datagen.filtering import words
+
+QUESTIONS_ASKED = 3
+# Two questions of one reply whose word sets overlap this much ask the same thing.
+NEAR_DUPLICATE_JACCARD = 0.8
+
+
+def reply_checks(raw: list[dict[str, Any]]) -> dict[str, int]:
+    """Counts over parsed replies: fewer QA than asked, and near-identical QA pairs."""
+    parsed = [r for r in raw if not r["error"]]
+    short = sum(1 for r in parsed if len(r["qa"]) < QUESTIONS_ASKED)
+    duplicates = 0
+    for record in parsed:
+        questions = [set(words(qa["question"])) for qa in record["qa"]]
+        for i, first in enumerate(questions):
+            for second in questions[i + 1 :]:
+                union = first | second
+                if union and len(first & second) / len(union) >= NEAR_DUPLICATE_JACCARD:
+                    duplicates += 1
+    return {"replies_with_fewer_qa": short, "near_duplicate_qa_pairs": duplicates}
+
+
+def load_synthkitchen_clips(path: str | Path | None) -> dict[str, Any] | None:
+    """The ClipSpecs of a SynthKitchen ``clips.jsonl`` by clip id; None when ``path`` is
+    missing or is not SynthKitchen's (other clips carry no ground truth to check)."""
+    from stepdiff.synthkitchen.world import ClipSpec
+
+    if path is None or not Path(path).is_file():
+        return None
+    clips = {}
+    try:
+        with Path(path).open(encoding="utf-8") as handle:
+            for line in handle:
+                if line.strip():
+                    spec = ClipSpec.from_dict(json.loads(line))
+                    clips[spec.clip_id] = spec
+    except (ValueError, TypeError, KeyError):
+        return None
+    return clips
+
+
+def truth_stats(
+    raw: list[dict[str, Any]], kept: list[dict[str, Any]] | None, clips: dict[str, Any]
+) -> dict[str, Any]:
+    """Verdict counts and rates before and after the filter, the filter's precision and
+    recall on contradicted QA, per category, and role swaps."""
+    from stepdiff.datagen.stats import classify_question
+    from stepdiff.synthkitchen.qa_truth import CONTRADICTED, VERDICTS, check_qa
+
+    kept_keys = (
+        None if kept is None else Counter((q["pair_id"], q["question"], q["answer"]) for q in kept)
+    )
+    before: Counter[str] = Counter()
+    after: Counter[str] = Counter()
+    per_category: dict[str, Counter[str]] = {}
+    dropped_contradicted = dropped = swaps = 0
+    reasons: Counter[str] = Counter()
+    for record in raw:
+        reference, candidate = clips.get(record["reference"]), clips.get(record["candidate"])
+        if reference is None or candidate is None:
+            continue
+        for qa in record["qa"]:
+            truth = check_qa(qa["question"], qa["answer"], reference, candidate)
+            before[truth.verdict] += 1
+            category = classify_question(qa["question"])
+            per_category.setdefault(category, Counter())[truth.verdict] += 1
+            contradicted = truth.verdict == CONTRADICTED
+            if contradicted:
+                reasons[truth.reason.split(" '")[0]] += 1
+                swaps += truth.reason.endswith("the other video's")
+            if kept_keys is None:
+                continue
+            key = (record["pair_id"], qa["question"], qa["answer"])
+            if kept_keys[key] > 0:
+                kept_keys[key] -= 1
+                after[truth.verdict] += 1
+            else:
+                dropped += 1
+                dropped_contradicted += contradicted
+
+    def summary(counts: Counter[str]) -> dict[str, Any]:
+        total = sum(counts.values())
+        rate = round(counts[CONTRADICTED] / total, 4) if total else None
+        return {"qa": total, **{v: counts[v] for v in VERDICTS}, "contradicted_rate": rate}
+
+    stats: dict[str, Any] = {
+        "before_filter": summary(before),
+        "role_swaps": swaps,
+        "contradicted_reasons": dict(reasons.most_common()),
+        "contradicted_rate_per_category": {
+            c: summary(counts)["contradicted_rate"] for c, counts in sorted(per_category.items())
+        },
+    }
+    if kept_keys is not None:
+        stats["after_filter"] = summary(after)
+        stats["filter_on_contradicted"] = {
+            "precision": round(dropped_contradicted / dropped, 4) if dropped else None,
+            "recall": (
+                round(dropped_contradicted / before[CONTRADICTED], 4)
+                if before[CONTRADICTED]
+                else None
+            ),
+        }
+    return stats

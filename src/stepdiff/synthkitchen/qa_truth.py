@@ -1,0 +1,289 @@
+"""Whether a written comparison QA is true of its pair of SynthKitchen clips.
+
+A writer LLM reads two clips' descriptions and writes question-answer pairs about their
+differences; SynthKitchen knows both clips' attributes, so each answer can be checked
+against them instead of trusted. A QA is
+
+- **contradicted** when its answer names a value that neither clip has (a tool in
+  neither video), gives one video a value that only the other one has (the roles
+  swapped), or answers a "same ...?" question yes where the two clips differ (or no
+  where they are the same);
+- **supported** when it names values of the pair's attributes, each on a video that has
+  it (or on no video in particular), or answers a "same ...?" question rightly;
+- **uncheckable** when it names no attribute value and is no yes/no about one.
+
+Which video a value is said of: the nearest role marker before it in its clause ("Video
+1", "the first video", "the reference" / "Video 2", "the second video", "the user").
+Without one, the annotators' order "<candidate's> instead of <reference's>" decides;
+otherwise the value is said of no video in particular. Values are matched as whole
+words, tolerating inflection (:mod:`stepdiff.synthkitchen.truth`); a longer name wins
+over a shorter one inside it ("serving bowl" is a plate, not the vessel "bowl").
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from stepdiff.synthkitchen.differences import compare_category
+from stepdiff.synthkitchen.truth import INSTEAD, _find, _words
+from stepdiff.synthkitchen.world import (
+    FINAL_STATE_PHRASES,
+    GARNISH_PHRASES,
+    INGREDIENTS,
+    KEYSTEPS,
+    MOTION_PHRASES,
+    PLATES,
+    SPEED_PHRASES,
+    TOOLS,
+    VESSEL_MATERIALS,
+    ClipSpec,
+)
+
+SUPPORTED, CONTRADICTED, UNCHECKABLE = "supported", "contradicted", "uncheckable"
+VERDICTS = (SUPPORTED, CONTRADICTED, UNCHECKABLE)
+
+# Names too common elsewhere to count as naming the attribute: "set the pan", "the whole
+# time", "fresh herbs" (the garnish, not the doneness), "medium heat", "a wooden spoon"
+# (a tool colour, not the cutting board's material).
+_AMBIGUOUS = {
+    "doneness": frozenset({"set", "fresh"}),
+    "final_state": frozenset({"whole"}),
+    "speed": frozenset({"medium"}),
+    "vessel_material": frozenset({"wooden"}),
+}
+
+
+def _vocabulary() -> dict[str, dict[str, tuple[str, ...]]]:
+    """attribute -> value -> the phrases that name it."""
+    doneness = {d.name for k in KEYSTEPS.values() for d in k.doneness}
+    final_states = {s for k in KEYSTEPS.values() for s in k.final_states}
+    materials = {m for ms in VESSEL_MATERIALS.values() for m in ms}
+    table: dict[str, dict[str, tuple[str, ...]]] = {
+        "ingredient": {n: (n, i.singular, i.plural) for n, i in INGREDIENTS.items()},
+        "tool": {t: (t, TOOLS[t]) for t in TOOLS},
+        "vessel": {v: (v,) for v in VESSEL_MATERIALS},
+        "vessel_material": {m: (m,) for m in materials},
+        "motion": {m: (m, p) for m, p in MOTION_PHRASES.items()},
+        "speed": {s: (s, p) for s, p in SPEED_PHRASES.items()},
+        "doneness": {d: (d,) for d in doneness},
+        "final_state": {s: (s, FINAL_STATE_PHRASES.get(s, s)) for s in final_states},
+        "plate": {p: (p,) for p in PLATES},
+        "garnish": {g: (g, p) for g, p in GARNISH_PHRASES.items()},
+    }
+    return {
+        attribute: {
+            value: tuple(dict.fromkeys(f for f in forms if f not in _AMBIGUOUS.get(attribute, ())))
+            for value, forms in values.items()
+        }
+        for attribute, values in table.items()
+    }
+
+
+VOCABULARY = _vocabulary()
+# Every (phrase words, attribute, value), longest phrase first, so that a longer name
+# claims its words before a shorter one inside it.
+_PHRASES = sorted(
+    (
+        (tuple(_words(form)), attribute, value)
+        for attribute, values in VOCABULARY.items()
+        for value, forms in values.items()
+        for form in forms
+    ),
+    key=lambda entry: -len(entry[0]),
+)
+
+_REFERENCE_MARKERS = (
+    ("video", "1"),
+    ("video", "one"),
+    ("first", "video"),
+    ("first", "clip"),
+    ("the", "first"),
+    ("reference",),
+)
+_CANDIDATE_MARKERS = (
+    ("video", "2"),
+    ("video", "two"),
+    ("second", "video"),
+    ("second", "clip"),
+    ("the", "second"),
+    ("candidate",),
+    ("user",),
+)
+_CLAUSE_BREAKS = re.compile(r"[.;:!?]|,|\bwhile\b|\bwhereas\b|\bbut\b", re.I)
+
+# "same <keyword>?" -> the attribute (or category) whose sameness the question asks about.
+_SAME_ATTRIBUTES = (
+    ("ingredient", "ingredient"),
+    ("tool", "tool"),
+    ("utensil", "tool"),
+    ("vessel", "vessel"),
+    ("pan", "vessel"),
+    ("pot", "vessel"),
+    ("motion", "motion"),
+    ("speed", "speed"),
+    ("pace", "speed"),
+    ("garnish", "garnish"),
+    ("plate", "plate"),
+)
+_SAME_CATEGORIES = (
+    ("equipment", "Tools/Equipment"),
+    ("technique", "Technique"),
+    ("action", "Actions"),
+    ("order", "Actions"),
+    ("look", "Visuals"),
+    ("visual", "Visuals"),
+    ("serv", "Serving / Presentation"),
+    ("present", "Serving / Presentation"),
+)
+
+
+@dataclass(frozen=True)
+class Mention:
+    attribute: str
+    value: str
+    side: str | None  # "reference", "candidate" or None (no video in particular)
+
+
+@dataclass(frozen=True)
+class QATruth:
+    verdict: str  # one of VERDICTS
+    reason: str  # why, in a few words ("" when supported)
+
+
+def mentions(text: str) -> list[Mention]:
+    """The attribute values ``text`` names, each with the video it is said of."""
+    found: list[Mention] = []
+    for clause in _CLAUSE_BREAKS.split(text):
+        words = _words(clause)
+        taken = [False] * len(words)
+        roles = _role_positions(words)
+        instead = _find(words, _words(INSTEAD))
+        hits: list[tuple[int, str, str]] = []
+        for phrase, attribute, value in _PHRASES:
+            for start in _all_positions(words, phrase, strict=attribute == "tool"):
+                span = range(start, start + len(phrase))
+                if any(taken[i] for i in span) or _is_unit(words, attribute, span):
+                    continue
+                for i in span:
+                    taken[i] = True
+                hits.append((start, attribute, value))
+        for start, attribute, value in sorted(hits):
+            found.append(Mention(attribute, value, _side(start, roles, instead)))
+    return found
+
+
+def _side(start: int, roles: list[tuple[int, str]], instead: int | None) -> str | None:
+    """The video a value at ``start`` is said of. "X instead of Y": Y belongs to the other
+    video than X, whose video a marker before it names (or, without one, the candidate's,
+    the annotators' order)."""
+    before = [role for at, role in roles if at < start]
+    if instead is None or start < instead:
+        return before[-1] if before else ("candidate" if instead is not None else None)
+    after = [role for at, role in roles if instead < at < start]
+    if after:
+        return after[-1]
+    first = [role for at, role in roles if at < instead]
+    return _OTHER[first[-1]] if first else "reference"
+
+
+_OTHER = {"reference": "candidate", "candidate": "reference"}
+
+
+def _is_unit(words: Sequence[str], attribute: str, span: range) -> bool:
+    """A tool name used as a unit of quantity ("two ladles of batter")."""
+    return attribute == "tool" and span.stop < len(words) and words[span.stop] == "of"
+
+
+def check_qa(question: str, answer: str, reference: ClipSpec, candidate: ClipSpec) -> QATruth:
+    """The verdict on one QA about (reference = Video 1, candidate = Video 2)."""
+    clips = {"reference": reference, "candidate": candidate}
+    for mention in mentions(answer):
+        values = {side: str(getattr(clip, mention.attribute)) for side, clip in clips.items()}
+        if mention.value not in values.values():
+            return QATruth(
+                CONTRADICTED, f"names {mention.attribute} {mention.value!r}, in neither video"
+            )
+        if mention.side is not None and values[mention.side] != mention.value:
+            return QATruth(
+                CONTRADICTED,
+                f"gives the {mention.side} {mention.attribute} {mention.value!r}, the other "
+                "video's",
+            )
+    same = _same_question_truth(question, reference, candidate)
+    said = _yes_or_no(answer)
+    if same is not None and said is not None:
+        if said != same:
+            return QATruth(
+                CONTRADICTED,
+                f"answers {'yes' if said else 'no'} to a sameness "
+                f"that is {'true' if same else 'false'}",
+            )
+        return QATruth(SUPPORTED, "")
+    if mentions(answer):
+        return QATruth(SUPPORTED, "")
+    return QATruth(UNCHECKABLE, "names no attribute value")
+
+
+def _same_question_truth(question: str, reference: ClipSpec, candidate: ClipSpec) -> bool | None:
+    """For a "same ...?" question, whether the two clips are the same in what it asks
+    about; None for any other question."""
+    lowered = question.lower()
+    if "same" not in lowered and "different" not in lowered:
+        return None
+    words = _words(question)
+    for keyword, attribute in _SAME_ATTRIBUTES:
+        if keyword in words or f"{keyword}s" in words:  # "pan", not "pancakes"
+            same = getattr(reference, attribute) == getattr(candidate, attribute)
+            return same if "same" in lowered else not same
+    for keyword, category in _SAME_CATEGORIES:
+        if any(w.startswith(keyword) for w in words):
+            same = reference.keystep == candidate.keystep and not (
+                compare_category(reference, candidate, category).differences
+            )
+            return same if "same" in lowered else not same
+    return None
+
+
+def _yes_or_no(answer: str) -> bool | None:
+    words = _words(answer)
+    if not words:
+        return None
+    return {"yes": True, "no": False}.get(words[0])
+
+
+def _role_positions(words: Sequence[str]) -> list[tuple[int, str]]:
+    roles = [
+        (at, role)
+        for markers, role in ((_REFERENCE_MARKERS, "reference"), (_CANDIDATE_MARKERS, "candidate"))
+        for marker in markers
+        for at in _all_positions(words, marker)
+    ]
+    return sorted(set(roles))
+
+
+def _all_positions(words: Sequence[str], phrase: Sequence[str], strict: bool = False) -> list[int]:
+    """Where ``phrase`` occurs in ``words``: with inflections, or (``strict``, for tools,
+    whose names are also verbs: "whisked", "whisking") as written or plural only."""
+    n = len(phrase)
+    if strict:
+        return [
+            start
+            for start in range(len(words) - n + 1)
+            if list(words[start : start + n - 1]) == list(phrase[:-1])
+            and words[start + n - 1] in (phrase[-1], f"{phrase[-1]}s", f"{phrase[-1]}es")
+            and not (words[start + n - 1] != phrase[-1] and phrase[-1] in _VERB_TOOLS)
+        ]
+    positions, offset = [], 0
+    while offset <= len(words) - n:
+        at = _find(words[offset:], phrase)
+        if at is None:
+            break
+        positions.append(offset + at)
+        offset += at + 1
+    return positions
+
+
+# Tool names that are also a keystep's verb: "the person whisks" is no tool.
+_VERB_TOOLS = frozenset(k for k in KEYSTEPS if k in TOOLS)

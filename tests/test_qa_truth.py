@@ -1,0 +1,174 @@
+"""The QA truth checker on hand-built SynthKitchen pairs: every verdict and its reason."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from stepdiff.synthkitchen.qa_truth import CONTRADICTED, SUPPORTED, UNCHECKABLE, check_qa, mentions
+from stepdiff.synthkitchen.world import ClipSpec
+
+REFERENCE = ClipSpec(
+    video_uid="ref",
+    start=0.0,
+    end=3.0,
+    keystep="stir-fry",
+    split="train",
+    seed=1,
+    ingredient="peppers",
+    ingredient_color="yellow",
+    quantity=2,
+    tool="spoon",
+    tool_color="wooden",
+    vessel="pan",
+    vessel_material="cast-iron",
+    motion="circular",
+    speed="medium",
+    actions=("oil", "add", "work", "season"),
+    skipped=None,
+    doneness="golden",
+    final_state="large chunks",
+    plate="round plate",
+    garnish="herbs",
+)
+# The same step with a spatula in a wok, moved back and forth, served in a serving bowl.
+CANDIDATE = dataclasses.replace(
+    REFERENCE,
+    video_uid="cand",
+    tool="spatula",
+    vessel="wok",
+    vessel_material="nonstick",
+    motion="back-and-forth",
+    plate="serving bowl",
+)
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "verdict", "reason"),
+    [
+        # Each value on the video that has it, by role markers or by "instead of".
+        (
+            "What differs?",
+            "The first video uses a wooden spoon, while the second uses a spatula.",
+            SUPPORTED,
+            "",
+        ),
+        ("What differs?", "The person uses a spatula instead of a spoon.", SUPPORTED, ""),
+        ("What differs?", "Video 2 stirs back and forth in a wok.", SUPPORTED, ""),
+        # A marker names the first side; "instead of" gives the other one to the rest.
+        ("What differs?", "The candidate stirs in a wok instead of in a pan.", SUPPORTED, ""),
+        ("What differs?", "Video 1 stirs in a pan instead of in a wok.", SUPPORTED, ""),
+        (
+            "What differs?",
+            "Video 1 stirs in a wok instead of in a pan.",
+            CONTRADICTED,
+            "gives the reference vessel 'wok', the other video's",
+        ),
+        # A tool's name as a verb or a unit names no tool.
+        (
+            "What differs?",
+            "The food is whisked, two ladles of it.",
+            UNCHECKABLE,
+            "names no attribute value",
+        ),
+        # The roles swapped.
+        (
+            "What differs?",
+            "Video 1 uses a spatula and Video 2 uses a spoon.",
+            CONTRADICTED,
+            "gives the reference tool 'spatula', the other video's",
+        ),
+        (
+            "What differs?",
+            "The person uses a spoon instead of a spatula.",
+            CONTRADICTED,
+            "gives the candidate tool 'spoon', the other video's",
+        ),
+        # A value neither clip has.
+        (
+            "What differs?",
+            "The second video uses a whisk.",
+            CONTRADICTED,
+            "names tool 'whisk', in neither video",
+        ),
+        (
+            "What is served?",
+            "Both serve the peppers on a slate.",
+            CONTRADICTED,
+            "names plate 'slate', in neither video",
+        ),
+        # "serving bowl" is the candidate's plate, not the vessel "bowl".
+        ("What is served?", "Video 2 serves them in a serving bowl.", SUPPORTED, ""),
+        # "Same ...?" questions, answered rightly and wrongly.
+        ("Did both videos use the same tool?", "No.", SUPPORTED, ""),
+        (
+            "Did both videos use the same tool?",
+            "Yes, they did.",
+            CONTRADICTED,
+            "answers yes to a sameness that is false",
+        ),
+        ("Do both videos use the same ingredients?", "Yes.", SUPPORTED, ""),
+        (
+            "Is the technique the same in both videos?",
+            "Yes.",
+            CONTRADICTED,
+            "answers yes to a sameness that is false",
+        ),
+        (
+            "Does the food look the same in both videos?",
+            "No.",
+            CONTRADICTED,
+            "answers no to a sameness that is true",
+        ),
+        # Nothing to check.
+        (
+            "How do the videos differ?",
+            "They differ in several ways.",
+            UNCHECKABLE,
+            "names no attribute value",
+        ),
+    ],
+)
+def test_each_verdict(question, answer, verdict, reason):
+    truth = check_qa(question, answer, REFERENCE, CANDIDATE)
+    assert (truth.verdict, truth.reason) == (verdict, reason)
+
+
+def test_common_words_do_not_count_as_values():
+    # "fresh herbs" is the garnish (not the doneness "fresh"); "medium heat" no speed;
+    # "a wooden spoon" a tool colour (not the cutting board's material); "pancakes" is
+    # the ingredient, with no vessel "pan" in it.
+    found = mentions("Both add fresh herbs over medium heat with a wooden spoon; no pancakes.")
+    assert [(m.attribute, m.value) for m in found] == [
+        ("garnish", "herbs"),
+        ("tool", "spoon"),
+        ("ingredient", "pancakes"),
+    ]
+
+
+def test_truth_stats_score_the_filter_as_a_detector_of_contradicted_qa():
+    from stepdiff.datagen.truth_stats import reply_checks, truth_stats
+
+    qa = [
+        {"question": "What differs?", "answer": "Video 2 uses a spatula."},  # supported
+        {"question": "What differs?", "answer": "Video 2 uses a whisk."},  # contradicted
+        {"question": "What differs?", "answer": "Video 1 uses a spatula."},  # a swap
+        {"question": "What differs?!", "answer": "They differ."},  # uncheckable
+    ]
+    raw = [{"pair_id": "p", "reference": "r", "candidate": "c", "qa": qa, "error": None}]
+    # The filter kept the first and the swap: it dropped 2, of which 1 is contradicted.
+    kept = [{"pair_id": "p", **qa[0]}, {"pair_id": "p", **qa[2]}]
+    stats = truth_stats(raw, kept, {"r": REFERENCE, "c": CANDIDATE})
+    assert stats["before_filter"] == {
+        "qa": 4,
+        "supported": 1,
+        "contradicted": 2,
+        "uncheckable": 1,
+        "contradicted_rate": 0.5,
+    }
+    assert stats["after_filter"]["contradicted"] == 1 and stats["after_filter"]["qa"] == 2
+    assert stats["filter_on_contradicted"] == {"precision": 0.5, "recall": 0.5}
+    assert stats["role_swaps"] == 1
+    # All four questions are "What differs?" up to punctuation: 6 near-identical pairs.
+    assert reply_checks(raw) == {"replies_with_fewer_qa": 0, "near_duplicate_qa_pairs": 6}
