@@ -15,6 +15,22 @@ from stepdiff.llm.aliases import DEFAULT_LLM
 from stepdiff.options import option
 
 QA_SOURCES = ("auto", "llm", "rubric")
+# The writer the pipeline uses when --llm is not given and it is installed: it writes
+# comparison QA that parse (docs/datagen.md); SmolLM2-135M's replies mostly do not.
+WRITER_LLM = "llamacpp:qwen2.5-coder-1.5b-instruct"
+
+
+def default_writer() -> str:
+    """WRITER_LLM where llama-cpp-python and that model are installed, else the offline
+    default LLM."""
+    import importlib.util
+
+    from stepdiff.llm.parts import is_installed, part_model
+
+    name = WRITER_LLM.removeprefix("llamacpp:")
+    if importlib.util.find_spec("llama_cpp") is not None and is_installed(part_model(name)):
+        return WRITER_LLM
+    return DEFAULT_LLM
 
 
 @dataclass(frozen=True)
@@ -39,9 +55,11 @@ class DatagenConfig:
     split: str | None = option("--split", default=None, help="Keep only clips of this split.")
     llm: str = option(
         "--llm",
-        default=DEFAULT_LLM,
-        help="Text generator: smollm2-135m-instruct, tiny, hf:<id>, llamacpp:<gguf>, "
-        "openai:<base_url>@<model>, py:<module>:<factory>, or none (rule-based descriptions).",
+        default="",
+        help="Text generator: llamacpp:<gguf|alias>, smollm2-135m-instruct, tiny, hf:<id>, "
+        "openai:<base_url>@<model>, py:<module>:<factory>, or none (rule-based "
+        f"descriptions). Default: {WRITER_LLM} where the llamacpp extra and that model "
+        f"are installed, else {DEFAULT_LLM}.",
     )
     qa_source: str = option(
         "--qa-source",
@@ -99,6 +117,9 @@ class DatagenConfig:
 
     def __post_init__(self) -> None:
         from stepdiff.datagen.sources import ASR_MODES
+
+        if not self.llm:  # frozen: the one field filled in after construction
+            object.__setattr__(self, "llm", default_writer())
 
         if self.asr not in ASR_MODES:
             raise ConfigError(f"--asr {self.asr!r}: expected one of {', '.join(ASR_MODES)}")
