@@ -159,7 +159,7 @@ def test_truth_stats_score_the_filter_as_a_detector_of_contradicted_qa():
     raw = [{"pair_id": "p", "reference": "r", "candidate": "c", "qa": qa, "error": None}]
     # The filter kept the first and the swap: it dropped 2, of which 1 is contradicted.
     kept = [{"pair_id": "p", **qa[0]}, {"pair_id": "p", **qa[2]}]
-    stats = truth_stats(raw, kept, {"r": REFERENCE, "c": CANDIDATE})
+    stats = truth_stats(raw, kept, {"r": REFERENCE, "c": CANDIDATE}, lambda q: "Other")
     assert stats["before_filter"] == {
         "qa": 4,
         "supported": 1,
@@ -172,3 +172,25 @@ def test_truth_stats_score_the_filter_as_a_detector_of_contradicted_qa():
     assert stats["role_swaps"] == 1
     # All four questions are "What differs?" up to punctuation: 6 near-identical pairs.
     assert reply_checks(raw) == {"replies_with_fewer_qa": 0, "near_duplicate_qa_pairs": 6}
+
+
+def test_a_word_said_of_the_wrong_video_is_a_swap():
+    from stepdiff.datagen.truth_stats import reply_checks, swapped_words
+
+    first = "The person stirs peppers in a pan with a spoon."
+    second = "The person whisks eggs in a bowl with a whisk."
+    assert swapped_words("Video 1 whisks eggs, while Video 2 stirs.", first, second) == [
+        "whisks",
+        "eggs",
+        "stirs",
+    ]
+    assert swapped_words("Video 2 whisks eggs instead of stirring peppers.", first, second) == []
+    assert swapped_words("Both videos use a person.", first, second) == []  # no side
+    qa = [
+        {"question": "Q1?", "answer": "Video 1 uses a whisk."},
+        {"question": "Q2?", "answer": "Video 2 uses a whisk."},
+    ]
+    raw = [{"pair_id": "p", "reference": "a", "candidate": "b", "qa": qa, "error": None}]
+    checks = reply_checks(raw, {"a": first, "b": second})
+    assert checks["qa_with_swapped_roles"] == 1 and checks["replies_with_swapped_roles"] == 1
+    assert checks["replies_with_fewer_qa"] == 1  # 2 QA where 3 were asked

@@ -65,6 +65,12 @@ def _load(out_dir: Path, name: str) -> list[dict[str, Any]] | None:
     return read_records(path) if path.is_file() else None
 
 
+def _descriptions_by_clip(records: list[dict[str, Any]] | None) -> dict[str, str] | None:
+    if records is None:
+        return None
+    return {d["clip_id"]: d["description"] for d in records if d.get("description")}
+
+
 def _report(out_dir: Path, stage: str) -> dict[str, Any] | None:
     path = out_dir / f"{stage}_report.json"
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
@@ -126,7 +132,7 @@ def collect_stats(out_dir: str | Path) -> dict[str, Any]:
             "error_reasons": dict(errors.most_common(10)),
             "qa": sum(len(r["qa"]) for r in raw),
             "models": dict(Counter(r["model"] for r in raw)),
-            **reply_checks(raw),
+            **reply_checks(raw, _descriptions_by_clip(descriptions)),
         }
     qa = _load(out_dir, "qa.jsonl")
     if qa is not None:
@@ -151,7 +157,7 @@ def collect_stats(out_dir: str | Path) -> dict[str, Any]:
     clips_path = (reports["describe"] or {}).get("config", {}).get("clips")
     clips = load_synthkitchen_clips(clips_path) if raw is not None else None
     if clips is not None:
-        stats["truth"] = truth_stats(raw, qa, clips)  # type: ignore[arg-type]
+        stats["truth"] = truth_stats(raw, qa, clips, classify_question)  # type: ignore[arg-type]
     interleaved = _load(out_dir, "interleaved.jsonl")
     single = _load(out_dir, "single_video.jsonl")
     if interleaved is not None and single is not None:

@@ -8,16 +8,19 @@ share contradicted) and recall (of the contradicted QA, the share it dropped). A
 category and the role swaps (a video given the other video's value).
 
 Also, for any clips: replies with fewer QA than asked (a truncated reply, or a model
-that stopped early) and near-identical QA within one reply.
+that stopped early), near-identical QA within one reply, and QA whose answer gives a
+video what only the other video's description has (swapped roles).
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from stepdiff.data.roles import CANDIDATE, OTHER, REFERENCE, clauses, text_words, word_sides
 from stepdiff.datagen.filtering import words
 
 QUESTIONS_ASKED = 3
@@ -25,10 +28,43 @@ QUESTIONS_ASKED = 3
 NEAR_DUPLICATE_JACCARD = 0.8
 
 
-def reply_checks(raw: list[dict[str, Any]]) -> dict[str, int]:
-    """Counts over parsed replies: fewer QA than asked, and near-identical QA pairs."""
+def swapped_words(answer: str, description1: str, description2: str) -> list[str]:
+    """Words ``answer`` says of one video that only the other video's description holds
+    ("Video 1 whisks" where only Video 2's description whisks): the writer swapped the
+    roles, or read one description as the other's."""
+    own = {REFERENCE: set(text_words(description1)), CANDIDATE: set(text_words(description2))}
+    swapped = []
+    for clause in clauses(answer):
+        for word, side in zip(clause, word_sides(clause), strict=True):
+            if side is None or len(word) < 4 or word in _MARKER_WORDS:
+                continue
+            if word in own[OTHER[side]] and word not in own[side]:
+                swapped.append(word)
+    return swapped
+
+
+_MARKER_WORDS = frozenset({"video", "first", "second", "reference", "candidate", "user"})
+
+
+def reply_checks(
+    raw: list[dict[str, Any]], descriptions: dict[str, str] | None = None
+) -> dict[str, int]:
+    """Counts over parsed replies: fewer QA than asked, near-identical QA pairs, and (with
+    the clips' descriptions) QA that say a video has what only the other one has."""
     parsed = [r for r in raw if not r["error"]]
     short = sum(1 for r in parsed if len(r["qa"]) < QUESTIONS_ASKED)
+    swapped_qa = swapped_replies = 0
+    if descriptions is not None:
+        for record in parsed:
+            first, second = (
+                descriptions.get(record["reference"]),
+                descriptions.get(record["candidate"]),
+            )
+            if first is None or second is None:
+                continue
+            hits = [bool(swapped_words(qa["answer"], first, second)) for qa in record["qa"]]
+            swapped_qa += sum(hits)
+            swapped_replies += any(hits)
     duplicates = 0
     for record in parsed:
         questions = [set(words(qa["question"])) for qa in record["qa"]]
@@ -37,7 +73,13 @@ def reply_checks(raw: list[dict[str, Any]]) -> dict[str, int]:
                 union = first | second
                 if union and len(first & second) / len(union) >= NEAR_DUPLICATE_JACCARD:
                     duplicates += 1
-    return {"replies_with_fewer_qa": short, "near_duplicate_qa_pairs": duplicates}
+    counts = {"replies_with_fewer_qa": short, "near_duplicate_qa_pairs": duplicates}
+    if descriptions is not None:
+        counts |= {
+            "qa_with_swapped_roles": swapped_qa,
+            "replies_with_swapped_roles": swapped_replies,
+        }
+    return counts
 
 
 def load_synthkitchen_clips(path: str | Path | None) -> dict[str, Any] | None:
@@ -60,11 +102,14 @@ def load_synthkitchen_clips(path: str | Path | None) -> dict[str, Any] | None:
 
 
 def truth_stats(
-    raw: list[dict[str, Any]], kept: list[dict[str, Any]] | None, clips: dict[str, Any]
+    raw: list[dict[str, Any]],
+    kept: list[dict[str, Any]] | None,
+    clips: dict[str, Any],
+    classify: Callable[[str], str],
 ) -> dict[str, Any]:
     """Verdict counts and rates before and after the filter, the filter's precision and
-    recall on contradicted QA, per category, and role swaps."""
-    from stepdiff.datagen.stats import classify_question
+    recall on contradicted QA, per category (``classify``: question -> category), and
+    role swaps."""
     from stepdiff.synthkitchen.qa_truth import CONTRADICTED, VERDICTS, check_qa
 
     kept_keys = (
@@ -82,7 +127,7 @@ def truth_stats(
         for qa in record["qa"]:
             truth = check_qa(qa["question"], qa["answer"], reference, candidate)
             before[truth.verdict] += 1
-            category = classify_question(qa["question"])
+            category = classify(qa["question"])
             per_category.setdefault(category, Counter())[truth.verdict] += 1
             contradicted = truth.verdict == CONTRADICTED
             if contradicted:

@@ -12,22 +12,21 @@ against them instead of trusted. A QA is
   it (or on no video in particular), or answers a "same ...?" question rightly;
 - **uncheckable** when it names no attribute value and is no yes/no about one.
 
-Which video a value is said of: the nearest role marker before it in its clause ("Video
-1", "the first video", "the reference" / "Video 2", "the second video", "the user").
-Without one, the annotators' order "<candidate's> instead of <reference's>" decides;
-otherwise the value is said of no video in particular. Values are matched as whole
+Which video a value is said of: :func:`stepdiff.data.roles.word_sides` (role markers
+such as "Video 1" / "the user", and the annotators' order "<candidate's> instead of
+<reference's>"). Values are matched as whole
 words, tolerating inflection (:mod:`stepdiff.synthkitchen.truth`); a longer name wins
 over a shorter one inside it ("serving bowl" is a plate, not the vessel "bowl").
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from stepdiff.data.roles import clauses, word_sides
 from stepdiff.synthkitchen.differences import compare_category
-from stepdiff.synthkitchen.truth import INSTEAD, _find, _words
+from stepdiff.synthkitchen.truth import _find, _words
 from stepdiff.synthkitchen.world import (
     FINAL_STATE_PHRASES,
     GARNISH_PHRASES,
@@ -94,25 +93,6 @@ _PHRASES = sorted(
     key=lambda entry: -len(entry[0]),
 )
 
-_REFERENCE_MARKERS = (
-    ("video", "1"),
-    ("video", "one"),
-    ("first", "video"),
-    ("first", "clip"),
-    ("the", "first"),
-    ("reference",),
-)
-_CANDIDATE_MARKERS = (
-    ("video", "2"),
-    ("video", "two"),
-    ("second", "video"),
-    ("second", "clip"),
-    ("the", "second"),
-    ("candidate",),
-    ("user",),
-)
-_CLAUSE_BREAKS = re.compile(r"[.;:!?]|,|\bwhile\b|\bwhereas\b|\bbut\b", re.I)
-
 # "same <keyword>?" -> the attribute (or category) whose sameness the question asks about.
 _SAME_ATTRIBUTES = (
     ("ingredient", "ingredient"),
@@ -155,11 +135,9 @@ class QATruth:
 def mentions(text: str) -> list[Mention]:
     """The attribute values ``text`` names, each with the video it is said of."""
     found: list[Mention] = []
-    for clause in _CLAUSE_BREAKS.split(text):
-        words = _words(clause)
+    for words in clauses(text):
         taken = [False] * len(words)
-        roles = _role_positions(words)
-        instead = _find(words, _words(INSTEAD))
+        sides = word_sides(words)
         hits: list[tuple[int, str, str]] = []
         for phrase, attribute, value in _PHRASES:
             for start in _all_positions(words, phrase, strict=attribute == "tool"):
@@ -169,26 +147,10 @@ def mentions(text: str) -> list[Mention]:
                 for i in span:
                     taken[i] = True
                 hits.append((start, attribute, value))
-        for start, attribute, value in sorted(hits):
-            found.append(Mention(attribute, value, _side(start, roles, instead)))
+        found += [
+            Mention(attribute, value, sides[start]) for start, attribute, value in sorted(hits)
+        ]
     return found
-
-
-def _side(start: int, roles: list[tuple[int, str]], instead: int | None) -> str | None:
-    """The video a value at ``start`` is said of. "X instead of Y": Y belongs to the other
-    video than X, whose video a marker before it names (or, without one, the candidate's,
-    the annotators' order)."""
-    before = [role for at, role in roles if at < start]
-    if instead is None or start < instead:
-        return before[-1] if before else ("candidate" if instead is not None else None)
-    after = [role for at, role in roles if instead < at < start]
-    if after:
-        return after[-1]
-    first = [role for at, role in roles if at < instead]
-    return _OTHER[first[-1]] if first else "reference"
-
-
-_OTHER = {"reference": "candidate", "candidate": "reference"}
 
 
 def _is_unit(words: Sequence[str], attribute: str, span: range) -> bool:
@@ -251,16 +213,6 @@ def _yes_or_no(answer: str) -> bool | None:
     if not words:
         return None
     return {"yes": True, "no": False}.get(words[0])
-
-
-def _role_positions(words: Sequence[str]) -> list[tuple[int, str]]:
-    roles = [
-        (at, role)
-        for markers, role in ((_REFERENCE_MARKERS, "reference"), (_CANDIDATE_MARKERS, "candidate"))
-        for marker in markers
-        for at in _all_positions(words, marker)
-    ]
-    return sorted(set(roles))
 
 
 def _all_positions(words: Sequence[str], phrase: Sequence[str], strict: bool = False) -> list[int]:
