@@ -205,6 +205,43 @@ def test_resume_after_sigkill_is_byte_identical(tmp_path, clips, fake_llm_dir):
     assert (first["model"], first["prompt_id"]) == ("fake-llm", "aggregate_v1")
 
 
+@pytest.mark.integration
+def test_resume_after_sigkill_with_llama_cpp_greedy_writes_the_same_bytes(tmp_path, clips):
+    """The real writer path: llama.cpp, greedy, one thread (the packaged SmolLM2 GGUF
+    stands in for the larger writer: same code, seconds instead of minutes)."""
+    pytest.importorskip("llama_cpp")
+    train = [line for line in clips.read_text().splitlines() if '"split": "train"' in line]
+    few = tmp_path / "clips.jsonl"  # 8 clips: the kill lands after 3
+    few.write_text("\n".join(train[:8]) + "\n")
+    command = [
+        *_describe_command(tmp_path / "whole", few)[:-1],
+        "llamacpp:smollm2-135m-instruct",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    whole = subprocess.run(command, env=env, capture_output=True)
+    assert whole.returncode == 0, whole.stderr.decode()
+    out = tmp_path / "killed"
+    command[command.index(str(tmp_path / "whole"))] = str(out)
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    partial = out / "describe.partial"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if partial.is_file() and partial.read_text().count("\n") >= 4:  # header + 3 clips
+            break
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done = partial.read_text().count("\n") - 1
+    assert 3 <= done < 8, "killed mid-stage"
+    finished = subprocess.run(command, env=env, capture_output=True)
+    assert finished.returncode == 0, finished.stderr.decode()
+    assert json.loads((out / "describe_report.json").read_text())["resumed_items"] >= 3
+    expected = (tmp_path / "whole" / "descriptions.jsonl").read_bytes()
+    assert (out / "descriptions.jsonl").read_bytes() == expected
+
+
 def test_ray_runs_shards_as_tasks(tmp_path, clips, single_run):
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
