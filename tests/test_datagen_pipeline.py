@@ -264,7 +264,7 @@ def test_llm_path_with_a_scripted_generator(tmp_path, clips, single_run, fake_ll
     config = _config(out, clips, llm="py:fake_datagen_llm:make", qa_source="llm")
     run_pipeline(config, stages=("qa", "filter"))
     raw = _lines(out / "qa_raw.jsonl")
-    assert raw and all(r["model"] == "fake-llm" and r["prompt_id"] == "qa_v1" for r in raw)
+    assert raw and all(r["model"] == "fake-llm" and r["prompt_id"] == "qa_v2" for r in raw)
     assert all(len(r["qa"]) == 3 and r["raw"].startswith("Summary:") for r in raw)
     report = json.loads((out / "filter_report.json").read_text())
     counts = report["counts"]

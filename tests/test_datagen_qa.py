@@ -203,7 +203,8 @@ class Scripted:
 
     def generate(self, prompts, *, max_new_tokens=256, temperature=0.0, seed=0):
         self.prompts.extend(prompts)
-        return self.replies[: len(prompts)]
+        replies, self.replies = self.replies[: len(prompts)], self.replies[len(prompts) :]
+        return replies
 
 
 def _items() -> list[PairText]:
@@ -223,13 +224,16 @@ def test_llm_qa_parses_well_formed_replies_and_counts_broken_ones():
         "Q2: Do both videos whisk eggs?\nA2: Yes, both whisk eggs.\n"
         "Q3: Which video uses a fork?\nA3: The first video."
     )
-    generator = Scripted([good, "I cannot help with that."])
+    generator = Scripted([good, "I cannot help with that.", "Still no."])
     first, second = generate_llm_qa(_items(), generator, seed=3)
     assert first.summary == "The second video uses a whisk instead of a fork."
     assert [qa["question"] for qa in first.qa][0] == "What tool differs between the two videos?"
     assert len(first.qa) == 3 and first.error is None and first.raw == good
-    assert (first.prompt_id, first.model, first.seed) == ("qa_v1", "scripted", 3)
+    assert (first.prompt_id, first.model, first.seed) == ("qa_v2", "scripted", 3)
+    # The broken reply got the follow-up turn, and the follow-up's reply is kept too.
     assert second.qa == [] and "no question-answer pair" in second.error
+    assert second.raw == "I cannot help with that.\n[follow-up]\nStill no."
+    assert len(generator.prompts) == 3 and generator.prompts[2][-2]["role"] == "assistant"
     # The prompt carries both descriptions, the reference's first.
     user = generator.prompts[0][-1]["content"]
     assert user.index("with a fork") < user.index("with a whisk")
@@ -243,3 +247,19 @@ def test_llm_qa_runs_on_the_tiny_random_model():
     for record in records:
         assert record.model.endswith("tiny") and isinstance(record.raw, str)
         assert (record.error is None) == bool(record.qa)  # random text rarely parses
+
+
+def test_a_reply_that_stops_after_the_summary_gets_its_qa_from_the_follow_up_turn():
+    summary_only = "Summary: The second video uses a whisk instead of a fork."
+    qa = "Q1: Which tool?\nA1: A whisk.\nQ2: Which food?\nA2: Eggs.\nQ3: Which bowl?\nA3: Glass."
+    generator = Scripted([summary_only, qa])
+    [record] = generate_llm_qa(_items()[:1], generator)
+    assert record.summary == "The second video uses a whisk instead of a fork."
+    assert [q["answer"] for q in record.qa] == ["A whisk.", "Eggs.", "Glass."]
+    assert record.error is None and record.raw == f"{summary_only}\n[follow-up]\n{qa}"
+    follow_up = generator.prompts[1]
+    assert follow_up[-2] == {"role": "assistant", "content": summary_only}
+    assert follow_up[-1]["content"].startswith("Now write the 3 question-answer pairs")
+    # Version 1, without a follow-up turn, keeps the reply as it is.
+    [plain] = generate_llm_qa(_items()[:1], Scripted([summary_only]), prompt_version=1)
+    assert plain.qa == [] and plain.prompt_id == "qa_v1"

@@ -19,7 +19,9 @@ from stepdiff.errors import ConfigError, DataFormatError
 
 def test_qa_prompt_is_the_papers_with_an_output_format():
     prompt = load_prompt("qa")
-    assert (prompt.name, prompt.version, prompt.id) == ("qa", 1, "qa_v1")
+    assert (prompt.name, prompt.version, prompt.id) == ("qa", 2, "qa_v2")
+    assert prompt.follow_up.startswith("Now write the 3 question-answer pairs")
+    assert load_prompt("qa", 1).follow_up is None
     assert prompt.fields == {"description1", "description2"}
     messages = render(prompt, description1="A cook stirs onions", description2="A cook whisks")
     assert [m["role"] for m in messages] == ["system", "user"]
@@ -75,7 +77,7 @@ def test_latest_version_is_the_default_and_unknowns_are_config_errors(tmp_path):
 
 def test_packaged_prompt_files_exist():
     names = sorted(p.name for p in prompt_dir().glob("*.txt"))
-    assert names == ["aggregate_v1.txt", "qa_v1.txt"]
+    assert names == ["aggregate_v1.txt", "qa_v1.txt", "qa_v2.txt"]
 
 
 # --- QA replies -------------------------------------------------------------------------

@@ -156,7 +156,7 @@ def test_truth_stats_score_the_filter_as_a_detector_of_contradicted_qa():
         {"question": "What differs?", "answer": "Video 1 uses a spatula."},  # a swap
         {"question": "What differs?!", "answer": "They differ."},  # uncheckable
     ]
-    raw = [{"pair_id": "p", "reference": "r", "candidate": "c", "qa": qa, "error": None}]
+    raw = [{"pair_id": "p", "reference": "r", "candidate": "c", "qa": qa, "error": None, "raw": ""}]
     # The filter kept the first and the swap: it dropped 2, of which 1 is contradicted.
     kept = [{"pair_id": "p", **qa[0]}, {"pair_id": "p", **qa[2]}]
     stats = truth_stats(raw, kept, {"r": REFERENCE, "c": CANDIDATE}, lambda q: "Other")
@@ -171,7 +171,12 @@ def test_truth_stats_score_the_filter_as_a_detector_of_contradicted_qa():
     assert stats["filter_on_contradicted"] == {"precision": 0.5, "recall": 0.5}
     assert stats["role_swaps"] == 1
     # All four questions are "What differs?" up to punctuation: 6 near-identical pairs.
-    assert reply_checks(raw) == {"replies_with_fewer_qa": 0, "near_duplicate_qa_pairs": 6}
+    assert reply_checks(raw) == {
+        "replies_given_the_follow_up": 0,
+        "completed_by_the_follow_up": 0,
+        "replies_with_fewer_qa": 0,
+        "near_duplicate_qa_pairs": 6,
+    }
 
 
 def test_a_word_said_of_the_wrong_video_is_a_swap():
@@ -190,7 +195,7 @@ def test_a_word_said_of_the_wrong_video_is_a_swap():
         {"question": "Q1?", "answer": "Video 1 uses a whisk."},
         {"question": "Q2?", "answer": "Video 2 uses a whisk."},
     ]
-    raw = [{"pair_id": "p", "reference": "a", "candidate": "b", "qa": qa, "error": None}]
+    raw = [{"pair_id": "p", "reference": "a", "candidate": "b", "qa": qa, "error": None, "raw": ""}]
     checks = reply_checks(raw, {"a": first, "b": second})
     assert checks["qa_with_swapped_roles"] == 1 and checks["replies_with_swapped_roles"] == 1
     assert checks["replies_with_fewer_qa"] == 1  # 2 QA where 3 were asked

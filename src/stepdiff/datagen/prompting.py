@@ -17,7 +17,7 @@ from pathlib import Path
 
 from stepdiff.errors import ConfigError, DataFormatError
 
-_SECTION = re.compile(r"^\[(system|user)\]\s*$", re.MULTILINE)
+_SECTION = re.compile(r"^\[(system|user|follow_up)\]\s*$", re.MULTILINE)
 _FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _FILE_NAME = re.compile(r"^(?P<name>[a-z0-9_]+)_v(?P<version>\d+)\.txt$")
 
@@ -33,6 +33,8 @@ class Prompt:
     version: int
     text: str  # the whole file, comments included
     messages: tuple[tuple[str, str], ...]
+    # A user turn sent after an incomplete reply ([follow_up]; no placeholders), or None.
+    follow_up: str | None = None
 
     @property
     def id(self) -> str:
@@ -86,7 +88,10 @@ def load_prompt(name: str, version: int | None = None, directory: Path | None = 
         raise ConfigError(f"prompt {name!r}: no version {version} (available: {available})")
     path = versions[version]
     text = path.read_text(encoding="utf-8")
-    return Prompt(name, version, text, _parse_sections(text, path))
+    sections = _parse_sections(text, path)
+    follow_up = next((body for role, body in sections if role == "follow_up"), None)
+    messages = tuple((role, body) for role, body in sections if role != "follow_up")
+    return Prompt(name, version, text, messages, follow_up)
 
 
 def render(prompt: Prompt, **fields: str) -> list[dict[str, str]]:

@@ -126,30 +126,60 @@ def generate_llm_qa(
     seed: int = 0,
     max_new_tokens: int = 256,
 ) -> list[QARawRecord]:
-    """One record per pair: the generator's reply to the ``qa`` prompt, parsed.
+    """One record per pair: the generator's reply to the ``qa`` prompt, parsed. A reply
+    with fewer pairs than asked gets the prompt's follow-up turn (``qa_v2``), whose pairs
+    replace the first reply's when there are more of them; ``raw`` keeps both replies.
 
     ``generator`` is a :class:`~stepdiff.llm.textgen.TextGenerator`; all ``items`` go
     to it in one call (it batches internally). Backend failures (a server down)
     propagate, so a resumed run retries them; unparseable replies do not.
     """
-    from stepdiff.datagen.prompting import load_prompt, parse_qa_reply, render
+    from stepdiff.datagen.prompting import load_prompt, render
 
     prompt = load_prompt(QA_PROMPT, prompt_version)
     messages = [
         render(prompt, description1=it.description1, description2=it.description2) for it in items
     ]
     replies = generator.generate(messages, max_new_tokens=max_new_tokens, seed=seed)  # type: ignore[attr-defined]
-    records = []
-    for item, reply in zip(items, replies, strict=True):
-        summary, qa, error = "", [], None
-        try:
-            parsed = parse_qa_reply(reply, expected=QUESTIONS_PER_PAIR)
-            summary = parsed.summary
-            qa = [{"question": q, "answer": a} for q, a in parsed.pairs]
-        except DataFormatError as failure:
-            error = first_line(failure).removeprefix("DataFormatError: ")
-        records.append(_record(item.pair, summary, qa, reply, error, prompt.id, generator, seed))
-    return records
+    parsed = [_parse(reply) for reply in replies]
+    if prompt.follow_up is not None:
+        # Replies with fewer pairs than asked get the follow-up turn, all in one call.
+        short = [i for i, (_, qa, _) in enumerate(parsed) if len(qa) < QUESTIONS_PER_PAIR]
+        turns = [
+            [
+                *messages[i],
+                {"role": "assistant", "content": replies[i]},
+                {"role": "user", "content": prompt.follow_up},
+            ]
+            for i in short
+        ]
+        more = generator.generate(turns, max_new_tokens=max_new_tokens, seed=seed) if turns else []  # type: ignore[attr-defined]
+        for i, extra in zip(short, more, strict=True):
+            summary, qa, error = parsed[i]
+            _, extra_qa, _ = _parse(extra)
+            if len(extra_qa) > len(qa):  # the follow-up's pairs replace the first reply's
+                parsed[i] = (summary or _parse(replies[i] + "\n" + extra)[0], extra_qa, None)
+            replies[i] = f"{replies[i]}{FOLLOW_UP_MARK}{extra}"
+    return [
+        _record(item.pair, summary, qa, reply, error, prompt.id, generator, seed)
+        for item, reply, (summary, qa, error) in zip(items, replies, parsed, strict=True)
+    ]
+
+
+# Joins a reply and the reply to the follow-up turn in a record's ``raw`` text.
+FOLLOW_UP_MARK = "\n[follow-up]\n"
+
+
+def _parse(reply: str) -> tuple[str, list[dict[str, str]], str | None]:
+    """(summary, QA, error) of one reply; the error is a one-line reason when no pair
+    parses."""
+    from stepdiff.datagen.prompting import parse_qa_reply
+
+    try:
+        parsed = parse_qa_reply(reply, expected=QUESTIONS_PER_PAIR)
+    except DataFormatError as failure:
+        return "", [], first_line(failure).removeprefix("DataFormatError: ")
+    return parsed.summary, [{"question": q, "answer": a} for q, a in parsed.pairs], None
 
 
 def _record(

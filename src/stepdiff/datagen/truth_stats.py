@@ -22,6 +22,7 @@ from typing import Any
 
 from stepdiff.data.roles import CANDIDATE, OTHER, REFERENCE, clauses, text_words, word_sides
 from stepdiff.datagen.filtering import words
+from stepdiff.datagen.qa import FOLLOW_UP_MARK
 
 QUESTIONS_ASKED = 3
 # Two questions of one reply whose word sets overlap this much ask the same thing.
@@ -73,7 +74,13 @@ def reply_checks(
                 union = first | second
                 if union and len(first & second) / len(union) >= NEAR_DUPLICATE_JACCARD:
                     duplicates += 1
-    counts = {"replies_with_fewer_qa": short, "near_duplicate_qa_pairs": duplicates}
+    followed = [r for r in raw if FOLLOW_UP_MARK in r["raw"]]
+    counts = {
+        "replies_given_the_follow_up": len(followed),
+        "completed_by_the_follow_up": sum(1 for r in followed if len(r["qa"]) >= QUESTIONS_ASKED),
+        "replies_with_fewer_qa": short,
+        "near_duplicate_qa_pairs": duplicates,
+    }
     if descriptions is not None:
         counts |= {
             "qa_with_swapped_roles": swapped_qa,
