@@ -23,7 +23,7 @@ from stepdiff.demo import make_demo_clips
 from stepdiff.web import create_app
 from stepdiff.web.server import serve_in_thread
 
-QUESTION = "What did I do wrong compared to the reference?"
+QUESTION = "What did I do wrong in the second video compared to the first?"
 MODEL_TIMEOUT_MS = 300_000  # the default model on 2 CPU cores: captions take a while
 
 

@@ -174,6 +174,19 @@ def _describe_command(out: Path, clips: Path) -> list[str]:
     ]  # fmt: skip
 
 
+def _kill_once_written(process: subprocess.Popen, partial: Path, items: int, timeout: float) -> int:
+    """SIGKILL ``process`` once its stage's partial file holds ``items`` finished items
+    (after its header line); how many it holds then."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if partial.is_file() and partial.read_text().count("\n") >= items + 1:
+            break
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    return partial.read_text().count("\n") - 1
+
+
 def test_resume_after_sigkill_is_byte_identical(tmp_path, clips, fake_llm_dir):
     reference = tmp_path / "reference"
     run_stage("describe", _config(reference, clips, llm="py:fake_datagen_llm:make"))
@@ -183,15 +196,7 @@ def test_resume_after_sigkill_is_byte_identical(tmp_path, clips, fake_llm_dir):
         _describe_command(out, clips), env=env, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    partial = out / "describe.partial"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if partial.is_file() and partial.read_text().count("\n") >= 6:  # header + 5 clips
-            break
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    done = partial.read_text().count("\n") - 1
+    done = _kill_once_written(process, out / "describe.partial", 5, timeout=60)
     assert 5 <= done < 30, "killed mid-stage"
     assert not (out / "descriptions.jsonl").exists()
     env["FAKE_LLM_DELAY"] = "0"
@@ -225,15 +230,7 @@ def test_resume_after_sigkill_with_llama_cpp_greedy_writes_the_same_bytes(tmp_pa
     process = subprocess.Popen(
         command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    partial = out / "describe.partial"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if partial.is_file() and partial.read_text().count("\n") >= 4:  # header + 3 clips
-            break
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    done = partial.read_text().count("\n") - 1
+    done = _kill_once_written(process, out / "describe.partial", 3, timeout=120)
     assert 3 <= done < 8, "killed mid-stage"
     finished = subprocess.run(command, env=env, capture_output=True)
     assert finished.returncode == 0, finished.stderr.decode()

@@ -6,32 +6,12 @@ import dataclasses
 
 import pytest
 
+from stepdiff.demo import REFERENCE_SPEC
 from stepdiff.synthkitchen.qa_truth import CONTRADICTED, SUPPORTED, UNCHECKABLE, check_qa, mentions
-from stepdiff.synthkitchen.world import ClipSpec
 
-REFERENCE = ClipSpec(
-    video_uid="ref",
-    start=0.0,
-    end=3.0,
-    keystep="stir-fry",
-    split="train",
-    seed=1,
-    ingredient="peppers",
-    ingredient_color="yellow",
-    quantity=2,
-    tool="spoon",
-    tool_color="wooden",
-    vessel="pan",
-    vessel_material="cast-iron",
-    motion="circular",
-    speed="medium",
-    actions=("oil", "add", "work", "season"),
-    skipped=None,
-    doneness="golden",
-    final_state="large chunks",
-    plate="round plate",
-    garnish="herbs",
-)
+# The demo's reference clip: two yellow peppers stir-fried in circles in a cast-iron pan
+# with a wooden spoon, served on a round plate with herbs.
+REFERENCE = dataclasses.replace(REFERENCE_SPEC, video_uid="ref")
 # The same step with a spatula in a wok, moved back and forth, served in a serving bowl.
 CANDIDATE = dataclasses.replace(
     REFERENCE,

@@ -371,6 +371,15 @@ class QAStage(_Stage):
     def fingerprint(self) -> dict[str, Any]:
         fingerprint = super().fingerprint()
         fingerprint["options"]["qa_source"] = self.source
+        if self.source == "llm":
+            # The prompt the version resolves to: a new default version (the latest) must
+            # not resume replies written with the old one.
+            from stepdiff.datagen.prompting import load_prompt
+            from stepdiff.datagen.qa import QA_PROMPT
+
+            fingerprint["options"]["prompt"] = load_prompt(
+                QA_PROMPT, self.config.qa_prompt_version
+            ).id
         return fingerprint
 
     def input_files(self) -> dict[str, Path]:
