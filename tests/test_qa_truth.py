@@ -119,7 +119,10 @@ def test_common_words_do_not_count_as_values():
     # "fresh herbs" is the garnish (not the doneness "fresh"); "medium heat" no speed;
     # "a wooden spoon" a tool colour (not the cutting board's material); "pancakes" is
     # the ingredient, with no vessel "pan" in it.
-    found = mentions("Both add fresh herbs over medium heat with a wooden spoon; no pancakes.")
+    found = mentions(
+        "Both add fresh herbs over medium heat with a wooden spoon; no pancakes. "
+        "They season with salt and pepper."  # the seasoning, not the ingredient peppers
+    )
     assert [(m.attribute, m.value) for m in found] == [
         ("garnish", "herbs"),
         ("tool", "spoon"),
@@ -179,3 +182,15 @@ def test_a_word_said_of_the_wrong_video_is_a_swap():
     checks = reply_checks(raw, {"a": first, "b": second})
     assert checks["qa_with_swapped_roles"] == 1 and checks["replies_with_swapped_roles"] == 1
     assert checks["replies_with_fewer_qa"] == 1  # 2 QA where 3 were asked
+
+
+def test_a_description_that_names_a_value_its_clip_lacks_is_counted():
+    from stepdiff.datagen.truth_stats import description_truth
+
+    descriptions = [
+        {"clip_id": "r", "description": "Stirs peppers in a pan with a spoon; salt and pepper."},
+        {"clip_id": "c", "description": "Stirs peppers in a pan with a spatula."},  # a wok
+        {"clip_id": "c", "description": ""},  # failed: not checked
+    ]
+    counts = description_truth(descriptions, {"r": REFERENCE, "c": CANDIDATE})
+    assert counts == {"descriptions_checked": 2, "descriptions_naming_a_false_value": 1}

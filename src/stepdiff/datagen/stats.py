@@ -19,7 +19,12 @@ from stepdiff.data.categories import CATEGORIES
 from stepdiff.data.formats import write_atomic
 from stepdiff.datagen.filtering import lemma, normalise, words
 from stepdiff.datagen.records import read_records
-from stepdiff.datagen.truth_stats import load_synthkitchen_clips, reply_checks, truth_stats
+from stepdiff.datagen.truth_stats import (
+    description_truth,
+    load_synthkitchen_clips,
+    reply_checks,
+    truth_stats,
+)
 
 OTHER = "Other"
 STAGES = ("describe", "pairs", "qa", "filter", "interleaved")
@@ -158,6 +163,8 @@ def collect_stats(out_dir: str | Path) -> dict[str, Any]:
     clips = load_synthkitchen_clips(clips_path) if raw is not None else None
     if clips is not None:
         stats["truth"] = truth_stats(raw, qa, clips, classify_question)  # type: ignore[arg-type]
+        if descriptions is not None:
+            stats["truth"] |= description_truth(descriptions, clips)
     interleaved = _load(out_dir, "interleaved.jsonl")
     single = _load(out_dir, "single_video.jsonl")
     if interleaved is not None and single is not None:

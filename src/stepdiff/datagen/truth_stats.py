@@ -174,3 +174,19 @@ def truth_stats(
             ),
         }
     return stats
+
+
+def description_truth(descriptions: list[dict[str, Any]], clips: dict[str, Any]) -> dict[str, int]:
+    """How many written descriptions name a value their own clip does not have."""
+    from stepdiff.synthkitchen.qa_truth import mentions
+
+    checked = wrong = 0
+    for record in descriptions:
+        clip = clips.get(record["clip_id"])
+        if clip is None or not record.get("description"):
+            continue
+        checked += 1
+        wrong += any(
+            str(getattr(clip, m.attribute)) != m.value for m in mentions(record["description"])
+        )
+    return {"descriptions_checked": checked, "descriptions_naming_a_false_value": wrong}

@@ -81,6 +81,9 @@ def _vocabulary() -> dict[str, dict[str, tuple[str, ...]]]:
 
 
 VOCABULARY = _vocabulary()
+# Phrases whose words name no attribute value: the seasoning step's "salt and pepper" is
+# not the ingredient peppers.
+_NOT_VALUES = (("salt", "and", "pepper"),)
 # Every (phrase words, attribute, value), longest phrase first, so that a longer name
 # claims its words before a shorter one inside it.
 _PHRASES = sorted(
@@ -137,6 +140,9 @@ def mentions(text: str) -> list[Mention]:
     found: list[Mention] = []
     for words in clauses(text):
         taken = [False] * len(words)
+        for phrase in _NOT_VALUES:
+            for start in _all_positions(words, phrase):
+                taken[start : start + len(phrase)] = [True] * len(phrase)
         sides = word_sides(words)
         hits: list[tuple[int, str, str]] = []
         for phrase, attribute, value in _PHRASES:
