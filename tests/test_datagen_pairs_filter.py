@@ -169,7 +169,25 @@ def test_a_single_video_question_passes_when_the_answer_uses_both_descriptions()
     question = "What does the person stir with?"  # not comparative by itself
     assert _verdicts([(question, "A wooden spatula.")])[0][0] == "single_video"
     assert _verdicts([(question, "A wooden spatula, or black chopsticks.")])[0][0] is None
-    assert _verdicts([(question, "A spatula instead of chopsticks.")])[0][0] is None
+    assert _verdicts([(question, "Chopsticks instead of a spatula.")])[0][0] is None
+
+
+def test_an_answer_that_gives_a_video_what_only_the_other_has_is_dropped():
+    question = "What does the person stir with in each video?"
+    # The annotators' order is "<candidate's> instead of <reference's>": here reversed.
+    assert _verdicts([(question, "A spatula instead of chopsticks.")])[0] == (
+        "swapped_roles",
+        "says of one video spatula, chopsticks, which the other's description has",
+    )
+    swapped = "The first video stirs with chopsticks, the second with a spatula."
+    assert _verdicts([(question, swapped)])[0][0] == "swapped_roles"
+    right = "The first video stirs with a spatula, the second with chopsticks."
+    assert _verdicts([(question, right)])[0][0] is None
+    # Inflections are no swap: "stirs" in the answer, "stir" in both descriptions.
+    assert (
+        _verdicts([(question, "Video 1 stirs with a spatula, video 2 with chopsticks.")])[0][0]
+        is None
+    )
 
 
 def test_no_filter_keeps_everything_that_parsed():

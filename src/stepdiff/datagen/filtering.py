@@ -1,5 +1,5 @@
-"""QA filtering (paper Sec. 3.2, step 4): drop malformed, duplicate, single-video and
-ungrounded question-answer pairs. The paper's ablation without filtering loses rank
+"""QA filtering (paper Sec. 3.2, step 4): drop malformed, duplicate, single-video,
+ungrounded and role-swapped question-answer pairs. The paper's ablation without filtering loses rank
 tau 0.181 -> 0.120, so the filter matters; ``enabled=False`` reproduces that ablation.
 
 Each QA gets one verdict; checks run in this order and the first failing one names
@@ -19,7 +19,12 @@ the reason:
    words such as "video", "person", "uses" left out; lemma-lite: lower case, plural
    "s" stripped), fewer than ``min_grounded`` (default 0.6) occur in description 1,
    description 2 or the question.
-5. ``duplicate``: the same (question, answer) already kept for earlier pairs of the
+5. ``swapped_roles``: the answer says of one video (by "Video 1", "the user", or the
+   order "<candidate's> instead of <reference's>") a content word that only the other
+   video's description has, inflections aside (:func:`swapped_words`). On LLM-written
+   SynthKitchen QA this catches most QA that the ground truth contradicts, which checks
+   1-4 mostly let through (docs/datagen.md).
+6. ``duplicate``: the same (question, answer) already kept for earlier pairs of the
    dataset (pairs in file order) as often as allowed: ``max(max_repeats,
    max_share * number of QA)`` times (defaults 3 and 1%). A text that makes up more
    than 1% of the data is a stock reply ("The videos are similar."); below that,
@@ -32,7 +37,7 @@ the reason:
 
 Closed-form QA ("... Answer YES or NO." -> "YES"; see
 :func:`~stepdiff.datagen.qa.is_closed_form`) are one word by design and repeat by design,
-so the answer-length minimum and check 5 do not apply to them.
+so the answer-length minimum and check 6 do not apply to them.
 """
 
 from __future__ import annotations
@@ -43,9 +48,10 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from stepdiff.data.roles import CANDIDATE, OTHER, REFERENCE, clauses, word_sides
 from stepdiff.datagen.qa import is_closed_form
 
-REASONS = ("malformed", "duplicate", "single_video", "ungrounded")
+REASONS = ("malformed", "duplicate", "single_video", "ungrounded", "swapped_roles")
 
 # Hyphens split words: "back-and-forth" in an answer must meet "back and forth".
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)*")
@@ -207,7 +213,7 @@ def judge_pair(
     description2: str,
     settings: FilterSettings = FilterSettings(),
 ) -> list[Verdict]:
-    """Verdicts of checks 1-4 (see the module docstring) for one pair's QA."""
+    """Verdicts of checks 1-5 (see the module docstring) for one pair's QA."""
     if not settings.enabled:
         return [KEEP for _ in qa]
     verdicts = []
@@ -230,8 +236,32 @@ def judge_pair(
             detail = f"{fraction:.2f} of the answer's content words are in the descriptions"
             verdicts.append(Verdict("ungrounded", detail))
             continue
+        swapped = swapped_words(answer, description1, description2)
+        if swapped:
+            detail = f"says of one video {', '.join(swapped)}, which the other's description has"
+            verdicts.append(Verdict("swapped_roles", detail))
+            continue
         verdicts.append(KEEP)
     return verdicts
+
+
+def swapped_words(answer: str, description1: str, description2: str) -> list[str]:
+    """Content words ``answer`` says of one video (:func:`stepdiff.data.roles.word_sides`)
+    that only the other video's description holds, inflections aside ("Video 1 whisks"
+    where only Video 2's description whisks): the writer swapped Video 1 and Video 2, or
+    read one description as the other's."""
+    own = {
+        REFERENCE: {lemma(w) for w in words(description1)},
+        CANDIDATE: {lemma(w) for w in words(description2)},
+    }
+    swapped = []
+    for clause in clauses(answer):
+        for word, side in zip(clause, word_sides(clause), strict=True):
+            if side is None or word in _STOP or word in _GENERIC or len(word) < 3:
+                continue
+            if lemma(word) in own[OTHER[side]] and lemma(word) not in own[side]:
+                swapped.append(word)
+    return swapped
 
 
 @dataclass(frozen=True)
@@ -247,7 +277,7 @@ class PairQA:
 def judge_dataset(
     pairs: Sequence[PairQA], settings: FilterSettings = FilterSettings()
 ) -> dict[str, list[Verdict]]:
-    """Verdicts for every QA of every pair, checks 1-5; check 5 keeps the first
+    """Verdicts for every QA of every pair, checks 1-6; check 6 keeps the first
     occurrence in ``pairs`` order. Cheap (string work only), so every shard of the
     filter stage runs it on the whole dataset and keeps its own pairs' verdicts."""
     verdicts: dict[str, list[Verdict]] = {}

@@ -20,31 +20,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from stepdiff.data.roles import CANDIDATE, OTHER, REFERENCE, clauses, text_words, word_sides
-from stepdiff.datagen.filtering import words
+from stepdiff.datagen.filtering import swapped_words, words
 from stepdiff.datagen.qa import FOLLOW_UP_MARK
 
 QUESTIONS_ASKED = 3
 # Two questions of one reply whose word sets overlap this much ask the same thing.
 NEAR_DUPLICATE_JACCARD = 0.8
-
-
-def swapped_words(answer: str, description1: str, description2: str) -> list[str]:
-    """Words ``answer`` says of one video that only the other video's description holds
-    ("Video 1 whisks" where only Video 2's description whisks): the writer swapped the
-    roles, or read one description as the other's."""
-    own = {REFERENCE: set(text_words(description1)), CANDIDATE: set(text_words(description2))}
-    swapped = []
-    for clause in clauses(answer):
-        for word, side in zip(clause, word_sides(clause), strict=True):
-            if side is None or len(word) < 4 or word in _MARKER_WORDS:
-                continue
-            if word in own[OTHER[side]] and word not in own[side]:
-                swapped.append(word)
-    return swapped
-
-
-_MARKER_WORDS = frozenset({"video", "first", "second", "reference", "candidate", "user"})
 
 
 def reply_checks(
