@@ -153,13 +153,15 @@ def test_truth_stats_score_the_filter_as_a_detector_of_contradicted_qa():
     assert stats["after_filter"]["contradicted"] == 1 and stats["after_filter"]["qa"] == 2
     assert stats["filter_on_contradicted"] == {"precision": 0.5, "recall": 0.5}
     assert stats["role_swaps"] == 1
-    # All four questions are "What differs?" up to punctuation: 6 near-identical pairs.
+    # Same questions, different answers: no near-identical QA (a repeated QA would be).
     assert reply_checks(raw) == {
         "replies_given_the_follow_up": 0,
         "completed_by_the_follow_up": 0,
         "replies_with_fewer_qa": 0,
-        "near_duplicate_qa_pairs": 6,
+        "near_duplicate_qa_pairs": 0,
     }
+    twice = [{**raw[0], "qa": [qa[0], dict(qa[0])]}]
+    assert reply_checks(twice)["near_duplicate_qa_pairs"] == 1
 
 
 def test_a_word_said_of_the_wrong_video_is_a_swap():

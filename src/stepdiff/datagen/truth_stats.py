@@ -24,7 +24,7 @@ from stepdiff.datagen.filtering import swapped_words, words
 from stepdiff.datagen.qa import FOLLOW_UP_MARK
 
 QUESTIONS_ASKED = 3
-# Two questions of one reply whose word sets overlap this much ask the same thing.
+# Two QA of one reply whose word sets overlap this much say the same thing.
 NEAR_DUPLICATE_JACCARD = 0.8
 
 
@@ -49,7 +49,9 @@ def reply_checks(
             swapped_replies += any(hits)
     duplicates = 0
     for record in parsed:
-        questions = [set(words(qa["question"])) for qa in record["qa"]]
+        # Question and answer together: "the type of cleaver used?" and "the type of
+        # plate used?" share most words but ask different things.
+        questions = [set(words(f"{qa['question']} {qa['answer']}")) for qa in record["qa"]]
         for i, first in enumerate(questions):
             for second in questions[i + 1 :]:
                 union = first | second
