@@ -59,22 +59,31 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=24)
     args = parser.parse_args()
 
-    from stepdiff.config import load_config
-    from stepdiff.demo import CANDIDATE_SCENE, REFERENCE_SCENE
     from stepdiff.encoders.cache import FeatureCache
     from stepdiff.llm.loading import load_frozen_llm
-    from stepdiff.model import build_model
+    from stepdiff.model.build import load_model_from
+    from stepdiff.model_files import resolve_model_config
     from stepdiff.video.clip import ClipRef
-    from stepdiff.video.synthetic import write_synthetic_clip
+    from stepdiff.video.synthetic import SceneSpec, write_synthetic_clip
+
+    # A wooden spoon stirring yellow food in circles in a dark pan; a whisk beating orange
+    # food back and forth in a red pot.
+    reference_scene = SceneSpec(
+        "pan", (60, 60, 60), "spoon", (200, 160, 90), (230, 200, 60), "circle"
+    )
+    candidate_scene = SceneSpec(
+        "pot", (170, 40, 40), "whisk", (190, 190, 200), (235, 130, 40), "back_and_forth"
+    )
 
     work = Path(tempfile.mkdtemp(prefix="stepdiff-bench-"))
     ref = write_synthetic_clip(
-        work / "ref.mp4", REFERENCE_SCENE, seconds=args.seconds, size=(640, 360)
+        work / "ref.mp4", reference_scene, seconds=args.seconds, size=(640, 360)
     )
     cand = write_synthetic_clip(
-        work / "cand.mp4", CANDIDATE_SCENE, seconds=args.seconds, size=(640, 360)
+        work / "cand.mp4", candidate_scene, seconds=args.seconds, size=(640, 360)
     )
-    load_frozen_llm(load_config("cpu-default").llm)  # de-quantise once, outside the timings
+    # The shipped model's LLM, de-quantised once, outside the timings.
+    load_frozen_llm(resolve_model_config()[0].llm)
 
     import importlib.util
 
@@ -87,7 +96,7 @@ def main() -> None:
         if with_llamacpp:
             colds_llamacpp.append(_cold(ref, cand, args.max_new_tokens, ("--llamacpp",))[0])
 
-    model = build_model(load_config("cpu-default"), feature_cache=FeatureCache(work / "warm"))
+    model = load_model_from(feature_cache=FeatureCache(work / "warm"))  # the shipped model
     clips = [ClipRef(ref), ClipRef(cand)]
     model.ask(*clips, [QUESTION], max_new_tokens=args.max_new_tokens)  # fills the cache
     warms = []
