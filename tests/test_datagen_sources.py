@@ -199,7 +199,10 @@ def test_stats_on_a_hand_made_case(tmp_path):
     assert stats["pairs"]["similarity"] == {"min": 0.6, "mean": 0.7, "max": 0.8}
     assert stats["qa_raw"] == {
         "pairs": 2, "parsed": 1, "unparsed": 1, "error_reasons": {"QA reply is empty": 1},
-        "qa": 3, "models": {"m": 2},
+        "qa": 3, "models": {"m": 2}, "replies_given_the_follow_up": 0,
+        "completed_by_the_follow_up": 0, "replies_with_fewer_qa": 0,
+        "near_duplicate_qa_pairs": 3,  # the same QA three times
+        "qa_with_swapped_roles": 0, "replies_with_swapped_roles": 0,
     }  # fmt: skip
     assert stats["qa"]["total"] == 2 and stats["qa"]["pairs_with_qa"] == 1
     assert stats["qa"]["per_category"]["Ingredients"] == 1
