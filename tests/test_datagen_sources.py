@@ -168,8 +168,10 @@ def test_stats_on_a_hand_made_case(tmp_path):
     ])  # fmt: skip
     qa = [{"question": "Did both use the same tool?", "answer": "No, a wok and a pan."}]
     _write(tmp_path / "qa_raw.jsonl", [
-        {"pair_id": "a_0_1|b_0_1", "qa": qa * 3, "error": None, "model": "m"},
-        {"pair_id": "b_0_1|c_0_1", "qa": [], "error": "QA reply is empty", "model": "m"},
+        {"pair_id": "a_0_1|b_0_1", "reference": "a_0_1", "candidate": "b_0_1", "qa": qa * 3,
+         "raw": "", "error": None, "model": "m"},
+        {"pair_id": "b_0_1|c_0_1", "reference": "b_0_1", "candidate": "c_0_1", "qa": [],
+         "raw": "", "error": "QA reply is empty", "model": "m"},
     ])  # fmt: skip
     kept = [
         ("What is the main difference in ingredients between the videos?", "Eggs."),

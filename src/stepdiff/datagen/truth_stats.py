@@ -39,8 +39,8 @@ def reply_checks(
     if descriptions is not None:
         for record in parsed:
             first, second = (
-                descriptions.get(record.get("reference", "")),
-                descriptions.get(record.get("candidate", "")),
+                descriptions.get(record["reference"]),
+                descriptions.get(record["candidate"]),
             )
             if first is None or second is None:
                 continue
@@ -57,7 +57,7 @@ def reply_checks(
                 union = first | second
                 if union and len(first & second) / len(union) >= NEAR_DUPLICATE_JACCARD:
                     duplicates += 1
-    followed = [r for r in raw if FOLLOW_UP_MARK in r.get("raw", "")]
+    followed = [r for r in raw if FOLLOW_UP_MARK in r["raw"]]
     counts = {
         "replies_given_the_follow_up": len(followed),
         "completed_by_the_follow_up": sum(1 for r in followed if len(r["qa"]) >= QUESTIONS_ASKED),

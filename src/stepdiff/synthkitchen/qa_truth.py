@@ -24,9 +24,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from stepdiff.data.roles import clauses, word_sides
+from stepdiff.data.roles import clauses, text_words, word_sides
 from stepdiff.synthkitchen.differences import compare_category
-from stepdiff.synthkitchen.truth import _find, _words
+from stepdiff.synthkitchen.truth import find_phrase
 from stepdiff.synthkitchen.world import (
     FINAL_STATE_PHRASES,
     GARNISH_PHRASES,
@@ -88,7 +88,7 @@ _NOT_VALUES = (("salt", "and", "pepper"),)
 # claims its words before a shorter one inside it.
 _PHRASES = sorted(
     (
-        (tuple(_words(form)), attribute, value)
+        (tuple(text_words(form)), attribute, value)
         for attribute, values in VOCABULARY.items()
         for value, forms in values.items()
         for form in forms
@@ -167,7 +167,8 @@ def _is_unit(words: Sequence[str], attribute: str, span: range) -> bool:
 def check_qa(question: str, answer: str, reference: ClipSpec, candidate: ClipSpec) -> QATruth:
     """The verdict on one QA about (reference = Video 1, candidate = Video 2)."""
     clips = {"reference": reference, "candidate": candidate}
-    for mention in mentions(answer):
+    named = mentions(answer)
+    for mention in named:
         values = {side: str(getattr(clip, mention.attribute)) for side, clip in clips.items()}
         if mention.value not in values.values():
             return QATruth(
@@ -189,7 +190,7 @@ def check_qa(question: str, answer: str, reference: ClipSpec, candidate: ClipSpe
                 f"that is {'true' if same else 'false'}",
             )
         return QATruth(SUPPORTED, "")
-    if mentions(answer):
+    if named:
         return QATruth(SUPPORTED, "")
     return QATruth(UNCHECKABLE, "names no attribute value")
 
@@ -200,7 +201,7 @@ def _same_question_truth(question: str, reference: ClipSpec, candidate: ClipSpec
     lowered = question.lower()
     if "same" not in lowered and "different" not in lowered:
         return None
-    words = _words(question)
+    words = text_words(question)
     for keyword, attribute in _SAME_ATTRIBUTES:
         if keyword in words or f"{keyword}s" in words:  # "pan", not "pancakes"
             same = getattr(reference, attribute) == getattr(candidate, attribute)
@@ -215,7 +216,7 @@ def _same_question_truth(question: str, reference: ClipSpec, candidate: ClipSpec
 
 
 def _yes_or_no(answer: str) -> bool | None:
-    words = _words(answer)
+    words = text_words(answer)
     if not words:
         return None
     return {"yes": True, "no": False}.get(words[0])
@@ -235,7 +236,7 @@ def _all_positions(words: Sequence[str], phrase: Sequence[str], strict: bool = F
         ]
     positions, offset = [], 0
     while offset <= len(words) - n:
-        at = _find(words[offset:], phrase)
+        at = find_phrase(words[offset:], phrase)
         if at is None:
             break
         positions.append(offset + at)

@@ -18,7 +18,6 @@ in either order.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from stepdiff.data.roles import text_words
 from stepdiff.errors import DataFormatError
 from stepdiff.synthkitchen.differences import Difference, compare_category
 from stepdiff.synthkitchen.world import (
@@ -110,14 +110,16 @@ def difference_slots(difference: Difference, reference: ClipSpec) -> list[Slot]:
 
 def judge_caption(caption: str, slots: Sequence[Slot]) -> CaptionTruth:
     """Whether ``caption`` names every slot, and each on its side of "instead of"."""
-    words = _words(caption)
-    split = _find(words, _words(INSTEAD))
+    words = text_words(caption)
+    split = find_phrase(words, text_words(INSTEAD))
     before, after = (words, []) if split is None else (words[:split], words[split + 2 :])
-    names = all(any(_find(words, _words(f)) is not None for f in s.forms) for s in slots)
+    names = all(any(find_phrase(words, text_words(f)) is not None for f in s.forms) for s in slots)
     if not names or split is None:
         return CaptionTruth(names, False)
     part = {"candidate": before, "reference": after, None: words}
-    in_roles = all(any(_find(part[s.side], _words(f)) is not None for f in s.forms) for s in slots)
+    in_roles = all(
+        any(find_phrase(part[s.side], text_words(f)) is not None for f in s.forms) for s in slots
+    )
     return CaptionTruth(True, in_roles)
 
 
@@ -165,10 +167,6 @@ def caption_judge_beside(
     return judge
 
 
-def _words(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9]+", text.lower())
-
-
 def _same_word(word: str, form: str) -> bool:
     """``word`` is ``form`` or an inflection of it ("slicing" for "slice")."""
     if form.endswith("e") and word == form[:-1] + "ing":
@@ -178,7 +176,7 @@ def _same_word(word: str, form: str) -> bool:
     )
 
 
-def _find(words: Sequence[str], phrase: Sequence[str]) -> int | None:
+def find_phrase(words: Sequence[str], phrase: Sequence[str]) -> int | None:
     """Index where ``phrase`` starts in ``words`` (inflections allowed), else None."""
     n = len(phrase)
     for start in range(len(words) - n + 1):
