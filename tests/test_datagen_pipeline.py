@@ -61,6 +61,13 @@ class FakeLLM:
 
 def make():
     return FakeLLM()
+
+def make_reporting_threads():
+    import torch
+
+    llm = FakeLLM()
+    llm.name = f"fake-llm-{torch.get_num_threads()}-threads"
+    return llm
 """
 
 
@@ -251,6 +258,32 @@ def test_ray_runs_shards_as_tasks(tmp_path, clips, single_run):
     assert (out / "descriptions.jsonl").read_bytes() == (
         single_run / "descriptions.jsonl"
     ).read_bytes()
+
+
+def test_worker_processes_share_the_cores_and_write_the_same_bytes(
+    tmp_path, clips, single_run, fake_llm_dir
+):
+    seen: list[tuple[int, int]] = []
+    out = tmp_path / "workers"
+    outcome = run_stage(
+        "describe", _config(out, clips), workers=2, progress=lambda _: lambda *a: seen.append(a)
+    )
+    assert outcome.done and outcome.report["shards"] == 2
+    assert (out / "descriptions.jsonl").read_bytes() == (
+        single_run / "descriptions.jsonl"
+    ).read_bytes()
+    total = len(_lines(out / "descriptions.jsonl"))
+    assert seen[-1] == (total, total)
+    assert not list(out.glob("*.partial"))
+    # Each of the 2 workers gets half the cores (the writer takes torch's thread count).
+    llm_out = tmp_path / "llm-workers"
+    run_stage(
+        "describe",
+        _config(llm_out, clips, llm="py:fake_datagen_llm:make_reporting_threads"),
+        workers=2,
+    )
+    models = {r["model"] for r in _lines(llm_out / "descriptions.jsonl") if r.get("model")}
+    assert models == {f"fake-llm-{max(1, (os.cpu_count() or 1) // 2)}-threads"}
 
 
 def test_llm_path_with_a_scripted_generator(tmp_path, clips, single_run, fake_llm_dir):

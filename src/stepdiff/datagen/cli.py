@@ -3,7 +3,8 @@
 Stages: ``describe`` -> ``pairs`` -> ``qa`` -> ``filter``, plus ``interleaved``; ``run``
 does all of them and ``stats``; ``merge`` joins finished shards. Every stage reads and
 writes JSONL in ``--out`` and can be sharded (``--shard I --num-shards N``), resumed
-after a crash (rerun the same command), or run as Ray tasks (``--ray``).
+after a crash (rerun the same command), or run as Ray tasks (``--ray``) or local
+processes (``--workers N``).
 
 Heavy imports happen inside the commands, so ``stepdiff --help`` stays quick.
 """
@@ -43,6 +44,13 @@ class RunOptions:
     ray: bool = option("--ray", default=False, help="Run the shards as Ray tasks (local Ray).")
     ray_address: str | None = option(
         "--ray-address", default=None, help="Run the shards on this Ray cluster."
+    )
+    workers: int = option(
+        "--workers",
+        default=1,
+        min=1,
+        help="Run the shards as N processes on this machine, each with cores/N threads "
+        "(sets --num-shards to N when it is smaller).",
     )
     force: bool = option(
         "--force", default=False, help="Redo stages already done (with other options)."
