@@ -263,3 +263,24 @@ def test_a_reply_that_stops_after_the_summary_gets_its_qa_from_the_follow_up_tur
     # Version 1, without a follow-up turn, keeps the reply as it is.
     [plain] = generate_llm_qa(_items()[:1], Scripted([summary_only]), prompt_version=1)
     assert plain.qa == [] and plain.prompt_id == "qa_v1"
+
+
+def test_a_one_prompt_at_a_time_writer_gets_each_follow_up_right_after_its_first_reply():
+    """llama.cpp reuses the previous prompt's KV cache: the follow-up must come next."""
+    summary_only = "Summary: They differ."
+    qa = "Q1: Which tool?\nA1: A whisk.\nQ2: Which food?\nA2: Eggs.\nQ3: Which bowl?\nA3: Glass."
+    generator = Scripted([summary_only, qa, summary_only, qa])
+    generator.one_prompt_at_a_time = True
+    records = generate_llm_qa(_items(), generator)
+    assert [len(r.qa) for r in records] == [3, 3]
+    roles = [[m["role"] for m in prompt][-1:] + [len(prompt)] for prompt in generator.prompts]
+    first, follow_up = len(generator.prompts[0]), len(generator.prompts[0]) + 2
+    assert roles == [["user", first], ["user", follow_up]] * 2
+    assert generator.prompts[1][-2]["content"] == summary_only
+    assert (
+        "One." in generator.prompts[2][-1]["content"]
+    )  # the second pair after the first's follow-up
+    # A batched writer sends both first turns before any follow-up.
+    batched = Scripted([summary_only, summary_only, qa, qa])
+    generate_llm_qa(_items(), batched)
+    assert [len(p) for p in batched.prompts] == [first, first, follow_up, follow_up]

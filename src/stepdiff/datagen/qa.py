@@ -136,6 +136,13 @@ def generate_llm_qa(
     """
     from stepdiff.datagen.prompting import load_prompt, render
 
+    if getattr(generator, "one_prompt_at_a_time", False) and len(items) > 1:
+        # llama.cpp keeps the last prompt's KV cache: a follow-up sent right after its
+        # own first reply re-reads only the new turn, not the whole conversation.
+        options = {"prompt_version": prompt_version, "seed": seed, "max_new_tokens": max_new_tokens}
+        return [
+            record for item in items for record in generate_llm_qa([item], generator, **options)
+        ]
     prompt = load_prompt(QA_PROMPT, prompt_version)
     messages = [
         render(prompt, description1=it.description1, description2=it.description2) for it in items

@@ -207,6 +207,9 @@ class LlamaCppGenerator:
     generate on half the cores: 75 against 107 tokens/s on a 2-core machine).
     """
 
+    # Prompts run one by one, reusing the previous prompt's KV cache for a shared start.
+    one_prompt_at_a_time = True
+
     def __init__(self, gguf_path: str, n_ctx: int = 2048, n_threads: int | None = None) -> None:
         from stepdiff.llm.llamacpp import import_llama_cpp
         from stepdiff.llm.loading import resolve_gguf
