@@ -15,7 +15,7 @@ from stepdiff.datagen.aggregate import (
     template_description,
 )
 from stepdiff.errors import ConfigError
-from stepdiff.llm.textgen import TextGenerationError
+from stepdiff.llm.textgen import PromptTooLongError, TextGenerationError
 
 ONIONS = StepSources(
     clip_id="vid_a_10_18",
@@ -95,6 +95,21 @@ def test_unparseable_replies_are_recorded_not_raised():
     empty = "description reply is empty"
     assert [r.error for r in results] == [None, empty, empty]
     assert sum(r.error is not None for r in results) == 2
+
+
+def test_a_description_too_long_for_the_context_is_counted_not_fatal():
+    def reply(user: str) -> str:
+        if "whisk the eggs" in user:
+            raise PromptTooLongError(PromptTooLongError.MESSAGE)
+        return "Description: The cook stirs onions."
+
+    results = aggregate_descriptions([ONIONS, BARE, ONIONS], FakeGenerator(reply=reply))
+    assert [r.description for r in results] == [
+        "The cook stirs onions.",
+        None,
+        "The cook stirs onions.",
+    ]
+    assert results[1].error == "prompt longer than the LLM's context window"
 
 
 def test_replies_that_copy_the_instructions_are_errors():

@@ -284,3 +284,24 @@ def test_a_one_prompt_at_a_time_writer_gets_each_follow_up_right_after_its_first
     batched = Scripted([summary_only, summary_only, qa, qa])
     generate_llm_qa(_items(), batched)
     assert [len(p) for p in batched.prompts] == [first, first, follow_up, follow_up]
+
+
+def test_a_pair_too_long_for_the_context_gets_an_error_record_and_the_others_go_on():
+    from stepdiff.llm.textgen import PromptTooLongError
+
+    qa = (
+        "Summary: Tools differ.\nQ1: Which tool?\nA1: A whisk.\nQ2: Which food?\nA2: Eggs.\n"
+        "Q3: Which bowl?\nA3: Glass."
+    )
+
+    class Limited:
+        name = "limited"
+
+        def generate(self, prompts, **options):
+            if any("One." in p[-1]["content"] for p in prompts):
+                raise PromptTooLongError(PromptTooLongError.MESSAGE)
+            return [qa for _ in prompts]
+
+    first, second = generate_llm_qa(_items(), Limited())
+    assert len(first.qa) == 3 and first.error is None
+    assert second.qa == [] and second.error == "prompt longer than the LLM's context window"

@@ -17,11 +17,13 @@ from stepdiff.errors import ConfigError
 from stepdiff.llm.textgen import (
     LlamaCppGenerator,
     OpenAIHTTPGenerator,
+    PromptTooLongError,
     TextGenerationError,
     TextGenerator,
     TransformersGenerator,
     build_text_generator,
     format_chat,
+    generate_each,
 )
 
 
@@ -299,3 +301,49 @@ def test_llamacpp_backend_answers_with_the_default_gguf():
     assert len(replies) == 2
     assert replies[0] and len(replies[0].split()) >= 1
     assert replies[0] == replies[1]  # temperature 0: greedy, the same both times
+
+
+def test_a_prompt_too_long_for_the_context_is_an_error_of_its_own_item():
+    class Limited:
+        name = "limited"
+        calls: list[int] = []
+
+        def generate(self, prompts, **options):
+            self.calls.append(len(prompts))
+            if any("LONG" in p[-1]["content"] for p in prompts):
+                raise PromptTooLongError(PromptTooLongError.MESSAGE)
+            return [p[-1]["content"].lower() for p in prompts]
+
+    prompts = [chat("A"), chat("LONG"), chat("B"), chat("C"), chat("LONG too")]
+    replies = generate_each(Limited(), prompts, max_new_tokens=8)
+    assert replies[0] == "a" and replies[2:4] == ["b", "c"]
+    assert all(isinstance(replies[i], PromptTooLongError) for i in (1, 4))
+    with pytest.raises(TextGenerationError):  # other failures still stop the call
+        generate_each(types_failing(), prompts)
+
+
+def types_failing():
+    class Down:
+        name = "down"
+
+        def generate(self, prompts, **options):
+            raise TextGenerationError("server down")
+
+    return Down()
+
+
+def test_transformers_says_when_a_prompt_outgrows_the_context(tiny):
+    context = tiny.llm.model.config.max_position_embeddings
+    with pytest.raises(PromptTooLongError):
+        tiny.generate([chat("word " * context)], max_new_tokens=4)
+    [long, short] = generate_each(tiny, [chat("word " * context), chat("Hi")], max_new_tokens=4)
+    assert isinstance(long, PromptTooLongError) and isinstance(short, str)
+
+
+@pytest.mark.integration
+def test_llamacpp_says_when_a_prompt_outgrows_the_context():
+    pytest.importorskip("llama_cpp")
+    generator = LlamaCppGenerator("smollm2-135m-instruct", n_ctx=256, n_threads=1)
+    with pytest.raises(PromptTooLongError, match="context window"):
+        generator.generate([chat("word " * 400)], max_new_tokens=4)
+    assert generator.generate([chat("Hi")], max_new_tokens=4)[0]  # the model still answers

@@ -17,7 +17,7 @@ from typing import Any
 
 from stepdiff.datagen.prompting import Prompt, load_prompt, parse_description_reply, render
 from stepdiff.errors import ConfigError, DataFormatError
-from stepdiff.llm.textgen import TextGenerationError, TextGenerator
+from stepdiff.llm.textgen import TextGenerationError, TextGenerator, generate_each
 
 MAX_TAGS = 10  # tags beyond the top ten by score are detector noise, and cost prompt tokens
 TEMPLATE_MIN_SCORE = 0.1  # without an LLM to weigh them, weaker tags are left out
@@ -134,9 +134,9 @@ def aggregate_descriptions(
 ) -> list[DescriptionResult]:
     """One description per clip, in order, generated ``batch_size`` prompts at a time.
 
-    Unparseable replies, and replies that copy the prompt's instructions, give a result
-    with ``description=None`` and the reason in ``error``; errors of the generator
-    itself (a server down) propagate.
+    Unparseable replies, replies that copy the prompt's instructions and prompts too long
+    for the LLM's context give a result with ``description=None`` and the reason in
+    ``error``; errors of the generator itself (a server down) propagate.
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size {batch_size}: must be at least 1")
@@ -146,8 +146,8 @@ def aggregate_descriptions(
     for first in range(0, len(sources), batch_size):
         batch = sources[first : first + batch_size]
         prompts = [render(prompt, sources=sources_text(s)) for s in batch]
-        replies = generator.generate(
-            prompts, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed
+        replies = generate_each(
+            generator, prompts, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed
         )
         if len(replies) != len(batch):
             raise TextGenerationError(
@@ -155,7 +155,9 @@ def aggregate_descriptions(
                 f"for {len(batch)} prompts"
             )
         for s, reply in zip(batch, replies, strict=True):
-            description, error = _parse(reply, fragments)
+            description, error = (
+                (None, str(reply)) if isinstance(reply, Exception) else _parse(reply, fragments)
+            )
             results.append(
                 DescriptionResult(s.clip_id, description, error, prompt.id, generator.name, seed)
             )

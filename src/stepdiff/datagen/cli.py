@@ -50,7 +50,7 @@ class RunOptions:
         default=1,
         min=1,
         help="Run the shards as N processes on this machine, each with cores/N threads "
-        "(sets --num-shards to N when it is smaller).",
+        "(without --num-shards: 4 shards per process).",
     )
     force: bool = option(
         "--force", default=False, help="Redo stages already done (with other options)."

@@ -52,13 +52,15 @@ def run_stage(
 ) -> StageOutcome:
     """Run stage ``name``: whole (``num_shards=1``); one shard, merging when it was the
     last missing one; or all ``num_shards`` shards (in turn, as Ray tasks, or ``workers``
-    local processes at once; ``workers`` alone sets ``num_shards``) and merge.
+    local processes at once; ``workers`` alone makes 4 shards per worker) and merge.
     """
     stage = build_stage(name, config)
     out = Path(config.out)
     on_progress = progress(name) if progress else None
     if workers > 1 and shard is None and not (ray or ray_address):
-        num_shards = max(num_shards, workers)
+        # Hash shards differ in size (55 and 65 of 120 clips): four per worker keep
+        # both busy to the end.
+        num_shards = num_shards if num_shards > 1 else 4 * workers
         _run_in_processes(stage, config, num_shards, force, workers, on_progress)
         return StageOutcome(name, merge_shards(stage, out, num_shards), [])
     if num_shards == 1:

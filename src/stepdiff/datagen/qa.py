@@ -132,9 +132,11 @@ def generate_llm_qa(
 
     ``generator`` is a :class:`~stepdiff.llm.textgen.TextGenerator`; all ``items`` go
     to it in one call (it batches internally). Backend failures (a server down)
-    propagate, so a resumed run retries them; unparseable replies do not.
+    propagate, so a resumed run retries them; unparseable replies and prompts too long
+    for the LLM's context give records with the reason in ``error``.
     """
     from stepdiff.datagen.prompting import load_prompt, render
+    from stepdiff.llm.textgen import generate_each
 
     if getattr(generator, "one_prompt_at_a_time", False) and len(items) > 1:
         # llama.cpp keeps the last prompt's KV cache: a follow-up sent right after its
@@ -147,11 +149,17 @@ def generate_llm_qa(
     messages = [
         render(prompt, description1=it.description1, description2=it.description2) for it in items
     ]
-    replies = generator.generate(messages, max_new_tokens=max_new_tokens, seed=seed)  # type: ignore[attr-defined]
-    parsed = [_parse(reply) for reply in replies]
+    answers = generate_each(generator, messages, max_new_tokens=max_new_tokens, seed=seed)  # type: ignore[arg-type]
+    # A prompt too long for the context has no reply: its record carries the error.
+    replies = ["" if isinstance(a, Exception) else a for a in answers]
+    parsed = [("", [], str(a)) if isinstance(a, Exception) else _parse(a) for a in answers]
     if prompt.follow_up is not None:
         # Replies with fewer pairs than asked get the follow-up turn, all in one call.
-        short = [i for i, (_, qa, _) in enumerate(parsed) if len(qa) < QUESTIONS_PER_PAIR]
+        short = [
+            i
+            for i, (_, qa, _) in enumerate(parsed)
+            if len(qa) < QUESTIONS_PER_PAIR and not isinstance(answers[i], Exception)
+        ]
         turns = [
             [
                 *messages[i],
@@ -160,8 +168,10 @@ def generate_llm_qa(
             ]
             for i in short
         ]
-        more = generator.generate(turns, max_new_tokens=max_new_tokens, seed=seed) if turns else []  # type: ignore[attr-defined]
+        more = generate_each(generator, turns, max_new_tokens=max_new_tokens, seed=seed)  # type: ignore[arg-type]
         for i, extra in zip(short, more, strict=True):
+            if isinstance(extra, Exception):  # the conversation outgrew the context
+                continue
             summary, qa, error = parsed[i]
             _, extra_qa, _ = _parse(extra)
             if len(extra_qa) > len(qa):  # the follow-up's pairs replace the first reply's

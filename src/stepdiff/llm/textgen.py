@@ -39,6 +39,30 @@ class TextGenerationError(StepDiffError):
     """A text-generation backend failed to answer (HTTP error, malformed reply)."""
 
 
+class PromptTooLongError(TextGenerationError):
+    """A prompt that does not fit the model's context window: the item's fault, not the
+    backend's, so a pipeline counts it and goes on (:func:`generate_each`)."""
+
+    MESSAGE = "prompt longer than the LLM's context window"
+
+
+def generate_each(
+    generator: TextGenerator, prompts: Sequence[Messages], **options: Any
+) -> list[str | PromptTooLongError]:
+    """``generator.generate(prompts, **options)``, except that a prompt too long for the
+    model's context gets its error in its place instead of failing the whole call
+    (the call is split until the long prompts are found). Other errors propagate."""
+    try:
+        return list(generator.generate(prompts, **options))
+    except PromptTooLongError as error:
+        if len(prompts) == 1:
+            return [error]
+    middle = len(prompts) // 2
+    return generate_each(generator, prompts[:middle], **options) + generate_each(
+        generator, prompts[middle:], **options
+    )
+
+
 @runtime_checkable
 class TextGenerator(Protocol):
     """Chat prompts in, one reply per prompt out."""
@@ -177,6 +201,9 @@ class TransformersGenerator:
             add_special_tokens=self._add_special,
             return_tensors="pt",
         ).to(model.device)  # input_ids, attention_mask: (B, L)
+        context = getattr(model.config, "max_position_embeddings", None)
+        if context and inputs["input_ids"].shape[1] + max_new_tokens > context:
+            raise PromptTooLongError(PromptTooLongError.MESSAGE)
         config = GenerationConfig(
             max_new_tokens=max_new_tokens,
             do_sample=False,
@@ -246,9 +273,17 @@ class LlamaCppGenerator:
         replies = []
         for messages in prompts:
             # temperature 0 makes llama.cpp's sampler chain greedy; seed fixes the rest.
-            result = self._llm.create_chat_completion(
-                messages=messages, max_tokens=max_new_tokens, temperature=temperature, seed=seed
-            )
+            try:
+                result = self._llm.create_chat_completion(
+                    messages=messages,
+                    max_tokens=max_new_tokens,
+                    temperature=temperature,
+                    seed=seed,
+                )
+            except ValueError as error:  # "Requested tokens (N) exceed context window of M"
+                if "context window" not in str(error):
+                    raise
+                raise PromptTooLongError(PromptTooLongError.MESSAGE) from error
             replies.append((result["choices"][0]["message"]["content"] or "").strip())
         return replies
 
