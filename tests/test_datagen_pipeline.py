@@ -28,6 +28,7 @@ OUTPUTS = (
     "pairs.jsonl",
     "qa_raw.jsonl",
     "qa.jsonl",
+    "qa_dropped.jsonl",
     "interleaved.jsonl",
     "single_video.jsonl",
 )

@@ -215,3 +215,20 @@ def test_stats_on_a_hand_made_case(tmp_path):
     }  # fmt: skip
     assert stats["timings"]["describe"]["wall_seconds"] == 4.0
     assert "| kept | 2 |" in stats_markdown(stats)
+    # With the filter's list of dropped QA, the reasons per category.
+    _write(tmp_path / "qa_dropped.jsonl", [
+        {"qa_id": "a_0_1|b_0_1#2", "pair_id": "a_0_1|b_0_1", "reason": "dropped: duplicate",
+         "question": "Did both use the same tool?", "answer": "No, a wok and a pan."},
+        {"qa_id": "x#0", "pair_id": "x", "reason": "dropped: swapped_roles",
+         "question": "Which ingredient differs?", "answer": "Eggs in video 1."},
+        {"qa_id": "x#1", "pair_id": "x", "reason": "dropped: duplicate",
+         "question": "Which tool is used?", "answer": "A pan."},
+    ])  # fmt: skip
+    per_category = collect_stats(tmp_path)["filter"]["dropped_per_category"]
+    assert per_category == {
+        "Ingredients": {"swapped_roles": 1},
+        "Tools/Equipment": {"duplicate": 2},
+    }
+    markdown = stats_markdown(collect_stats(tmp_path))
+    assert "| category | duplicate | swapped_roles |" in markdown
+    assert "| Tools/Equipment | 2 | 0 |" in markdown

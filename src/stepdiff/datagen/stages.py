@@ -7,7 +7,7 @@ stage          reads                      writes                        item (sh
 describe       the clip list              descriptions.jsonl            clip id
 pairs          descriptions               pairs.jsonl                   keystep
 qa             pairs, descriptions        qa_raw.jsonl                  pair id
-filter         qa_raw, descriptions,      qa.jsonl                      pair id
+filter         qa_raw, descriptions,      qa.jsonl, qa_dropped.jsonl    pair id
                pairs
 interleaved    descriptions (+ clips)     interleaved.jsonl,            video uid
                                           single_video.jsonl
@@ -477,10 +477,11 @@ class QAStage(_Stage):
 
 
 class FilterStage(_Stage):
-    """``qa_raw.jsonl`` -> ``qa.jsonl`` (one QA a line) and ``filter_report.json``."""
+    """``qa_raw.jsonl`` -> ``qa.jsonl`` (one QA a line), ``qa_dropped.jsonl`` (each
+    dropped QA with its reason) and ``filter_report.json``."""
 
     name = "filter"
-    outputs = ("qa",)
+    outputs = ("qa", "qa_dropped")
     options = ("filter", "min_grounded", "max_repeats", "max_share")
     batch_size = 256
 
@@ -531,16 +532,17 @@ class FilterStage(_Stage):
     def process(self, batch: list[tuple[str, Any]]) -> list[ItemResult]:
         results = []
         for pair_id, raw in batch:
-            kept, counts, examples = [], {"qa_in": len(raw["qa"]), "kept": 0}, []
+            kept, dropped, examples = [], [], []
+            counts = {"qa_in": len(raw["qa"]), "kept": 0}
             for index, (qa, verdict) in enumerate(
                 zip(raw["qa"], self.verdicts[pair_id], strict=True)
             ):
                 if not verdict.keep:
                     reason = f"dropped: {verdict.reason}"
                     counts[reason] = counts.get(reason, 0) + 1
-                    examples.append(
-                        {"reason": reason, "detail": verdict.detail, "pair_id": pair_id, **qa}
-                    )
+                    example = {"reason": reason, "detail": verdict.detail, "pair_id": pair_id}
+                    examples.append({**example, **qa})
+                    dropped.append({"qa_id": f"{pair_id}#{index}", **example, **qa})
                     continue
                 counts["kept"] += 1
                 kept.append(
@@ -560,7 +562,9 @@ class FilterStage(_Stage):
                         alternative=qa.get("alternative"),
                     ).to_json()
                 )
-            results.append(ItemResult(pair_id, {"qa": kept}, counts, examples))
+            results.append(
+                ItemResult(pair_id, {"qa": kept, "qa_dropped": dropped}, counts, examples)
+            )
         return results
 
 

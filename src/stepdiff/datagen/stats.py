@@ -159,6 +159,17 @@ def collect_stats(out_dir: str | Path) -> dict[str, Any]:
             "keep_rate": round(kept / seen, 4) if seen else None,
             "dropped": _prefix_counts(counts, "dropped: "),
         }
+        dropped = _load(out_dir, "qa_dropped.jsonl")
+        if dropped is not None:
+            by_category: dict[str, Counter[str]] = {}
+            for d in dropped:
+                reason = d["reason"].removeprefix("dropped: ")
+                by_category.setdefault(classify_question(d["question"]), Counter())[reason] += 1
+            stats["filter"]["dropped_per_category"] = {
+                c: dict(by_category[c].most_common())
+                for c in (*CATEGORIES, OTHER)
+                if c in by_category
+            }
     clips_path = (reports["describe"] or {}).get("config", {}).get("clips")
     clips = load_synthkitchen_clips(clips_path) if raw is not None else None
     if clips is not None:
@@ -192,6 +203,18 @@ def _table(rows: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _reasons_table(per_category: dict[str, dict[str, int]]) -> list[str]:
+    """Dropped QA per category (rows) and filter reason (columns)."""
+    reasons = sorted({r for counts in per_category.values() for r in counts})
+    lines = ["Dropped QA per category:", ""]
+    lines += ["| category | " + " | ".join(reasons) + " |"]
+    lines += ["|---|" + "---:|" * len(reasons)]
+    for category, counts in per_category.items():
+        cells = " | ".join(str(counts.get(r, 0)) for r in reasons)
+        lines.append(f"| {category} | {cells} |")
+    return [*lines, ""]
+
+
 def stats_markdown(stats: dict[str, Any]) -> str:
     """``stats`` as a short Markdown report."""
     lines = [f"# Data generation report: `{stats['out_dir']}`", ""]
@@ -210,12 +233,16 @@ def stats_markdown(stats: dict[str, Any]) -> str:
         lines += [f"## {title}", ""]
         flat = {}
         for name, value in stats[key].items():
+            if isinstance(value, dict) and any(isinstance(v, dict) for v in value.values()):
+                continue  # a table of its own below
             if isinstance(value, dict):
                 shown = ", ".join(f"{k}: {v}" for k, v in value.items()) or "-"
                 flat[name] = shown.replace("|", "/")
             else:
                 flat[name] = value
         lines += [*_table(flat), ""]
+        if key == "filter" and stats[key].get("dropped_per_category"):
+            lines += _reasons_table(stats[key]["dropped_per_category"])
     if stats.get("timings"):
         lines += ["## Timings (seconds)", "", "| stage | items | processing | setup | wall |"]
         lines += ["|---|---:|---:|---:|---:|"]
