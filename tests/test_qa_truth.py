@@ -153,6 +153,17 @@ def test_truth_stats_score_the_filter_as_a_detector_of_contradicted_qa():
     assert stats["after_filter"]["contradicted"] == 1 and stats["after_filter"]["qa"] == 2
     assert stats["filter_on_contradicted"] == {"precision": 0.5, "recall": 0.5}
     assert stats["role_swaps"] == 1
+    assert "dropped_by_reason" not in stats  # without the filter's list of dropped QA
+    dropped = [
+        {"pair_id": "p", "reason": "dropped: ungrounded", **qa[1]},
+        {"pair_id": "p", "reason": "dropped: malformed", **qa[3]},
+    ]
+    clips = {"r": REFERENCE, "c": CANDIDATE}
+    by_reason = truth_stats(raw, kept, clips, lambda q: "Other", dropped)["dropped_by_reason"]
+    assert by_reason == {
+        "malformed": {"supported": 0, "contradicted": 0, "uncheckable": 1},
+        "ungrounded": {"supported": 0, "contradicted": 1, "uncheckable": 0},
+    }
     # Same questions, different answers: no near-identical QA (a repeated QA would be).
     assert reply_checks(raw) == {
         "replies_given_the_follow_up": 0,

@@ -173,7 +173,8 @@ def collect_stats(out_dir: str | Path) -> dict[str, Any]:
     clips_path = (reports["describe"] or {}).get("config", {}).get("clips")
     clips = load_synthkitchen_clips(clips_path) if raw is not None else None
     if clips is not None:
-        stats["truth"] = truth_stats(raw, qa, clips, classify_question)  # type: ignore[arg-type]
+        dropped = _load(out_dir, "qa_dropped.jsonl")
+        stats["truth"] = truth_stats(raw, qa, clips, classify_question, dropped)  # type: ignore[arg-type]
         if descriptions is not None:
             stats["truth"] |= description_truth(descriptions, clips)
     interleaved = _load(out_dir, "interleaved.jsonl")

@@ -96,10 +96,12 @@ def truth_stats(
     kept: list[dict[str, Any]] | None,
     clips: dict[str, Any],
     classify: Callable[[str], str],
+    dropped: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Verdict counts and rates before and after the filter, the filter's precision and
-    recall on contradicted QA, per category (``classify``: question -> category), and
-    role swaps."""
+    recall on contradicted QA, per category (``classify``: question -> category), role
+    swaps, and (with the filter's ``qa_dropped.jsonl`` records) the verdicts of the QA
+    each filter reason dropped: which check drops true QA and which drops false ones."""
     from stepdiff.synthkitchen.qa_truth import CONTRADICTED, VERDICTS, check_qa
 
     kept_keys = (
@@ -110,6 +112,11 @@ def truth_stats(
     per_category: dict[str, Counter[str]] = {}
     dropped_contradicted = dropped = swaps = 0
     reasons: Counter[str] = Counter()
+    dropped_reason = {
+        (d["pair_id"], d["question"], d["answer"]): d["reason"].removeprefix("dropped: ")
+        for d in dropped or []
+    }
+    per_reason: dict[str, Counter[str]] = {}
     for record in raw:
         reference, candidate = clips.get(record["reference"]), clips.get(record["candidate"])
         if reference is None or candidate is None:
@@ -132,6 +139,9 @@ def truth_stats(
             else:
                 dropped += 1
                 dropped_contradicted += contradicted
+                reason = dropped_reason.get(key)
+                if reason is not None:
+                    per_reason.setdefault(reason, Counter())[truth.verdict] += 1
 
     def summary(counts: Counter[str]) -> dict[str, Any]:
         total = sum(counts.values())
@@ -156,6 +166,11 @@ def truth_stats(
                 else None
             ),
         }
+        if per_reason:
+            stats["dropped_by_reason"] = {
+                reason: {v: counts[v] for v in VERDICTS}
+                for reason, counts in sorted(per_reason.items())
+            }
     return stats
 
 
