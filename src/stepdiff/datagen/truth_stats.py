@@ -96,7 +96,7 @@ def truth_stats(
     kept: list[dict[str, Any]] | None,
     clips: dict[str, Any],
     classify: Callable[[str], str],
-    dropped: list[dict[str, Any]] | None = None,
+    dropped_qa: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Verdict counts and rates before and after the filter, the filter's precision and
     recall on contradicted QA, per category (``classify``: question -> category), role
@@ -114,7 +114,7 @@ def truth_stats(
     reasons: Counter[str] = Counter()
     dropped_reason = {
         (d["pair_id"], d["question"], d["answer"]): d["reason"].removeprefix("dropped: ")
-        for d in dropped or []
+        for d in dropped_qa or []
     }
     per_reason: dict[str, Counter[str]] = {}
     for record in raw:
