@@ -190,6 +190,27 @@ def test_an_answer_that_gives_a_video_what_only_the_other_has_is_dropped():
     )
 
 
+def test_an_answer_that_invents_what_a_video_does_is_ungrounded():
+    question = "How does the technique differ between the two videos?"
+    # Neither description says "carefully": made up, however well the rest is grounded.
+    invented = "Video 1 stirs quickly in circles with a spatula, video 2 stirs carefully."
+    assert _verdicts([(question, invented)])[0] == (
+        "ungrounded",
+        "says of one video carefully, which neither description has",
+    )
+    # A negated word is said of no video; "Video 1"'s number is no content word either.
+    negated = "Video 1 stirs quickly with a spatula, video 2 does not stir quickly."
+    assert _verdicts([(question, negated)])[0][0] is None
+    assert content_words("Video 1 and video 2's 2 spatulas") == {"2", "spatula"}
+
+
+def test_the_frame_of_a_comparison_is_no_evidence_of_a_swap():
+    # "results", "type", "serves", "garnish" frame the difference in either video.
+    question = "What is the difference in the type of result?"
+    answer = "Video 1 results in golden onions, while Video 2 results in charred onions."
+    assert _verdicts([(question, answer)])[0][0] is None
+
+
 def test_no_filter_keeps_everything_that_parsed():
     bad = [("", ""), ("Describe it.", "x")]
     verdicts = judge_dataset([PairQA("p", bad, D1, D2)], FilterSettings(enabled=False))
@@ -200,6 +221,12 @@ def test_lemma_lite_meets_inflections_on_both_sides():
     assert lemma("tomatoes") == lemma("tomato")
     assert lemma("seasoning") == lemma("season") == lemma("seasons")
     assert lemma("skipped") == lemma("skip") and lemma("served") == lemma("serve")
+    assert (
+        lemma("onion's") == lemma("onions")
+        and lemma("slowly") == lemma("slow")
+        and lemma("steadily") == lemma("steady")
+    )
+    assert lemma("fried") == lemma("fries") == lemma("fry") and lemma("jelly") == "jelly"
     assert content_words("The person uses back-and-forth strokes") == {"back", "forth", "strok"}
 
 

@@ -122,11 +122,14 @@ def test_common_words_do_not_count_as_values():
     found = mentions(
         "Both add fresh herbs over medium heat with a wooden spoon; no pancakes. "
         "They season with salt and pepper."  # the seasoning, not the ingredient peppers
+        " Video 2 uses salt, pepper, and lemon juice."  # the seasoning still
+        " Video 1 uses chopsticks to whisk, video 2 whisk it."  # the verb, no tool
     )
     assert [(m.attribute, m.value) for m in found] == [
         ("garnish", "herbs"),
         ("tool", "spoon"),
         ("ingredient", "pancakes"),
+        ("tool", "chopsticks"),
     ]
 
 
@@ -164,6 +167,11 @@ def test_truth_stats_score_the_filter_as_a_detector_of_contradicted_qa():
         "malformed": {"supported": 0, "contradicted": 0, "uncheckable": 1},
         "ungrounded": {"supported": 0, "contradicted": 1, "uncheckable": 0},
     }
+    from stepdiff.datagen.stats import stats_markdown
+
+    markdown = stats_markdown({"out_dir": "x", "truth": {"dropped_by_reason": by_reason}})
+    assert "| reason | contradicted | supported | uncheckable |" in markdown
+    assert "| ungrounded | 1 | 0 | 0 |" in markdown
     # Same questions, different answers: no near-identical QA (a repeated QA would be).
     assert reply_checks(raw) == {
         "replies_given_the_follow_up": 0,

@@ -15,10 +15,12 @@ the reason:
    first ... second, ...) or the answer must draw on both descriptions: a content word
    found only in description 1 and one found only in description 2, or a contrast
    marker (instead, whereas, both, neither, while, unlike, ...).
-4. ``ungrounded``: hallucinated. Of the answer's content words (stop words and generic
-   words such as "video", "person", "uses" left out; lemma-lite: lower case, plural
-   "s" stripped), fewer than ``min_grounded`` (default 0.6) occur in description 1,
-   description 2 or the question.
+4. ``ungrounded``: hallucinated. Of the answer's content words (stop words, video
+   numbers and generic words such as "video", "person", "uses", "type", "result" left
+   out; lemma-lite: lower case, inflections stripped), fewer than ``min_grounded``
+   (default 0.6) occur in description 1, description 2 or the question; or the answer
+   says of one video a content word that neither description nor the question holds
+   (:func:`invented_words`: "Video 1 pours slowly" where no description gives a speed).
 5. ``swapped_roles``: the answer says of one video (by "Video 1", "the user", or the
    order "<candidate's> instead of <reference's>") a content word that only the other
    video's description has, inflections aside (:func:`swapped_words`). On LLM-written
@@ -83,8 +85,17 @@ _GENERIC = frozenset(
     "shown appear appears leave leaves left skip skips skipped include includes included "
     "end ends turn turns change changes changed come comes perform performs done "
     "happen happens like instead whereas food dish ingredient ingredients tool tools "
-    "vessel thing things move moves moved moving".split()
+    "vessel thing things move moves moved moving "
+    # The frame of a comparison ("the type of pan", "the result", "the serving method"),
+    # never the content that differs: "Video 1 results in golden chunks" is not a swap.
+    "type kind method motion pattern technique manner style result results resulting "
+    "process action prepare prepares prepared preparing amount final serve serves served "
+    "serving garnish cook cooks cooked cooking present presents presented presentation "
+    "involve involves involved preparation after before".split()
 )
+# "Video 1", "the second clip's": the number names a video, not a quantity of anything.
+_VIDEO_NUMBER = re.compile(r"\b(videos?|clips?)\s+(?:1|2|one|two)\b(?:'s)?")
+_NEGATIONS = frozenset("not no without never".split())
 
 
 def normalise(text: str) -> str:
@@ -93,11 +104,18 @@ def normalise(text: str) -> str:
 
 
 def lemma(word: str) -> str:
-    """Lemma-lite: plural or third-person "s" stripped, then "-ing"/"-ed", a final "e"
-    and a doubled final consonant, so that inflections of one word meet ("tomatoes" ->
-    "tomato", "berries" -> "berry", "seasoning" -> "season", "skipped" -> "skip",
-    "served" and "serve" -> "serv"). Crude, but applied to both sides of a comparison."""
-    if len(word) > 4 and word.endswith("ies"):
+    """Lemma-lite: a possessive "'s", an adverb's "-ly", a plural or third-person "s",
+    then "-ing"/"-ed", a final "e" and a doubled final consonant stripped, so that
+    inflections of one word meet ("slowly" -> "slow", "steadily" -> "steady",
+    "tomatoes" -> "tomato", "berries" and "fried" -> "berry" and "fry", "seasoning" ->
+    "season", "skipped" -> "skip", "served" and "serve" -> "serv"). Crude, but applied
+    to both sides of a comparison."""
+    word = word.removesuffix("'s")
+    if len(word) > 5 and word.endswith("ily"):
+        word = word[:-3] + "y"
+    elif len(word) > 5 and word.endswith("ly") and not word.endswith("lly"):
+        word = word[:-2]
+    if len(word) > 4 and word.endswith(("ies", "ied")):
         word = word[:-3] + "y"
     elif len(word) > 4 and word.endswith(("oes", "ches", "shes", "xes", "sses")):
         word = word[:-2]
@@ -119,7 +137,9 @@ def words(text: str) -> list[str]:
 
 
 def content_words(text: str) -> set[str]:
-    """Lemmas of the words of ``text`` that carry content (no stop or generic words)."""
+    """Lemmas of the words of ``text`` that carry content (no stop or generic words, no
+    video numbers: the "1" of "Video 1")."""
+    text = _VIDEO_NUMBER.sub(r"\1", text.lower())
     return {lemma(w) for w in words(text) if w not in _STOP and w not in _GENERIC} - {
         lemma(w) for w in _GENERIC
     }
@@ -236,6 +256,11 @@ def judge_pair(
             detail = f"{fraction:.2f} of the answer's content words are in the descriptions"
             verdicts.append(Verdict("ungrounded", detail))
             continue
+        made_up = invented_words(answer, question, description1, description2)
+        if made_up:
+            detail = f"says of one video {', '.join(made_up)}, which neither description has"
+            verdicts.append(Verdict("ungrounded", detail))
+            continue
         swapped = swapped_words(answer, description1, description2)
         if swapped:
             detail = f"says of one video {', '.join(swapped)}, which the other's description has"
@@ -256,12 +281,36 @@ def swapped_words(answer: str, description1: str, description2: str) -> list[str
     }
     swapped = []
     for clause in clauses(answer):
-        for word, side in zip(clause, word_sides(clause), strict=True):
+        for at, (word, side) in enumerate(zip(clause, word_sides(clause), strict=True)):
             if side is None or word in _STOP or word in _GENERIC or len(word) < 3:
+                continue
+            if _negated(clause, at):
                 continue
             if lemma(word) in own[OTHER[side]] and lemma(word) not in own[side]:
                 swapped.append(word)
     return swapped
+
+
+def _negated(clause: Sequence[str], at: int) -> bool:
+    """Whether one of the three words before ``clause[at]`` negates it: "eggs that are
+    not brown", "does not stir quickly" say brown and quickly of no video."""
+    return any(word in _NEGATIONS for word in clause[max(0, at - 3) : at])
+
+
+def invented_words(answer: str, question: str, description1: str, description2: str) -> list[str]:
+    """Content words ``answer`` says of one video that neither description (nor the
+    question) holds, inflections aside: "Video 1 pours slowly" where neither description
+    gives a speed."""
+    support = {lemma(w) for w in words(description1 + " " + description2 + " " + question)}
+    invented = []
+    for clause in clauses(answer):
+        for at, (word, side) in enumerate(zip(clause, word_sides(clause), strict=True)):
+            if side is None or word in _STOP or word in _GENERIC or len(word) < 3:
+                continue
+            if _negated(clause, at) or lemma(word) in support:
+                continue
+            invented.append(word)
+    return invented
 
 
 @dataclass(frozen=True)

@@ -204,15 +204,15 @@ def _table(rows: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _reasons_table(per_category: dict[str, dict[str, int]]) -> list[str]:
-    """Dropped QA per category (rows) and filter reason (columns)."""
-    reasons = sorted({r for counts in per_category.values() for r in counts})
-    lines = ["Dropped QA per category:", ""]
-    lines += ["| category | " + " | ".join(reasons) + " |"]
-    lines += ["|---|" + "---:|" * len(reasons)]
-    for category, counts in per_category.items():
-        cells = " | ".join(str(counts.get(r, 0)) for r in reasons)
-        lines.append(f"| {category} | {cells} |")
+def _counts_table(title: str, row_name: str, rows: dict[str, dict[str, int]]) -> list[str]:
+    """A table of counts: one row per key of ``rows``, one column per key of its counts."""
+    columns = sorted({c for counts in rows.values() for c in counts})
+    lines = [f"{title}:", ""]
+    lines += [f"| {row_name} | " + " | ".join(columns) + " |"]
+    lines += ["|---|" + "---:|" * len(columns)]
+    for row, counts in rows.items():
+        cells = " | ".join(str(counts.get(c, 0)) for c in columns)
+        lines.append(f"| {row} | {cells} |")
     return [*lines, ""]
 
 
@@ -243,7 +243,11 @@ def stats_markdown(stats: dict[str, Any]) -> str:
                 flat[name] = value
         lines += [*_table(flat), ""]
         if key == "filter" and stats[key].get("dropped_per_category"):
-            lines += _reasons_table(stats[key]["dropped_per_category"])
+            rows = stats[key]["dropped_per_category"]
+            lines += _counts_table("Dropped QA per category", "category", rows)
+        if key == "truth" and stats[key].get("dropped_by_reason"):
+            rows = stats[key]["dropped_by_reason"]
+            lines += _counts_table("Ground truth of the QA each reason dropped", "reason", rows)
     if stats.get("timings"):
         lines += ["## Timings (seconds)", "", "| stage | items | processing | setup | wall |"]
         lines += ["|---|---:|---:|---:|---:|"]

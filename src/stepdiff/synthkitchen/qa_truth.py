@@ -21,6 +21,7 @@ over a shorter one inside it ("serving bowl" is a plate, not the vessel "bowl").
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -84,6 +85,7 @@ VOCABULARY = _vocabulary()
 # Phrases whose words name no attribute value: the seasoning step's "salt and pepper" is
 # not the ingredient peppers.
 _NOT_VALUES = (("salt", "and", "pepper"),)
+_SEASONING_LIST = re.compile(r"\bsalt\s*,\s*(?:and\s+)?pepper\b", re.IGNORECASE)
 # Every (phrase words, attribute, value), longest phrase first, so that a longer name
 # claims its words before a shorter one inside it.
 _PHRASES = sorted(
@@ -138,6 +140,8 @@ class QATruth:
 def mentions(text: str) -> list[Mention]:
     """The attribute values ``text`` names, each with the video it is said of."""
     found: list[Mention] = []
+    # "salt, pepper, and lemon juice": the seasoning still, though a comma splits it.
+    text = _SEASONING_LIST.sub("salt and pepper", text)
     for words in clauses(text):
         taken = [False] * len(words)
         for phrase in _NOT_VALUES:
@@ -232,7 +236,7 @@ def _all_positions(words: Sequence[str], phrase: Sequence[str], strict: bool = F
             for start in range(len(words) - n + 1)
             if list(words[start : start + n - 1]) == list(phrase[:-1])
             and words[start + n - 1] in (phrase[-1], f"{phrase[-1]}s", f"{phrase[-1]}es")
-            and not (words[start + n - 1] != phrase[-1] and phrase[-1] in _VERB_TOOLS)
+            and not (phrase[-1] in _VERB_TOOLS and _is_verb(words, start + n - 1, phrase[-1]))
         ]
     positions, offset = [], 0
     while offset <= len(words) - n:
@@ -246,3 +250,14 @@ def _all_positions(words: Sequence[str], phrase: Sequence[str], strict: bool = F
 
 # Tool names that are also a keystep's verb: "the person whisks" is no tool.
 _VERB_TOOLS = frozenset(k for k in KEYSTEPS if k in TOOLS)
+
+
+def _is_verb(words: Sequence[str], at: int, name: str) -> bool:
+    """Whether ``words[at]``, a form of the tool ``name``, is its keystep's verb:
+    inflected ("whisks"), after "to" ("chopsticks to whisk"), or before an object
+    pronoun ("whisk it quickly")."""
+    return (
+        words[at] != name
+        or (at > 0 and words[at - 1] == "to")
+        or (at + 1 < len(words) and words[at + 1] in ("it", "them"))
+    )
