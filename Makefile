@@ -44,7 +44,8 @@ install: $(STAMP) llm-qwen-0.5b
 			|| echo "warning: could not install$$missing: the tests that need them will be skipped"; \
 	fi
 
-# The `llamacpp` extra, compiled with portable flags (12-14 min on 2 cores).
+# The `llamacpp` extra, compiled with portable flags (about 5 min on 2 cores; up to 22 on a
+# busy machine).
 llamacpp: $(STAMP)
 	CMAKE_ARGS="$(LLAMACPP_CMAKE_ARGS)" $(BIN)/pip install --quiet --no-cache-dir -e '.[llamacpp]'
 

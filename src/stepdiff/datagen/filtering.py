@@ -47,7 +47,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from stepdiff.data.roles import CANDIDATE, OTHER, REFERENCE, clauses, word_sides
@@ -270,25 +270,15 @@ def judge_pair(
     return verdicts
 
 
-def swapped_words(answer: str, description1: str, description2: str) -> list[str]:
-    """Content words ``answer`` says of one video (:func:`stepdiff.data.roles.word_sides`)
-    that only the other video's description holds, inflections aside ("Video 1 whisks"
-    where only Video 2's description whisks): the writer swapped Video 1 and Video 2, or
-    read one description as the other's."""
-    own = {
-        REFERENCE: {lemma(w) for w in words(description1)},
-        CANDIDATE: {lemma(w) for w in words(description2)},
-    }
-    swapped = []
+def _said_of_a_video(answer: str) -> Iterator[tuple[str, str]]:
+    """(word, side) for each content word ``answer`` says of one video
+    (:func:`stepdiff.data.roles.word_sides`), negated words ("not brown") left out."""
     for clause in clauses(answer):
         for at, (word, side) in enumerate(zip(clause, word_sides(clause), strict=True)):
             if side is None or word in _STOP or word in _GENERIC or len(word) < 3:
                 continue
-            if _negated(clause, at):
-                continue
-            if lemma(word) in own[OTHER[side]] and lemma(word) not in own[side]:
-                swapped.append(word)
-    return swapped
+            if not _negated(clause, at):
+                yield word, side
 
 
 def _negated(clause: Sequence[str], at: int) -> bool:
@@ -297,20 +287,28 @@ def _negated(clause: Sequence[str], at: int) -> bool:
     return any(word in _NEGATIONS for word in clause[max(0, at - 3) : at])
 
 
+def swapped_words(answer: str, description1: str, description2: str) -> list[str]:
+    """Content words ``answer`` says of one video that only the other video's
+    description holds, inflections aside ("Video 1 whisks" where only Video 2's
+    description whisks): the writer swapped Video 1 and Video 2, or read one description
+    as the other's."""
+    own = {
+        REFERENCE: {lemma(w) for w in words(description1)},
+        CANDIDATE: {lemma(w) for w in words(description2)},
+    }
+    return [
+        word
+        for word, side in _said_of_a_video(answer)
+        if lemma(word) in own[OTHER[side]] and lemma(word) not in own[side]
+    ]
+
+
 def invented_words(answer: str, question: str, description1: str, description2: str) -> list[str]:
     """Content words ``answer`` says of one video that neither description (nor the
     question) holds, inflections aside: "Video 1 pours slowly" where neither description
     gives a speed."""
     support = {lemma(w) for w in words(description1 + " " + description2 + " " + question)}
-    invented = []
-    for clause in clauses(answer):
-        for at, (word, side) in enumerate(zip(clause, word_sides(clause), strict=True)):
-            if side is None or word in _STOP or word in _GENERIC or len(word) < 3:
-                continue
-            if _negated(clause, at) or lemma(word) in support:
-                continue
-            invented.append(word)
-    return invented
+    return [word for word, _ in _said_of_a_video(answer) if lemma(word) not in support]
 
 
 @dataclass(frozen=True)
