@@ -268,6 +268,17 @@ def test_llamacpp_uses_torch_thread_count_for_prompts_and_generation(monkeypatch
     assert seen["n_threads"] == seen["n_threads_batch"] == 3
 
 
+def test_llamacpp_file_it_cannot_read_is_one_line_naming_the_file(tmp_path):
+    pytest.importorskip("llama_cpp")
+    from stepdiff.errors import ModelLoadError
+
+    truncated = tmp_path / "writer.gguf"
+    truncated.write_bytes(b"GGUF\x03\x00")  # a GGUF magic number and nothing after it
+    with pytest.raises(ModelLoadError, match=r"writer\.gguf: llama\.cpp cannot load") as error:
+        build_text_generator(f"llamacpp:{truncated}")
+    assert "\n" not in str(error.value)
+
+
 def test_build_text_generator_parses_specs():
     gen = build_text_generator("openai:http://127.0.0.1:8000/v1@meta-llama/Llama-2-70b-chat-hf")
     assert isinstance(gen, OpenAIHTTPGenerator)

@@ -1,11 +1,14 @@
-"""Import llama-cpp-python (an optional extra) so that it runs well beside other work."""
+"""Import llama-cpp-python (an optional extra) so that it runs well beside other work, and
+load GGUF files through it with one-line errors."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from types import ModuleType
+from typing import Any
 
-from stepdiff.errors import ConfigError
+from stepdiff.errors import ConfigError, ModelLoadError
 
 
 def import_llama_cpp() -> ModuleType:
@@ -26,3 +29,26 @@ def import_llama_cpp() -> ModuleType:
             "(pip compiles llama.cpp, ~5 min on 2 cores)"
         ) from None
     return llama_cpp
+
+
+def load_llama(path: str | Path, n_ctx: int, n_threads: int | None) -> Any:
+    """A ``llama_cpp.Llama`` for the GGUF file ``path``, prompts and generation on
+    ``n_threads`` threads; a file llama.cpp cannot read (truncated, corrupt, not a GGUF
+    model) is a one-line :class:`ModelLoadError` instead of llama.cpp's traceback."""
+    llama_cpp = import_llama_cpp()
+    try:
+        # Prompts get the same thread count (n_threads_batch): by default llama-cpp-python
+        # gives them every core, and on a busy machine OpenMP threads beyond the free cores
+        # make prompt processing many times slower.
+        return llama_cpp.Llama(
+            model_path=str(path),
+            n_ctx=n_ctx,
+            n_threads=n_threads,
+            n_threads_batch=n_threads,
+            verbose=False,
+        )
+    except ValueError as error:  # "Failed to load model from file: ..."
+        raise ModelLoadError(
+            f"{path}: llama.cpp cannot load this GGUF file (truncated, corrupt or not a "
+            f"model); reinstall it ({error})"
+        ) from None

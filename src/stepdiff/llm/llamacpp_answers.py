@@ -29,7 +29,7 @@ import torch
 
 from stepdiff.errors import ConfigError
 from stepdiff.llm.decoding import prefix_key
-from stepdiff.llm.llamacpp import import_llama_cpp
+from stepdiff.llm.llamacpp import import_llama_cpp, load_llama
 from stepdiff.llm.prompt import VIDEO_TOKEN_ID
 
 SEQUENCE = 0  # one llama.cpp sequence: questions are answered one after another
@@ -39,17 +39,8 @@ class LlamaCppAnswerer:
     """Greedy answers from a GGUF LLM given a prompt of token ids and video embeddings."""
 
     def __init__(self, gguf_path: str | Path, n_ctx: int = 2048, n_threads: int | None = None):
-        llama_cpp = import_llama_cpp()
-        self._lib = llama_cpp
-        # Prompts get the same thread count (n_threads_batch): by default llama-cpp-python
-        # gives them every core, which a machine shared with torch cannot spare.
-        self._llm = llama_cpp.Llama(
-            model_path=str(gguf_path),
-            n_ctx=n_ctx,
-            n_threads=n_threads,
-            n_threads_batch=n_threads,
-            verbose=False,
-        )
+        self._lib = import_llama_cpp()
+        self._llm = load_llama(gguf_path, n_ctx, n_threads)
         self._ctx = self._llm.ctx
         self._prefix_key: str | None = None  # the prefix held in memory (see answer)
         self._prefix_end = 0

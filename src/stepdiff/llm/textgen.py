@@ -238,29 +238,18 @@ class LlamaCppGenerator:
     one_prompt_at_a_time = True
 
     def __init__(self, gguf_path: str, n_ctx: int = 2048, n_threads: int | None = None) -> None:
-        from stepdiff.llm.llamacpp import import_llama_cpp
+        from stepdiff.llm.llamacpp import load_llama
         from stepdiff.llm.loading import resolve_gguf
-
-        Llama = import_llama_cpp().Llama
 
         path = resolve_gguf(gguf_path) or Path(gguf_path)
         if not path.is_file():
             raise ModelLoadError(f"LLM GGUF file {str(path)!r} not found")
         self.name = f"llamacpp:{gguf_path}"
-        # Prompts get their own thread count (n_threads_batch); without it a prompt would
-        # use every core even when asked for fewer, and on a busy machine OpenMP threads
-        # beyond the free cores make prompt processing many times slower.
         if n_threads is None:
             import torch  # the transformers backend's thread count
 
             n_threads = torch.get_num_threads()
-        self._llm = Llama(
-            model_path=str(path),
-            n_ctx=n_ctx,
-            n_threads=n_threads,
-            n_threads_batch=n_threads,
-            verbose=False,
-        )
+        self._llm = load_llama(path, n_ctx, n_threads)
 
     def generate(
         self,
