@@ -60,7 +60,7 @@ def main() -> None:
     for line in (args.run / "descriptions.jsonl").read_text(encoding="utf-8").splitlines():
         record = json.loads(line)
         descriptions[record["clip_id"]] = record["description"] or ""
-    raw = [json.loads(line) for line in (args.run / "qa_raw.jsonl").read_text().splitlines()]
+    raw = [json.loads(line) for line in (args.run / "qa_raw.jsonl").read_text("utf-8").splitlines()]
     raw = [r for r in raw if in_half(r["pair_id"], args.half)]
 
     pairs = [
