@@ -4,6 +4,7 @@ damaged or interrupted parts, and resolving a registry name to the verified file
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import shutil
 from collections import namedtuple
@@ -301,3 +302,32 @@ def test_llamacpp_and_the_dry_run_resolve_the_registry_name(
 
     assert seen["model_path"] == str(path)
     assert _gguf_file("fake-coder") == path
+
+
+def test_too_little_memory_is_one_line_before_loading(tmp_path: Path, monkeypatch):
+    from stepdiff.llm import memory
+
+    model, tokenizer = build_tiny_llm(hidden_size=16, num_layers=1)
+    model.save_pretrained(tmp_path / "tiny-llm")
+    tokenizer.save_pretrained(tmp_path / "tiny-llm")
+    values = memory.safetensors_parameters(tmp_path / "tiny-llm" / "model.safetensors")
+    assert values == sum(p.numel() for p in model.parameters())  # tied weights once
+
+    # Room for the fp32 weights and their headroom, not a byte more: it loads.
+    monkeypatch.setattr(memory, "available_bytes", lambda: math.ceil(values * 4 * memory.HEADROOM))
+    assert loading.load_frozen_llm(str(tmp_path / "tiny-llm")).hidden_size == 16
+    monkeypatch.setattr(memory, "available_bytes", lambda: values * 4)
+    with pytest.raises(ModelLoadError) as error:
+        loading.load_frozen_llm(str(tmp_path / "tiny-llm"))
+    message = str(error.value)
+    assert "\n" not in message and "tiny-llm" in message and "in float32" in message
+    assert "choose a smaller LLM" in message
+    # bf16 weights take half the room.
+    assert loading.load_frozen_llm(str(tmp_path / "tiny-llm"), "bfloat16").hidden_size == 16
+
+
+def test_available_memory_is_read_from_the_kernel():
+    from stepdiff.llm import memory
+
+    available = memory.available_bytes()
+    assert available is not None and 0 < available < 1 << 50

@@ -7,6 +7,7 @@ import json
 import sys
 import threading
 import time
+import types
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -250,9 +251,6 @@ def test_llamacpp_without_its_package_says_how_to_install(monkeypatch):
 
 
 def test_llamacpp_uses_torch_thread_count_for_prompts_and_generation(monkeypatch):
-    import types
-
-    import torch
 
     seen: dict = {}
 
@@ -277,6 +275,24 @@ def test_llamacpp_file_it_cannot_read_is_one_line_naming_the_file(tmp_path):
     with pytest.raises(ModelLoadError, match=r"writer\.gguf: llama\.cpp cannot load") as error:
         build_text_generator(f"llamacpp:{truncated}")
     assert "\n" not in str(error.value)
+
+
+def test_llamacpp_on_too_little_memory_is_one_line_before_loading(tmp_path, monkeypatch):
+    from stepdiff.errors import ModelLoadError
+    from stepdiff.llm import memory
+
+    model_file = tmp_path / "writer.gguf"
+    model_file.write_bytes(b"GGUF" + bytes(4096))
+    loaded = []
+    fake = types.SimpleNamespace(Llama=lambda **kwargs: loaded.append(kwargs))
+    monkeypatch.setattr("stepdiff.llm.llamacpp.import_llama_cpp", lambda: fake)
+    monkeypatch.setattr(memory, "available_bytes", lambda: 4100)  # the file, no headroom
+    with pytest.raises(ModelLoadError, match=r"writer\.gguf' needs about .* available") as error:
+        build_text_generator(f"llamacpp:{model_file}")
+    assert "\n" not in str(error.value) and loaded == []
+    monkeypatch.setattr(memory, "available_bytes", lambda: 8192)
+    build_text_generator(f"llamacpp:{model_file}")
+    assert len(loaded) == 1
 
 
 def test_build_text_generator_parses_specs():

@@ -9,6 +9,7 @@ from types import ModuleType
 from typing import Any
 
 from stepdiff.errors import ConfigError, ModelLoadError
+from stepdiff.llm.memory import check_fits
 
 
 def import_llama_cpp() -> ModuleType:
@@ -36,6 +37,8 @@ def load_llama(path: str | Path, n_ctx: int, n_threads: int | None) -> Any:
     ``n_threads`` threads; a file llama.cpp cannot read (truncated, corrupt, not a GGUF
     model) is a one-line :class:`ModelLoadError` instead of llama.cpp's traceback."""
     llama_cpp = import_llama_cpp()
+    if Path(path).is_file():  # llama.cpp maps the whole file, in its own quantisation
+        check_fits(str(path), Path(path).stat().st_size, 1, "its GGUF quantisation")
     try:
         # Prompts get the same thread count (n_threads_batch): by default llama-cpp-python
         # gives them every core, and on a busy machine OpenMP threads beyond the free cores

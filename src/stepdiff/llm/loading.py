@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import shutil
+import struct
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from stepdiff.errors import ConfigError, ModelLoadError, first_line
 from stepdiff.hf_quiet import quiet_transformers
 from stepdiff.llm.aliases import DEFAULT_LLM, PACKAGED_GGUF
+from stepdiff.llm.memory import check_fits, gguf_parameters, safetensors_parameters
 from stepdiff.llm.part_models import PART_MODELS
 from stepdiff.llm.parts import resolve_part_model
 from stepdiff.llm.tiny import build_tiny_llm
@@ -135,6 +137,24 @@ def _load_folder_or_id(
     return model, tokenizer
 
 
+def _gguf_parameters(gguf_file: Path) -> int | None:
+    """The GGUF file's parameter count; None for a file gguf cannot read, which the
+    de-quantiser then reports, naming it."""
+    try:
+        return gguf_parameters(gguf_file)
+    except Exception:  # gguf raises many types for unreadable files
+        return None
+
+
+def _check_folder_fits(spec: str, folder: Path, torch_dtype: torch.dtype, dtype: str) -> None:
+    """The memory check for a folder's safetensors weights loaded in ``torch_dtype``."""
+    try:
+        parameters = sum(safetensors_parameters(f) for f in folder.glob("*.safetensors"))
+    except (OSError, ValueError, KeyError, struct.error):
+        return  # transformers reports an unreadable file itself, naming it
+    check_fits(spec, parameters, torch_dtype.itemsize, dtype)
+
+
 def resolve_gguf(spec: str) -> Path | None:
     """The GGUF file an LLM spec names (alias, part-packaged model name or ``.gguf``
     path), or None for other specs. A part-packaged model's sha256 is checked first."""
@@ -163,9 +183,15 @@ def load_frozen_llm(spec: str = DEFAULT_LLM, dtype: str = "float32") -> FrozenLL
     elif (gguf_file := resolve_gguf(spec)) is not None:
         folder = gguf_cache_dir(gguf_file)
         if not (folder / "model.safetensors").is_file():
+            # De-quantising builds the whole model in fp32 first.
+            if (parameters := _gguf_parameters(gguf_file)) is not None:
+                check_fits(spec, parameters, 4, "float32")
             _dequantise_gguf_to_folder(gguf_file, folder)
+        _check_folder_fits(spec, folder, torch_dtype, dtype)
         model, tokenizer = _load_folder_or_id(folder, torch_dtype)
     else:
+        if Path(spec).is_dir():
+            _check_folder_fits(spec, Path(spec), torch_dtype, dtype)
         model, tokenizer = _load_folder_or_id(spec, torch_dtype)
     model.to(torch_dtype)  # the tiny built-in LLM is built in fp32
     if tokenizer.pad_token_id is None:
