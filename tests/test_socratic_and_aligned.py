@@ -28,6 +28,19 @@ def test_oracle_descriptions_state_the_ground_truth(small_synthkitchen):
         describe(ClipRef(small_synthkitchen / "videos" / "x.mp4"))
 
 
+def test_oracle_fields_are_the_descriptions_the_model_is_aligned_to(small_synthkitchen):
+    describe = OracleDescriber.from_file(small_synthkitchen, fields=True)
+    written = {}
+    for line in (small_synthkitchen / "descriptions_train.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        written[record["clip_id"]] = " ".join(record["fields"])
+    for clip_id, text in list(written.items())[:5]:
+        assert describe(resolve_clip(clip_id, small_synthkitchen / "videos")) == text
+    tiny = ModelOptions(config="tiny", cache=False)
+    scorer = build_scorer("socratic-oracle:fields", ScorerOptions(tiny, clips=small_synthkitchen))
+    assert scorer.name == "socratic-oracle:fields" and scorer.describe.fields
+
+
 def test_socratic_oracle_runs_on_the_benchmark(small_synthkitchen, tmp_path):
     tiny = ModelOptions(config="tiny", cache=False)
     options = ScorerOptions(model=tiny, clips=small_synthkitchen / "clips.jsonl")

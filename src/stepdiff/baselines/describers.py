@@ -44,13 +44,16 @@ class SourceDescriber:
 
 
 class OracleDescriber:
-    """ClipRef (resolved from a SynthKitchen clip id) -> its ground-truth description."""
+    """ClipRef (resolved from a SynthKitchen clip id) -> its ground-truth description:
+    its narration, or with ``fields`` the 16 fields that description alignment teaches
+    the video tokens to spell (the text-only ceiling of such a model)."""
 
-    def __init__(self, clips: dict[str, ClipSpec]) -> None:
+    def __init__(self, clips: dict[str, ClipSpec], fields: bool = False) -> None:
         self.clips = clips
+        self.fields = fields
 
     @classmethod
-    def from_file(cls, path: Path) -> OracleDescriber:
+    def from_file(cls, path: Path, fields: bool = False) -> OracleDescriber:
         """From a built benchmark's ``clips.jsonl`` (or the folder holding it)."""
         from stepdiff.synthkitchen.builder import load_clips
 
@@ -58,11 +61,16 @@ class OracleDescriber:
         folder = path if path.is_dir() else path.parent
         if not (folder / "clips.jsonl").is_file():
             raise ConfigError(f"{path}: no SynthKitchen clips.jsonl there")
-        return cls(load_clips(folder))
+        return cls(load_clips(folder), fields)
 
     def __call__(self, clip: ClipRef) -> str:
         if clip.clip_id is None or clip.clip_id not in self.clips:
             raise ConfigError(f"clip {clip}: no ground truth (is it a SynthKitchen clip id?)")
+        spec = self.clips[clip.clip_id]
+        if self.fields:
+            from stepdiff.synthkitchen.descriptions import description_fields
+
+            return " ".join(description_fields(spec))
         from stepdiff.synthkitchen.render import describe_spec
 
-        return describe_spec(self.clips[clip.clip_id])
+        return describe_spec(spec)

@@ -78,7 +78,8 @@ def evaluate(
         str,
         typer.Option(
             "--scorer",
-            help="stepdiff, single-video, blind-llm, socratic-oracle, random, "
+            help="stepdiff, stepdiff-likelihood, single-video, blind-llm, socratic, "
+            "socratic-oracle[:fields], random, feature-distance, "
             "vlembed:<CLIP/SigLIP id or folder>, vlembed-aligned:<head folder>.",
         ),
     ] = "stepdiff",

@@ -27,7 +27,7 @@ SCORER_NAMES = (
     "single-video",
     "blind-llm",
     "socratic",
-    "socratic-oracle",
+    "socratic-oracle[:fields]",
     "random",
     "feature-distance[:<encoder>]",
     "vlembed:<model>",
@@ -105,12 +105,13 @@ def build_scorer(name: str, options: ScorerOptions | None = None) -> PairScorer:
         from stepdiff.baselines.describers import SourceDescriber
 
         return _text_scorer(options, SourceDescriber(), name)
-    if name == "socratic-oracle":
+    if name in ("socratic-oracle", "socratic-oracle:fields"):
         from stepdiff.baselines.describers import OracleDescriber
 
         if options.clips is None:
-            raise ConfigError("socratic-oracle needs --clips (a SynthKitchen clips.jsonl)")
-        return _text_scorer(options, OracleDescriber.from_file(options.clips), name)
+            raise ConfigError(f"{name} needs --clips (a SynthKitchen clips.jsonl)")
+        describer = OracleDescriber.from_file(options.clips, fields=name.endswith(":fields"))
+        return _text_scorer(options, describer, name)
     if name.split(":", 1)[0] in ("vclm", "interleaved") and ":" in name:
         from stepdiff.model.build import load_model
 
