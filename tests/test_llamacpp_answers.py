@@ -44,7 +44,6 @@ def test_injected_video_embeddings_match_torch_and_matter(shipped_model):
     sample = model._samples(["What is the main difference in tools?"], None)[0]
     ids = sample.prompt_ids
     generator = torch.Generator().manual_seed(0)
-    torch.manual_seed(0)
     features = torch.randn(
         1, 2, *model.encoder.tokens_shape(8), model.encoder.dim, generator=generator
     )
@@ -52,8 +51,9 @@ def test_injected_video_embeddings_match_torch_and_matter(shipped_model):
     # Other video tokens, strongly different: the embeddings of random words (the words
     # head's tokens are mixtures of word embeddings, so a shifted or scaled copy of the same
     # words moves the answer too little to tell from llama.cpp's quantisation error).
-    words = torch.randint(len(model.llm.get_input_embeddings().weight), (len(videos),))
-    other = model.llm.get_input_embeddings().weight[words].detach()
+    table = model.llm.get_input_embeddings().weight
+    words = torch.randint(len(table), (len(videos),), generator=generator)
+    other = table[words].detach()
     llama = _log_softmax(model.decoder.prompt_logits(ids, videos))
     reference = _torch_log_probs(model, ids, videos)
     changed = _log_softmax(model.decoder.prompt_logits(ids, other))

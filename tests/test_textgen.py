@@ -251,7 +251,6 @@ def test_llamacpp_without_its_package_says_how_to_install(monkeypatch):
 
 
 def test_llamacpp_uses_torch_thread_count_for_prompts_and_generation(monkeypatch):
-
     seen: dict = {}
 
     class FakeLlama:

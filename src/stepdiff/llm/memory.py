@@ -10,6 +10,7 @@ container.
 from __future__ import annotations
 
 import json
+import math
 import struct
 from pathlib import Path
 
@@ -25,14 +26,9 @@ def safetensors_parameters(path: Path) -> int:
     with path.open("rb") as handle:
         (length,) = struct.unpack("<Q", handle.read(8))
         header = json.loads(handle.read(length))
-    count = 0
-    for name, entry in header.items():
-        if name != "__metadata__":
-            size = 1
-            for dim in entry["shape"]:
-                size *= dim
-            count += size
-    return count
+    return sum(
+        math.prod(entry["shape"]) for name, entry in header.items() if name != "__metadata__"
+    )
 
 
 def gguf_parameters(path: Path) -> int:
