@@ -14,6 +14,7 @@ every full prompt, timed alternately in one process; answers must be identical.
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import statistics
 import subprocess
@@ -46,10 +47,13 @@ def _cold(
         *extra,
     ]
     start = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # wait4 gives this process's own peak RSS (RUSAGE_CHILDREN is the largest of all).
+    _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - start
-    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return wall, peak_kb / 1e6
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{process.stderr.read().decode()}")
+    return wall, usage.ru_maxrss / 1e6
 
 
 def main() -> None:
@@ -88,13 +92,15 @@ def main() -> None:
     import importlib.util
 
     with_llamacpp = importlib.util.find_spec("llama_cpp") is not None
-    colds, peaks, colds_llamacpp = [], [], []
+    colds, peaks, colds_llamacpp, peaks_llamacpp = [], [], [], []
     for _ in range(args.repeats):
         wall, peak = _cold(ref, cand, args.max_new_tokens)
         colds.append(wall)
         peaks.append(peak)
         if with_llamacpp:
-            colds_llamacpp.append(_cold(ref, cand, args.max_new_tokens, ("--llamacpp",))[0])
+            wall, peak = _cold(ref, cand, args.max_new_tokens, ("--llamacpp",))
+            colds_llamacpp.append(wall)
+            peaks_llamacpp.append(peak)
 
     model = load_model_from(feature_cache=FeatureCache(work / "warm"))  # the shipped model
     clips = [ClipRef(ref), ClipRef(cand)]
@@ -119,9 +125,14 @@ def main() -> None:
     )
     print(f"| warm `model.ask` (model loaded, features cached) | {warm:.2f} s |")
     if colds_llamacpp:
-        print(f"| cold `stepdiff ask --llamacpp` | {statistics.median(colds_llamacpp):.2f} s |")
+        print(
+            f"| cold `stepdiff ask --llamacpp` | {statistics.median(colds_llamacpp):.2f} s "
+            f"(range {min(colds_llamacpp):.2f}-{max(colds_llamacpp):.2f}) |"
+        )
     print(f"| cold / warm | {cold / warm:.1f}x |")
     print(f"| peak RSS, cold process | {max(peaks):.2f} GB |")
+    if peaks_llamacpp:
+        print(f"| peak RSS, cold `--llamacpp` process | {max(peaks_llamacpp):.2f} GB |")
     print(f"| peak RSS, warm process | {this_peak:.2f} GB |")
     for row in shared_rows:
         print(row)

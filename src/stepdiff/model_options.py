@@ -84,8 +84,14 @@ class ModelOptions:
         from stepdiff.model.build import load_model_from
 
         cache = FeatureCache() if self.cache else None
+        # Answers through llama.cpp need the torch LLM only for scores (P(YES), caption
+        # likelihoods): it loads at their first use, if any.
         model = load_model_from(
-            self.config, self.checkpoint, self.config_overrides(), feature_cache=cache
+            self.config,
+            self.checkpoint,
+            self.config_overrides(),
+            feature_cache=cache,
+            defer_llm=self.llamacpp,
         )
         if self.llamacpp:
             model.use_llamacpp()

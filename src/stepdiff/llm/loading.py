@@ -12,11 +12,11 @@ import os
 import shutil
 import struct
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from stepdiff.errors import ConfigError, ModelLoadError, first_line
 from stepdiff.hf_quiet import quiet_transformers
@@ -24,25 +24,63 @@ from stepdiff.llm.aliases import DEFAULT_LLM, PACKAGED_GGUF
 from stepdiff.llm.memory import check_fits, gguf_parameters, safetensors_parameters
 from stepdiff.llm.part_models import PART_MODELS
 from stepdiff.llm.parts import resolve_part_model
-from stepdiff.llm.tiny import build_tiny_llm
 from stepdiff.paths import cache_root, package_file
 from stepdiff.specs import parse_int_options
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 TINY_PREFIX = "tiny"
 TINY_OPTIONS = ("hidden_size", "num_layers", "seed")
 
 
-@dataclass
 class FrozenLLM:
-    """A causal LM with all weights frozen, its tokenizer, and the name it was loaded by."""
+    """A causal LM with all weights frozen, its tokenizer, and the name it was loaded by.
 
-    model: PreTrainedModel
-    tokenizer: object  # a transformers PreTrainedTokenizerBase
-    name: str
+    A deferred one (``load_frozen_llm(..., defer=True)``) holds the tokenizer and the
+    input embedding table only, and loads its weights at the first use of ``model``.
+    Answers generated through llama.cpp never use them: ``ask --llamacpp`` then neither
+    imports transformers' model code (about 4 s) nor loads GBs of fp32 weights.
+    """
+
+    def __init__(
+        self,
+        model: PreTrainedModel | None = None,
+        tokenizer: object = None,  # a transformers PreTrainedTokenizerBase
+        name: str = "",
+        *,
+        load: Callable[[], PreTrainedModel] | None = None,
+        input_embeddings: torch.Tensor | None = None,  # (V, H), with ``load``
+    ) -> None:
+        if (model is None) == (load is None):
+            raise ValueError("a FrozenLLM needs either its model or a way to load it")
+        self._model = model
+        self._load = load
+        self._input_embeddings = input_embeddings
+        self.tokenizer = tokenizer
+        self.name = name
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    @property
+    def model(self) -> PreTrainedModel:
+        if self._model is None:
+            assert self._load is not None
+            self._model = self._load()
+            self._load, self._input_embeddings = None, None
+        return self._model
+
+    def input_embeddings(self) -> torch.Tensor:
+        """The input embedding table (V, H), read without loading a deferred model."""
+        if self._model is None and self._input_embeddings is not None:
+            return self._input_embeddings
+        return self.model.get_input_embeddings().weight
 
     @property
     def hidden_size(self) -> int:
-        return int(self.model.get_input_embeddings().weight.shape[1])
+        return int(self.input_embeddings().shape[1])
 
 
 def packaged_gguf_path(alias: str) -> Path:
@@ -86,6 +124,8 @@ def _remove_stale_copies(gguf_file: Path, keep: Path) -> None:
 
 def _dequantise_gguf_to_folder(gguf_file: Path, target: Path) -> None:
     """De-quantise ``gguf_file`` and write model + tokenizer to ``target`` atomically."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     try:
         tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
         model = AutoModelForCausalLM.from_pretrained(
@@ -128,6 +168,8 @@ def llm_dtype(name: str) -> torch.dtype:
 def _load_folder_or_id(
     source: str | Path, dtype: torch.dtype = torch.float32
 ) -> tuple[PreTrainedModel, object]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     try:
         with quiet_transformers():
             tokenizer = AutoTokenizer.from_pretrained(source)
@@ -170,32 +212,92 @@ def resolve_gguf(spec: str) -> Path | None:
     return None
 
 
-def load_frozen_llm(spec: str = DEFAULT_LLM, dtype: str = "float32") -> FrozenLLM:
+def load_frozen_llm(
+    spec: str = DEFAULT_LLM, dtype: str = "float32", *, defer: bool = False
+) -> FrozenLLM:
     """Load an LLM by alias (``smollm2-135m-instruct``, ``tiny``), part-packaged model name
     (``qwen2.5-coder-0.5b-instruct``: see :mod:`stepdiff.llm.parts`), GGUF file, folder or hub id,
     with weights in ``dtype`` (``float32``, ``bfloat16`` or ``float16``).
 
-    The model is put in eval mode with every parameter frozen.
+    The model is put in eval mode with every parameter frozen. ``defer``: for a GGUF file
+    or a folder of safetensors weights, load only the tokenizer and the input embeddings
+    now, the weights at the first use of ``FrozenLLM.model``.
     """
     torch_dtype = llm_dtype(dtype)
     if spec == TINY_PREFIX or spec.startswith(TINY_PREFIX + ":"):
+        from stepdiff.llm.tiny import build_tiny_llm
+
         model, tokenizer = build_tiny_llm(**parse_int_options(spec, TINY_OPTIONS, "LLM"))
-    elif (gguf_file := resolve_gguf(spec)) is not None:
+        return FrozenLLM(_frozen(model, torch_dtype), _padded(tokenizer), spec)
+    folder = Path(spec) if Path(spec).is_dir() else None
+    if (gguf_file := resolve_gguf(spec)) is not None:
         folder = gguf_cache_dir(gguf_file)
         if not (folder / "model.safetensors").is_file():
             # De-quantising builds the whole model in fp32 first.
             if (parameters := _gguf_parameters(gguf_file)) is not None:
                 check_fits(spec, parameters, 4, "float32")
             _dequantise_gguf_to_folder(gguf_file, folder)
-        _check_folder_fits(spec, folder, torch_dtype, dtype)
-        model, tokenizer = _load_folder_or_id(folder, torch_dtype)
-    else:
-        if Path(spec).is_dir():
-            _check_folder_fits(spec, Path(spec), torch_dtype, dtype)
-        model, tokenizer = _load_folder_or_id(spec, torch_dtype)
-    model.to(torch_dtype)  # the tiny built-in LLM is built in fp32
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
+
+    def load() -> tuple[PreTrainedModel, object]:
+        if folder is not None:
+            _check_folder_fits(spec, folder, torch_dtype, dtype)
+        model, tokenizer = _load_folder_or_id(folder or spec, torch_dtype)
+        return _frozen(model, torch_dtype), _padded(tokenizer)
+
+    if defer and folder is not None:
+        embeddings = _stored_input_embeddings(folder, torch_dtype)
+        if embeddings is not None:
+            return FrozenLLM(
+                tokenizer=_padded(_load_tokenizer(folder)),
+                name=spec,
+                load=lambda: load()[0],
+                input_embeddings=embeddings,
+            )
+    model, tokenizer = load()
+    return FrozenLLM(model, tokenizer, spec)
+
+
+def _frozen(model: PreTrainedModel, dtype: torch.dtype) -> PreTrainedModel:
+    model.to(dtype)  # the tiny built-in LLM is built in fp32
     model.requires_grad_(False)
     model.eval()
-    return FrozenLLM(model=model, tokenizer=tokenizer, name=spec)
+    return model
+
+
+def _padded(tokenizer: object) -> object:
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def _load_tokenizer(folder: Path) -> object:
+    from transformers import AutoTokenizer
+
+    try:
+        with quiet_transformers():
+            return AutoTokenizer.from_pretrained(folder)
+    except Exception as error:
+        raise ModelLoadError(f"LLM {str(folder)!r}: cannot load ({first_line(error)})") from error
+
+
+# The input embedding table's name in the safetensors of the Llama-like architectures a
+# GGUF de-quantises to (Llama, Qwen2, Mistral, ...).
+INPUT_EMBEDDINGS_SUFFIX = "embed_tokens.weight"
+
+
+def _stored_input_embeddings(folder: Path, dtype: torch.dtype) -> torch.Tensor | None:
+    """The input embedding table (V, H) read from a folder's safetensors alone; None where
+    it cannot be told apart (then the whole model loads at once)."""
+    from safetensors import safe_open
+
+    found = []
+    try:
+        for path in sorted(folder.glob("*.safetensors")):
+            with safe_open(str(path), framework="pt") as weights:
+                names = [n for n in weights.keys() if n.endswith(INPUT_EMBEDDINGS_SUFFIX)]
+                found += [weights.get_tensor(n) for n in names]
+    except (OSError, ValueError, RuntimeError):
+        return None  # transformers reports an unreadable file when the model loads
+    if len(found) != 1 or found[0].dim() != 2:
+        return None
+    return found[0].to(dtype)

@@ -28,15 +28,17 @@ def build_model(
     *,
     feature_cache: FeatureCache | None = None,
     checkpoint: str | Path | None = None,
+    defer_llm: bool = False,
 ) -> StepDiffModel:
     """Load the frozen encoder and LLM, build the projector, optionally load its weights.
 
     With ``checkpoint``, the projector weights come from that folder and ``config`` should
-    be the checkpoint's own (see ``load_model``).
+    be the checkpoint's own (see ``load_model``). ``defer_llm``: load the LLM's weights at
+    their first use (see ``FrozenLLM``), for a model that answers through llama.cpp.
     """
     encoder = build_frame_encoder(config.encoder)
-    llm = load_frozen_llm(config.llm, config.llm_dtype)
-    embeddings = llm.model.get_input_embeddings().weight  # (V, H)
+    llm = load_frozen_llm(config.llm, config.llm_dtype, defer=defer_llm)
+    embeddings = llm.input_embeddings()  # (V, H)
     with torch.random.fork_rng():
         torch.manual_seed(config.seed)
         projector = PerceiverProjector(
@@ -136,9 +138,12 @@ def load_model_from(
     overrides: list[str] | None = None,
     *,
     feature_cache: FeatureCache | None = None,
+    defer_llm: bool = False,
 ) -> StepDiffModel:
     """A model from a config (file or preset) or from a checkpoint folder, not both, with
     ``key=value`` overrides applied (see ``resolve_model_config``: with neither, the
     shipped trained model)."""
     resolved, folder = resolve_model_config(config, checkpoint, overrides)
-    return build_model(resolved, feature_cache=feature_cache, checkpoint=folder)
+    return build_model(
+        resolved, feature_cache=feature_cache, checkpoint=folder, defer_llm=defer_llm
+    )

@@ -62,14 +62,41 @@ class StepDiffModel(nn.Module):
         super().__init__()
         self.config = config
         self.encoder = encoder
-        self.llm = llm.model
+        self._frozen_llm = llm
+        if llm.loaded:
+            self.llm = llm.model
         self.tokenizer = llm.tokenizer
         self.llm_name = llm.name
         self.projector = projector
         self.projector_trained = projector_trained
         self.prompt_format = select_prompt_format(config.prompt_format, llm.name, llm.tokenizer)
         self.featurizer = ClipFeaturizer(encoder, config.num_frames, feature_cache)
-        self.decoder: Decoder = TorchDecoder(self.llm, self.tokenizer.pad_token_id)
+        self._decoder: Decoder | None = None  # TorchDecoder at the first answer, unless replaced
+
+    @property
+    def llm(self) -> nn.Module:
+        """The frozen LLM; a deferred one (see ``FrozenLLM``) loads here, on the
+        projector's device, at the first use."""
+        if "llm" not in self._modules:
+            model = self._frozen_llm.model.to(self.device)
+            self._modules["llm"] = model  # add_module would ask this property
+            if "words" in self.projector_module.components:
+                # Bind the LLM's own table instead of the copy read before it loaded.
+                self.projector_module.components["words"].set_anchors(
+                    model.get_input_embeddings().weight
+                )
+        return self._modules["llm"]
+
+    @property
+    def decoder(self) -> Decoder:
+        """What generates answers: the torch LLM unless ``use_llamacpp`` chose llama.cpp."""
+        if self._decoder is None:
+            self._decoder = TorchDecoder(self.llm, self.tokenizer.pad_token_id)
+        return self._decoder
+
+    @decoder.setter
+    def decoder(self, decoder: Decoder) -> None:
+        self._decoder = decoder
 
     def use_llamacpp(self, n_threads: int | None = None) -> None:
         """Generate answers through llama.cpp from the LLM's GGUF file, with the video
