@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from stepdiff.cli import app
 from stepdiff.datagen.config import DatagenConfig
-from stepdiff.datagen.pipeline import run_pipeline, run_stage
+from stepdiff.datagen.pipeline import largest_first, run_pipeline, run_stage
 from stepdiff.errors import ConfigError
 from stepdiff.train.data import read_training_records
 
@@ -286,6 +286,13 @@ def test_worker_processes_share_the_cores_and_write_the_same_bytes(
     )
     models = {r["model"] for r in _lines(llm_out / "descriptions.jsonl") if r.get("model")}
     assert models == {f"fake-llm-{max(1, (os.cpu_count() or 1) // 2)}-threads"}
+
+
+def test_workers_get_the_largest_shards_first():
+    # Two workers, shards of 3, 9, 5, 9 and 4 items: in index order one runs 3+5+9 beside
+    # 9+4 (the last ends at 17); largest first, 9+5 beside 9+4+3 (it ends at 16).
+    assert largest_first([3, 9, 5, 9, 4]) == [1, 3, 2, 4, 0]
+    assert largest_first([]) == []
 
 
 def test_llm_path_with_a_scripted_generator(tmp_path, clips, single_run, fake_llm_dir):

@@ -11,7 +11,7 @@ merges it, and a worker whose stage still waits for other shards stops with a me
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -176,7 +176,7 @@ def _run_in_processes(
     ) as pool:
         futures = {
             pool.submit(_one_shard, stage.name, config_json, i, count, force): i
-            for i in range(count)
+            for i in largest_first(sizes)
         }
         pending = set(futures)
         while pending:
@@ -192,6 +192,13 @@ def _run_in_processes(
                     for i, size in enumerate(sizes)
                 )
                 progress(done, sum(sizes))
+
+
+def largest_first(sizes: Sequence[int]) -> list[int]:
+    """Shard indices by decreasing size (ties in index order). Handed to the workers in
+    this order, the shard that runs last, alone, is one of the smallest: the longest-first
+    rule, which at worst takes 4/3 of the best schedule's time."""
+    return sorted(range(len(sizes)), key=lambda index: (-sizes[index], index))
 
 
 def _records_in(partial: Path) -> int:
