@@ -90,3 +90,16 @@ def test_a_model_loads_a_deferred_llm_at_its_first_score(llm_folder, synthetic_c
     table = deferred.llm.get_input_embeddings().weight
     assert words.llm_embeddings.data_ptr() == table.data_ptr()
     assert deferred.generate(ref, cand, question, 4) == eager.generate(ref, cand, question, 4)
+
+
+@pytest.mark.parametrize("stored", [torch.float16, torch.bfloat16])
+def test_a_table_stored_in_half_precision_reads_the_same_values(tmp_path, stored):
+    model, tokenizer = build_tiny_llm(hidden_size=32, num_layers=1)
+    model.to(stored).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    deferred = load_frozen_llm(str(tmp_path), defer=True)
+
+    assert not deferred.loaded and deferred.input_embeddings().dtype == torch.float32
+    torch.testing.assert_close(
+        deferred.input_embeddings(), model.get_input_embeddings().weight.float()
+    )

@@ -16,12 +16,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from stepdiff.errors import ConfigError, ModelLoadError, first_line
 from stepdiff.hf_quiet import quiet_transformers
 from stepdiff.llm.aliases import DEFAULT_LLM, PACKAGED_GGUF
-from stepdiff.llm.memory import check_fits, gguf_parameters, safetensors_parameters
+from stepdiff.llm.memory import (
+    check_fits,
+    gguf_parameters,
+    safetensors_header,
+    safetensors_parameters,
+)
 from stepdiff.llm.part_models import PART_MODELS
 from stepdiff.llm.parts import resolve_part_model
 from stepdiff.paths import cache_root, package_file
@@ -285,19 +291,36 @@ def _load_tokenizer(folder: Path) -> object:
 INPUT_EMBEDDINGS_SUFFIX = "embed_tokens.weight"
 
 
-def _stored_input_embeddings(folder: Path, dtype: torch.dtype) -> torch.Tensor | None:
-    """The input embedding table (V, H) read from a folder's safetensors alone; None where
-    it cannot be told apart (then the whole model loads at once)."""
-    from safetensors import safe_open
+# safetensors dtypes a table may be mapped in (bf16 has no numpy type: mapped as int16).
+MAPPABLE_DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": np.int16}
 
+
+def _stored_input_embeddings(folder: Path, dtype: torch.dtype) -> torch.Tensor | None:
+    """The input embedding table (V, H) from a folder's safetensors alone, memory-mapped:
+    only the rows used are read (the words head mixes a few hundred of them), not all
+    0.5-1 GB. None where the table cannot be told apart (the whole model then loads)."""
     found = []
     try:
         for path in sorted(folder.glob("*.safetensors")):
-            with safe_open(str(path), framework="pt") as weights:
-                names = [n for n in weights.keys() if n.endswith(INPUT_EMBEDDINGS_SUFFIX)]
-                found += [weights.get_tensor(n) for n in names]
-    except (OSError, ValueError, RuntimeError):
+            header, data_start = safetensors_header(path)
+            found += [
+                (path, data_start, entry)
+                for name, entry in header.items()
+                if name.endswith(INPUT_EMBEDDINGS_SUFFIX)
+            ]
+    except (OSError, ValueError, KeyError, struct.error):
         return None  # transformers reports an unreadable file when the model loads
-    if len(found) != 1 or found[0].dim() != 2:
+    if len(found) != 1:
         return None
-    return found[0].to(dtype)
+    path, data_start, entry = found[0]
+    kind, shape = MAPPABLE_DTYPES.get(entry.get("dtype")), tuple(entry.get("shape", ()))
+    if kind is None or len(shape) != 2:
+        return None
+    # Copy-on-write: a writable array for torch, and nothing is ever written back.
+    rows = np.memmap(
+        path, kind, mode="c", offset=data_start + entry["data_offsets"][0], shape=shape
+    )
+    table = torch.from_numpy(rows)
+    if entry["dtype"] == "BF16":
+        table = table.view(torch.bfloat16)
+    return table if table.dtype == dtype else table.to(dtype)

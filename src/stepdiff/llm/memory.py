@@ -13,6 +13,7 @@ import json
 import math
 import struct
 from pathlib import Path
+from typing import Any
 
 from stepdiff.errors import ModelLoadError
 
@@ -21,14 +22,19 @@ HEADROOM = 1.15
 GIB = 1 << 30
 
 
-def safetensors_parameters(path: Path) -> int:
-    """The number of values in a safetensors file, read from its header alone."""
+def safetensors_header(path: Path) -> tuple[dict[str, Any], int]:
+    """A safetensors file's header (tensor name -> dtype, shape, data_offsets) and the
+    byte where its data starts (the offsets count from there)."""
     with path.open("rb") as handle:
         (length,) = struct.unpack("<Q", handle.read(8))
         header = json.loads(handle.read(length))
-    return sum(
-        math.prod(entry["shape"]) for name, entry in header.items() if name != "__metadata__"
-    )
+    header.pop("__metadata__", None)
+    return header, 8 + length
+
+
+def safetensors_parameters(path: Path) -> int:
+    """The number of values in a safetensors file, read from its header alone."""
+    return sum(math.prod(entry["shape"]) for entry in safetensors_header(path)[0].values())
 
 
 def gguf_parameters(path: Path) -> int:

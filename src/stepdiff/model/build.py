@@ -47,8 +47,11 @@ def build_model(
             config=config.projector,
             # Under FSDP's low-memory loading only the first process reads the LLM's
             # weights (the others hold meta tensors until FSDP broadcasts them, projector
-            # included), so a stand-in scale is fine there.
-            output_std=1.0 if embeddings.is_meta else float(embeddings.float().std()),
+            # included), so a stand-in scale is fine there. A checkpoint's weights replace
+            # the initial ones: no need to read the whole (perhaps memory-mapped) table.
+            output_std=1.0
+            if embeddings.is_meta or checkpoint is not None
+            else float(embeddings.float().std()),
         )
     if "words" in projector.components and not embeddings.is_meta:
         projector.components["words"].set_anchors(embeddings)
