@@ -171,18 +171,24 @@ def llm_dtype(name: str) -> torch.dtype:
     return LLM_DTYPES[name]
 
 
-def _load_folder_or_id(
-    source: str | Path, dtype: torch.dtype = torch.float32
-) -> tuple[PreTrainedModel, object]:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def _load_tokenizer(source: str | Path) -> object:
+    from transformers import AutoTokenizer
 
     try:
         with quiet_transformers():
-            tokenizer = AutoTokenizer.from_pretrained(source)
-            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+            return AutoTokenizer.from_pretrained(source)
     except Exception as error:
         raise ModelLoadError(f"LLM {str(source)!r}: cannot load ({first_line(error)})") from error
-    return model, tokenizer
+
+
+def _load_model(source: str | Path, dtype: torch.dtype = torch.float32) -> PreTrainedModel:
+    from transformers import AutoModelForCausalLM
+
+    try:
+        with quiet_transformers():
+            return AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+    except Exception as error:
+        raise ModelLoadError(f"LLM {str(source)!r}: cannot load ({first_line(error)})") from error
 
 
 def _gguf_parameters(gguf_file: Path) -> int | None:
@@ -244,23 +250,19 @@ def load_frozen_llm(
                 check_fits(spec, parameters, 4, "float32")
             _dequantise_gguf_to_folder(gguf_file, folder)
 
-    def load() -> tuple[PreTrainedModel, object]:
+    source = folder or spec
+    tokenizer = _padded(_load_tokenizer(source))
+
+    def load() -> PreTrainedModel:
         if folder is not None:
             _check_folder_fits(spec, folder, torch_dtype, dtype)
-        model, tokenizer = _load_folder_or_id(folder or spec, torch_dtype)
-        return _frozen(model, torch_dtype), _padded(tokenizer)
+        return _frozen(_load_model(source, torch_dtype), torch_dtype)
 
     if defer and folder is not None:
         embeddings = _stored_input_embeddings(folder, torch_dtype)
         if embeddings is not None:
-            return FrozenLLM(
-                tokenizer=_padded(_load_tokenizer(folder)),
-                name=spec,
-                load=lambda: load()[0],
-                input_embeddings=embeddings,
-            )
-    model, tokenizer = load()
-    return FrozenLLM(model, tokenizer, spec)
+            return FrozenLLM(tokenizer=tokenizer, name=spec, load=load, input_embeddings=embeddings)
+    return FrozenLLM(load(), tokenizer, spec)
 
 
 def _frozen(model: PreTrainedModel, dtype: torch.dtype) -> PreTrainedModel:
@@ -274,16 +276,6 @@ def _padded(tokenizer: object) -> object:
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
-
-
-def _load_tokenizer(folder: Path) -> object:
-    from transformers import AutoTokenizer
-
-    try:
-        with quiet_transformers():
-            return AutoTokenizer.from_pretrained(folder)
-    except Exception as error:
-        raise ModelLoadError(f"LLM {str(folder)!r}: cannot load ({first_line(error)})") from error
 
 
 # The input embedding table's name in the safetensors of the Llama-like architectures a

@@ -81,7 +81,7 @@ class StepDiffModel(nn.Module):
             model = self._frozen_llm.model.to(self.device)
             self._modules["llm"] = model  # add_module would ask this property
             if "words" in self.projector_module.components:
-                # Bind the LLM's own table instead of the copy read before it loaded.
+                # Bind the LLM's own table instead of the file-mapped one read before.
                 self.projector_module.components["words"].set_anchors(
                     model.get_input_embeddings().weight
                 )
