@@ -81,20 +81,26 @@ class ModelOptions:
     def load(self) -> StepDiffModel:
         """The model these options name (the shipped one by default), encoder and LLM frozen."""
         from stepdiff.encoders.cache import FeatureCache
-        from stepdiff.model.build import load_model_from
+        from stepdiff.model.build import build_model
+        from stepdiff.model_files import resolve_model_config
 
-        cache = FeatureCache() if self.cache else None
+        config, folder = resolve_model_config(self.config, self.checkpoint, self.config_overrides())
+        # llama.cpp loads its GGUF while the projector, tokenizer and encoder load here.
+        answerer = None
+        if self.llamacpp:
+            from stepdiff.llm.llamacpp_answers import LlamaCppAnswerer
+
+            answerer = LlamaCppAnswerer.start_loading(config.llm)
         # Answers through llama.cpp need the torch LLM only for scores (P(YES), caption
         # likelihoods): it loads at their first use, if any.
-        model = load_model_from(
-            self.config,
-            self.checkpoint,
-            self.config_overrides(),
-            feature_cache=cache,
+        model = build_model(
+            config,
+            feature_cache=FeatureCache() if self.cache else None,
+            checkpoint=folder,
             defer_llm=self.llamacpp,
         )
-        if self.llamacpp:
-            model.use_llamacpp()
+        if answerer is not None:
+            model.use_llamacpp(answerer=answerer.result())
         return model
 
 

@@ -22,6 +22,7 @@ import torch
 from stepdiff.errors import ConfigError, ModelLoadError, first_line
 from stepdiff.hf_quiet import quiet_transformers
 from stepdiff.llm.aliases import DEFAULT_LLM, PACKAGED_GGUF
+from stepdiff.llm.folder_tokenizer import FolderTokenizer
 from stepdiff.llm.memory import (
     check_fits,
     gguf_parameters,
@@ -181,6 +182,15 @@ def _load_tokenizer(source: str | Path) -> object:
         raise ModelLoadError(f"LLM {str(source)!r}: cannot load ({first_line(error)})") from error
 
 
+def _read_folder_tokenizer(folder: Path) -> FolderTokenizer:
+    try:
+        return FolderTokenizer(folder)
+    except Exception as error:  # tokenizers and json raise many types for broken files
+        raise ModelLoadError(
+            f"LLM {str(folder)!r}: cannot read its tokenizer ({first_line(error)})"
+        ) from error
+
+
 def _load_model(source: str | Path, dtype: torch.dtype = torch.float32) -> PreTrainedModel:
     from transformers import AutoModelForCausalLM
 
@@ -251,7 +261,6 @@ def load_frozen_llm(
             _dequantise_gguf_to_folder(gguf_file, folder)
 
     source = folder or spec
-    tokenizer = _padded(_load_tokenizer(source))
 
     def load() -> PreTrainedModel:
         if folder is not None:
@@ -261,7 +270,14 @@ def load_frozen_llm(
     if defer and folder is not None:
         embeddings = _stored_input_embeddings(folder, torch_dtype)
         if embeddings is not None:
+            # A folder de-quantised from a GGUF holds a tokenizer.json that transformers
+            # wrote: read without transformers, it gives the same tokens 4 s sooner.
+            if gguf_file is not None and FolderTokenizer.can_read(folder):
+                tokenizer = _padded(_read_folder_tokenizer(folder))
+            else:
+                tokenizer = _padded(_load_tokenizer(source))
             return FrozenLLM(tokenizer=tokenizer, name=spec, load=load, input_embeddings=embeddings)
+    tokenizer = _padded(_load_tokenizer(source))
     return FrozenLLM(load(), tokenizer, spec)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -41,6 +42,9 @@ from stepdiff.model.splice import splice_video_embeddings
 from stepdiff.model_files import write_checkpoint
 from stepdiff.projector import PerceiverProjector
 from stepdiff.video.clip import ClipRef
+
+if TYPE_CHECKING:
+    from stepdiff.llm.llamacpp_answers import LlamaCppAnswerer
 
 # Any question: it marks where the question-independent part of a prompt ends.
 PROBE_QUESTION = "?"
@@ -98,13 +102,18 @@ class StepDiffModel(nn.Module):
     def decoder(self, decoder: Decoder) -> None:
         self._decoder = decoder
 
-    def use_llamacpp(self, n_threads: int | None = None) -> None:
+    def use_llamacpp(
+        self, n_threads: int | None = None, answerer: LlamaCppAnswerer | None = None
+    ) -> None:
         """Generate answers through llama.cpp from the LLM's GGUF file, with the video
-        tokens injected as embeddings (much faster on CPUs; scoring stays in torch)."""
+        tokens injected as embeddings (much faster on CPUs; scoring stays in torch).
+        ``answerer``: one already loaded for this model's LLM."""
         from stepdiff.llm.llamacpp_answers import LlamaCppAnswerer
 
-        width = self.projector_module.output_dim
-        self.decoder = LlamaCppAnswerer.for_llm(self.config.llm, width, n_threads)
+        if answerer is None:
+            answerer = LlamaCppAnswerer.for_llm(self.config.llm, n_threads)
+        answerer.check_width(self.projector_module.output_dim)
+        self.decoder = answerer
 
     # ----- frozen parts stay frozen ------------------------------------------------
     def train(self, mode: bool = True) -> StepDiffModel:
