@@ -163,6 +163,39 @@ def test_bad_input_gives_one_line_and_status_1(clips, tmp_path, args, message):
     one_line_error(run(*args(str(ref), str(cand), tmp_path), *TINY), message)
 
 
+def test_calibrate_from_an_eval_run_fits_the_same_scale(small_synthkitchen, tmp_path):
+    """The eval run's DiffRank predictions are the P(same) calibrate would compute."""
+    data = str(small_synthkitchen)
+    evaluated = run(
+        "eval", "--task", "diffrank", "--gt", f"{data}/diffrank_test.jsonl",
+        "--videos", f"{data}/videos", "--out", str(tmp_path / "run"), "--scorer", "stepdiff",
+        "--bootstrap", "0", *TINY,
+    )  # fmt: skip
+    assert evaluated.exit_code == 0, evaluated.output
+    fitted = {}
+    for name, extra in (("direct", []), ("from-eval", ["--from-eval", str(tmp_path / "run")])):
+        out = tmp_path / f"{name}.json"
+        result = run(
+            "calibrate", "--data", data, "--split", "test", "--out", str(out), *extra, *TINY
+        )
+        assert result.exit_code == 0, result.output
+        fitted[name] = json.loads(out.read_text())
+    assert fitted["from-eval"] == fitted["direct"]
+
+    # A run of another model, or on other rows, is refused in one line, naming the reason.
+    other_model = run(
+        "calibrate", "--data", data, "--split", "test", "--out", str(tmp_path / "x.json"),
+        "--from-eval", str(tmp_path / "run"), "--set", "seed=1", *TINY,
+    )  # fmt: skip
+    one_line_error(other_model, "differs from this calibration in overrides")
+    other_rows = run(
+        "calibrate", "--data", data, "--split", "heldout", "--out", str(tmp_path / "x.json"),
+        "--from-eval", str(tmp_path / "run"), *TINY,
+    )  # fmt: skip
+    one_line_error(other_rows, "differs from this calibration in gt")
+    assert not (tmp_path / "x.json").exists()
+
+
 def test_calibrate_refuses_a_folder_without_rows(tmp_path):
     result = run("calibrate", "--data", str(tmp_path), *TINY)
     one_line_error(result, "diffrank_heldout.jsonl: DiffRank file not found")

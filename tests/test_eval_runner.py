@@ -281,6 +281,7 @@ def _one_line_error(result) -> str:
         (["--config", "tiny"], "config"),
         (["--set", "num_frames=2"], "overrides"),
         (["--scorer", "feature-distance:tiny"], "scorer"),
+        (["--llamacpp"], "llamacpp"),
     ],
 )
 def test_eval_refuses_to_resume_with_options_that_change_predictions(bench, tmp_path, change, key):

@@ -96,3 +96,52 @@ def test_ask_with_llamacpp_on_a_non_gguf_llm_is_a_one_line_error(synthetic_clip_
     )
     assert result.exit_code == 1
     assert "need a GGUF LLM" in result.output and "Traceback" not in result.output
+
+
+@pytest.fixture(scope="module")
+def llamacpp_model():
+    """The shipped model as `--llamacpp` loads it: the torch LLM deferred, never loaded."""
+    pytest.importorskip("llama_cpp")
+    from stepdiff.model_options import ModelOptions
+
+    return ModelOptions(llamacpp=True, cache=False).load()
+
+
+@pytest.mark.integration
+def test_llamacpp_scores_match_torch_without_loading_the_torch_llm(shipped_model, llamacpp_model):
+    from stepdiff.data.questions import difference_question, same_question
+
+    generator = torch.Generator().manual_seed(1)
+    encoder = llamacpp_model.encoder
+    features = torch.randn(3, 2, *encoder.tokens_shape(8), encoder.dim, generator=generator)
+    ref = features[:1, 0].expand(3, -1, -1, -1)  # DiffRank's shape: one reference, 3 targets
+    cand = features[:, 1]
+    same = [same_question("Tools/Equipment")] * 3
+    captions = ["The person uses a whisk instead of a spoon.", "The person stirs faster.", "No."]
+    asked = [difference_question("Tools/Equipment")] * 3
+
+    p_yes = llamacpp_model.p_yes(ref, cand, same)
+    loglik = llamacpp_model.loglik(ref, cand, asked, captions)
+    assert "llm" not in llamacpp_model._modules and not llamacpp_model._frozen_llm.loaded
+
+    # Close to torch's (llama.cpp runs the quantised weights with quantised activations).
+    torch.testing.assert_close(p_yes, shipped_model.p_yes(ref, cand, same), atol=0.05, rtol=0)
+    torch_loglik = shipped_model.loglik(ref, cand, asked, captions)
+    torch.testing.assert_close(loglik, torch_loglik, atol=1.0, rtol=0)
+    assert loglik.argmax() == torch_loglik.argmax()
+    # Each row scored alone (its own start decoded again) gives the same scores: the
+    # start shared with the previous row was reused, and only that (up to llama.cpp's
+    # kernels, whose sums differ slightly with the batch's length).
+    alone = torch.cat(
+        [
+            llamacpp_model.loglik(
+                ref[i : i + 1], cand[i : i + 1], asked[i : i + 1], captions[i : i + 1]
+            )
+            for i in (2, 0, 1)
+        ]
+    )
+    torch.testing.assert_close(alone, loglik[[2, 0, 1]], atol=0.01, rtol=0)
+    # Answers after scores, and scores after answers, still start from a clean memory.
+    answer = llamacpp_model.generate(ref[:1], cand[:1], asked[:1], max_new_tokens=6)
+    torch.testing.assert_close(llamacpp_model.p_yes(ref, cand, same), p_yes, atol=1e-3, rtol=0)
+    assert llamacpp_model.generate(ref[:1], cand[:1], asked[:1], max_new_tokens=6) == answer

@@ -36,7 +36,6 @@ app.command("train")(train_command)
 app.command("serve")(serve_command)
 
 # Model options are one group (ModelOptions), expanded into each command's flags.
-NO_LLAMACPP = ("config", "checkpoint", "overrides", "encoder", "llm", "frames", "cache")
 VideoDirOption = Annotated[
     Path | None, typer.Option(help="Folder where clip ids <uid>_<start>_<end> are resolved.")
 ]
@@ -47,9 +46,9 @@ ReferenceArgument = Annotated[
 CandidateArgument = Annotated[str, typer.Argument(help="Candidate clip, same forms as REFERENCE.")]
 
 
-def _load(model: ModelOptions):
+def _load(model: ModelOptions, *, llm: bool = True):
     with stderr.status("Loading models..."):
-        return model.load()
+        return model.load(llm=llm)
 
 
 @app.command()
@@ -170,7 +169,7 @@ def report(
 
 
 @app.command()
-@expand_options(model_options=NO_LLAMACPP)
+@expand_options()
 def rank(
     reference: ReferenceArgument,
     candidates: Annotated[
@@ -211,7 +210,7 @@ def rank(
 
 
 @app.command()
-@expand_options(model_options=("config", "checkpoint", "overrides", "cache"))
+@expand_options(model_options=("config", "checkpoint", "overrides", "cache", "llamacpp"))
 def calibrate(
     data: Annotated[
         Path,
@@ -228,22 +227,34 @@ def calibrate(
         ),
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="DiffRank rows per batch.")] = 8,
+    from_eval: Annotated[
+        Path | None,
+        typer.Option(
+            help="A `stepdiff eval --task diffrank --scorer stepdiff` folder of this model on "
+            "the split's rows: its predictions are the P(same), not computed again."
+        ),
+    ] = None,
     model_options: ModelOptions = SHIPPED_MODEL,
 ) -> None:
     """Fit the 1-5 severity scale to human DiffRank scores on a dev split."""
     from stepdiff.assistant.calibration import CALIBRATION_FILE
     from stepdiff.assistant.dev_fit import calibrate_on_split, diffrank_files
+    from stepdiff.eval.registry import ScorerOptions
+    from stepdiff.eval.runner import scorer_settings
 
     with user_errors():
         diffrank_files(data, split)  # fail before loading models
         target = out or ((model_options.checkpoint or Path(".")) / CALIBRATION_FILE)
-        model = _load(model_options)
+        # From an eval run, only the projector matters (its fingerprint): no LLM loads.
+        model = _load(model_options, llm=from_eval is None)
         calibration = calibrate_on_split(
             model,
             data,
             split,
             model_name=model_options.name(),
             batch_size=batch_size,
+            eval_run=from_eval,
+            eval_settings=scorer_settings("stepdiff", ScorerOptions(model=model_options)),
         )
         calibration.save(target)
     tau = calibration.diagnostics.get("kendall_tau_p_same_vs_score")

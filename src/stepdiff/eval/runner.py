@@ -199,6 +199,8 @@ def scorer_settings(name: str, options: ScorerOptions) -> dict[str, Any]:
         "clips": located(options.clips),
         "caption_pool": hashlib.sha256(pool).hexdigest()[:16] if options.caption_pool else None,
         "max_new_tokens": options.max_new_tokens,
+        # Only when set, so that runs made before the option keep their settings.
+        **({"llamacpp": True} if options.model.llamacpp else {}),
     }
 
 

@@ -76,6 +76,8 @@ class StepDiffModel(nn.Module):
         self.prompt_format = select_prompt_format(config.prompt_format, llm.name, llm.tokenizer)
         self.featurizer = ClipFeaturizer(encoder, config.num_frames, feature_cache)
         self._decoder: Decoder | None = None  # TorchDecoder at the first answer, unless replaced
+        # Answers and scores through llama.cpp (use_llamacpp): the torch LLM never loads.
+        self._llamacpp: LlamaCppAnswerer | None = None
 
     @property
     def llm(self) -> nn.Module:
@@ -105,15 +107,18 @@ class StepDiffModel(nn.Module):
     def use_llamacpp(
         self, n_threads: int | None = None, answerer: LlamaCppAnswerer | None = None
     ) -> None:
-        """Generate answers through llama.cpp from the LLM's GGUF file, with the video
-        tokens injected as embeddings (much faster on CPUs; scoring stays in torch).
-        ``answerer``: one already loaded for this model's LLM."""
+        """Run the frozen LLM through llama.cpp from its GGUF file, with the video tokens
+        injected as embeddings: answers (several times faster on CPUs) and scores (P(YES),
+        caption likelihoods; as fast as torch, in the quantised weights' memory), so the
+        torch LLM never loads. Training still needs it. ``answerer``: one already loaded
+        for this model's LLM."""
         from stepdiff.llm.llamacpp_answers import LlamaCppAnswerer
 
         if answerer is None:
             answerer = LlamaCppAnswerer.for_llm(self.config.llm, n_threads)
         answerer.check_width(self.projector_module.output_dim)
         self.decoder = answerer
+        self._llamacpp = answerer
 
     # ----- frozen parts stay frozen ------------------------------------------------
     def train(self, mode: bool = True) -> StepDiffModel:
@@ -300,6 +305,8 @@ class StepDiffModel(nn.Module):
         the candidate video for DiffRank's candidates of one reference, else the system
         text before the first video. A start must hold no answer token, nor predict one.
         """
+        if self._llamacpp is not None:
+            return self._llamacpp_answer_scores(batch, videos)
         embeds = self._inputs_embeds(batch, videos)  # (B, L, H)
         mask = batch.attention_mask.to(self.device)
         answered = int((batch.labels != IGNORE_INDEX).int().argmax(dim=1).min())
@@ -313,6 +320,19 @@ class StepDiffModel(nn.Module):
         else:
             hidden = self.llm.base_model(inputs_embeds=embeds, attention_mask=mask)[0]
         return answer_logprobs(self.llm.get_output_embeddings(), hidden, batch.labels)
+
+    def _llamacpp_answer_scores(
+        self, batch: TokenBatch, videos: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``_answer_scores`` through llama.cpp: no torch LLM, the GGUF's own weights."""
+        assert self._llamacpp is not None
+        tokens = self.project_videos(videos.to(self.device)).flatten(1, 2)  # (B, V*N, H)
+        real = batch.attention_mask.bool()
+        rows = [
+            (ids[keep].tolist(), labels[keep].tolist())
+            for ids, labels, keep in zip(batch.input_ids, batch.labels, real, strict=True)
+        ]
+        return self._llamacpp.answer_scores(rows, tokens)
 
     @torch.no_grad()
     def loglik(
