@@ -105,3 +105,23 @@ def test_special_tokens_and_tokenised_templates_are_refused(tmp_path):
         tokenizer("a cat")
     with pytest.raises(NotImplementedError):
         tokenizer.apply_chat_template([{"role": "user", "content": "hi"}])
+
+
+@pytest.mark.integration
+def test_a_deferred_gguf_llm_does_not_import_transformers():
+    """transformers' tokenizer machinery alone cost about 4.5 s of a cold `ask --llamacpp`."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from stepdiff.llm.loading import load_frozen_llm\n"
+        "from stepdiff.model_files import resolve_model_config\n"
+        "llm = load_frozen_llm(resolve_model_config()[0].llm, defer=True)\n"
+        "assert type(llm.tokenizer).__name__ == 'FolderTokenizer', type(llm.tokenizer)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'transformers'))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=300
+    )
+    assert result.stdout.strip() == "[]"

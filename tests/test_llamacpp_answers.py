@@ -145,3 +145,41 @@ def test_llamacpp_scores_match_torch_without_loading_the_torch_llm(shipped_model
     answer = llamacpp_model.generate(ref[:1], cand[:1], asked[:1], max_new_tokens=6)
     torch.testing.assert_close(llamacpp_model.p_yes(ref, cand, same), p_yes, atol=1e-3, rtol=0)
     assert llamacpp_model.generate(ref[:1], cand[:1], asked[:1], max_new_tokens=6) == answer
+
+
+@pytest.mark.integration
+def test_loading_llamacpp_beside_the_model_keeps_stdout_and_errors(synthetic_clip_path, tmp_path):
+    """The GGUF loads in a thread while llama-cpp-python points stdout and stderr at
+    /dev/null: afterwards prints reach stdout again, and a model that fails to load
+    meanwhile still prints its one-line error."""
+    import shutil
+    import subprocess
+    import sys
+
+    from stepdiff.model_files import packaged_model_dir
+
+    pytest.importorskip("llama_cpp")
+    script = (
+        "import sys\n"
+        "from stepdiff.model_options import ModelOptions\n"
+        "model = ModelOptions(llamacpp=True, cache=False).load()\n"
+        "print('stdout is', type(sys.stdout).__name__)\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=300
+    )
+    assert loaded.stdout.strip() == "stdout is TextIOWrapper"
+
+    # A checkpoint whose config reads (so llama.cpp starts loading) but whose weights do not.
+    broken = tmp_path / "broken"
+    shutil.copytree(packaged_model_dir(), broken)
+    (broken / "projector.safetensors").write_bytes(b"not safetensors")
+    clip = str(synthetic_clip_path)
+    failed = subprocess.run(
+        [sys.executable, "-m", "stepdiff.cli", "ask", clip, clip, "-q", "Why?", "--llamacpp",
+         "--model", str(broken), "--no-cache"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert failed.returncode == 1, failed.stderr
+    lines = failed.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "projector" in lines[0], lines
