@@ -6,6 +6,9 @@ test run into pytest's temporary directory.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -74,3 +77,19 @@ def real_diffrank_path() -> Path:
     if not REAL_DIFFRANK.is_file():
         pytest.skip("real DiffRank file not available")
     return REAL_DIFFRANK
+
+
+@pytest.fixture
+def python_stdout() -> Callable[[str], str]:
+    """Runs Python source in a fresh interpreter (what a command imports, and its
+    ``sys.stdout``, start clean there) and returns its stripped stdout; a failure shows
+    its stderr."""
+
+    def run(source: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-c", source], capture_output=True, text=True, timeout=300
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    return run

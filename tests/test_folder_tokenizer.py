@@ -108,11 +108,8 @@ def test_special_tokens_and_tokenised_templates_are_refused(tmp_path):
 
 
 @pytest.mark.integration
-def test_a_deferred_gguf_llm_does_not_import_transformers():
+def test_a_deferred_gguf_llm_does_not_import_transformers(python_stdout):
     """transformers' tokenizer machinery alone cost about 4.5 s of a cold `ask --llamacpp`."""
-    import subprocess
-    import sys
-
     script = (
         "import sys\n"
         "from stepdiff.llm.loading import load_frozen_llm\n"
@@ -121,7 +118,4 @@ def test_a_deferred_gguf_llm_does_not_import_transformers():
         "assert type(llm.tokenizer).__name__ == 'FolderTokenizer', type(llm.tokenizer)\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'transformers'))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=300
-    )
-    assert result.stdout.strip() == "[]"
+    assert python_stdout(script) == "[]"

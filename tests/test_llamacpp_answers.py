@@ -148,7 +148,9 @@ def test_llamacpp_scores_match_torch_without_loading_the_torch_llm(shipped_model
 
 
 @pytest.mark.integration
-def test_loading_llamacpp_beside_the_model_keeps_stdout_and_errors(synthetic_clip_path, tmp_path):
+def test_loading_llamacpp_beside_the_model_keeps_stdout_and_errors(
+    synthetic_clip_path, tmp_path, python_stdout
+):
     """The GGUF loads in a thread while llama-cpp-python points stdout and stderr at
     /dev/null: afterwards prints reach stdout again, and a model that fails to load
     meanwhile still prints its one-line error."""
@@ -165,10 +167,7 @@ def test_loading_llamacpp_beside_the_model_keeps_stdout_and_errors(synthetic_cli
         "model = ModelOptions(llamacpp=True, cache=False).load()\n"
         "print('stdout is', type(sys.stdout).__name__)\n"
     )
-    loaded = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=300
-    )
-    assert loaded.stdout.strip() == "stdout is TextIOWrapper"
+    assert python_stdout(script) == "stdout is TextIOWrapper"
 
     # A checkpoint whose config reads (so llama.cpp starts loading) but whose weights do not.
     broken = tmp_path / "broken"

@@ -3,8 +3,6 @@ first use (what `ask --llamacpp` needs, and no more)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -48,7 +46,7 @@ def test_an_llm_without_a_weights_folder_loads_at_once():
     assert load_frozen_llm("tiny", defer=True).loaded
 
 
-def test_a_deferred_llm_does_not_import_the_model_code(llm_folder):
+def test_a_deferred_llm_does_not_import_the_model_code(llm_folder, python_stdout):
     """Importing transformers' model code costs about 4 s of a cold `ask --llamacpp`."""
     script = (
         "import sys\n"
@@ -57,10 +55,7 @@ def test_a_deferred_llm_does_not_import_the_model_code(llm_folder):
         "assert llm.hidden_size == 64\n"
         "print('transformers.modeling_utils' in sys.modules)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=True
-    )
-    assert result.stdout.strip() == "False"
+    assert python_stdout(script) == "False"
 
 
 def test_a_model_loads_a_deferred_llm_at_its_first_score(llm_folder, synthetic_clip_path):
