@@ -74,6 +74,12 @@ class LlamaCppAnswerer:
         and stderr (file descriptors and ``sys`` objects) at /dev/null: what the caller
         prints meanwhile is lost, and the caller must not swap ``sys.stdout`` itself.
         """
+        from stepdiff.llm.loading import names_gguf
+
+        # The spec first: a wrong --set llm is the user's mistake to hear of, whatever is
+        # installed.
+        if not names_gguf(spec):
+            raise ConfigError(f"llama.cpp answers need a GGUF LLM, but the LLM is {spec!r}")
         import_llama_cpp()  # imported here: two threads importing one module could deadlock
         threads = n_threads or torch.get_num_threads()
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp-load")

@@ -219,6 +219,11 @@ def _check_folder_fits(spec: str, folder: Path, torch_dtype: torch.dtype, dtype:
     check_fits(spec, parameters, torch_dtype.itemsize, dtype)
 
 
+def names_gguf(spec: str) -> bool:
+    """Whether an LLM spec names a GGUF file (see :func:`resolve_gguf`), without touching it."""
+    return spec in PACKAGED_GGUF or spec in PART_MODELS or Path(spec).suffix == ".gguf"
+
+
 def resolve_gguf(spec: str) -> Path | None:
     """The GGUF file an LLM spec names (alias, part-packaged model name or ``.gguf``
     path), or None for other specs. A part-packaged model's sha256 is checked first."""
