@@ -38,6 +38,14 @@ from stepdiff.llm.scoring import IGNORE_INDEX
 SEQUENCE = 0  # one llama.cpp sequence: questions are answered one after another
 
 
+def _check_names_gguf(spec: str) -> None:
+    """A one-line error unless LLM ``spec`` names a GGUF file."""
+    from stepdiff.llm.loading import names_gguf
+
+    if not names_gguf(spec):
+        raise ConfigError(f"llama.cpp answers need a GGUF LLM, but the LLM is {spec!r}")
+
+
 class LlamaCppAnswerer:
     """Greedy answers from a GGUF LLM given a prompt of token ids and video embeddings."""
 
@@ -59,10 +67,8 @@ class LlamaCppAnswerer:
         """The answerer for the GGUF file of LLM ``spec``."""
         from stepdiff.llm.loading import resolve_gguf
 
-        gguf = resolve_gguf(spec)
-        if gguf is None:
-            raise ConfigError(f"llama.cpp answers need a GGUF LLM, but the LLM is {spec!r}")
-        return cls(gguf, n_threads=n_threads or torch.get_num_threads())
+        _check_names_gguf(spec)
+        return cls(resolve_gguf(spec), n_threads=n_threads or torch.get_num_threads())
 
     @classmethod
     def start_loading(cls, spec: str, n_threads: int | None = None) -> Future[LlamaCppAnswerer]:
@@ -74,12 +80,9 @@ class LlamaCppAnswerer:
         and stderr (file descriptors and ``sys`` objects) at /dev/null: what the caller
         prints meanwhile is lost, and the caller must not swap ``sys.stdout`` itself.
         """
-        from stepdiff.llm.loading import names_gguf
-
         # The spec first: a wrong --set llm is the user's mistake to hear of, whatever is
         # installed.
-        if not names_gguf(spec):
-            raise ConfigError(f"llama.cpp answers need a GGUF LLM, but the LLM is {spec!r}")
+        _check_names_gguf(spec)
         import_llama_cpp()  # imported here: two threads importing one module could deadlock
         threads = n_threads or torch.get_num_threads()
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp-load")

@@ -227,16 +227,15 @@ def names_gguf(spec: str) -> bool:
 def resolve_gguf(spec: str) -> Path | None:
     """The GGUF file an LLM spec names (alias, part-packaged model name or ``.gguf``
     path), or None for other specs. A part-packaged model's sha256 is checked first."""
+    if not names_gguf(spec):
+        return None
     if spec in PACKAGED_GGUF:
         return packaged_gguf_path(spec)
     if spec in PART_MODELS:
         return resolve_part_model(spec)
-    path = Path(spec)
-    if path.suffix == ".gguf":
-        if not path.is_file():
-            raise ModelLoadError(f"LLM GGUF file {spec!r} not found")
-        return path
-    return None
+    if not Path(spec).is_file():
+        raise ModelLoadError(f"LLM GGUF file {spec!r} not found")
+    return Path(spec)
 
 
 def load_frozen_llm(
