@@ -16,7 +16,14 @@ from stepdiff.synthkitchen.builder import load_clips
 from stepdiff.synthkitchen.descriptions import description_fields
 from stepdiff.train.config import load_train_config
 from stepdiff.train.data import TrainingRecord, read_training_records
-from stepdiff.train.describe import check_slots, slot_layout, slot_vocabulary
+from stepdiff.train.describe import (
+    check_slots,
+    field_tokens,
+    joined_description,
+    separators,
+    slot_layout,
+    slot_vocabulary,
+)
 from stepdiff.train.trainer import train
 
 
@@ -94,6 +101,9 @@ def test_description_records_read_fields_or_one_free_text(tmp_path):
     first, second = read_training_records("descriptions", [path])
     assert first.clips == ("a_0_1",) and first.fields == ("stir", "a whisk")
     assert second.fields == ("A cook stirs.",)
+    path.write_text(json.dumps({"clip_id": "a_0_1", "fields": [" stir ", "\nTools: a \n"]}))
+    (record,) = read_training_records("descriptions", [path])
+    assert record.fields == ("stir", "\nTools: a")  # a line's start survives, spaces do not
     path.write_text(json.dumps({"clip_id": "a_0_1", "fields": []}) + "\n")
     with pytest.raises(DataFormatError, match=r"d.jsonl:1: field 'fields' must be a non-empty"):
         read_training_records("descriptions", [path])
@@ -110,7 +120,35 @@ def test_synthkitchen_writes_each_training_clips_structured_description(small_sy
     spec = train_clips[0]
     fields = description_fields(spec)
     assert rows[0]["fields"] == fields and len(fields) == 16
-    assert fields[0] == spec.keystep and fields[5] == f"{spec.tool};"
+    assert fields[0] == f"Step: {spec.keystep}." and fields[5] == f"{spec.tool},"
+    lines = joined_description(fields).split("\n")
+    assert [line.split(":")[0] for line in lines] == [
+        "Step",
+        "Ingredients",
+        "Tools/Equipment",
+        "Technique",
+        "Actions",
+        "Visuals",
+        "Serving / Presentation",
+    ]
+    assert lines[2] == (
+        f"Tools/Equipment: {spec.tool_color} {spec.tool}, {spec.vessel_material} {spec.vessel}."
+    )
+
+
+def test_a_field_that_starts_a_line_takes_no_space_before_it():
+    fields = ("Step: stir.", "\nTools: a", "whisk.")
+    assert separators(fields) == ["", "", " "]
+    assert joined_description(fields) == "Step: stir.\nTools: a whisk."
+    asked: list[str] = []
+
+    class RecordingTokenizer(SpaceTokenizer):
+        def __call__(self, text: str, add_special_tokens: bool = False):
+            asked.append(text)
+            return super().__call__(text, add_special_tokens)
+
+    field_tokens(RecordingTokenizer(), fields)
+    assert asked == ["Step: stir.", "\nTools: a", " whisk."]  # each as it reads in the text
 
 
 def _describe_config(tmp_path: Path, benchmark: Path, *extra: str):

@@ -16,6 +16,7 @@ from stepdiff.eval.registry import ScorerOptions, build_scorer
 from stepdiff.eval.runner import run_predictions
 from stepdiff.model_options import ModelOptions
 from stepdiff.synthkitchen.builder import load_clips
+from stepdiff.train.describe import joined_description
 from stepdiff.video.clip import ClipRef, resolve_clip
 
 
@@ -33,9 +34,10 @@ def test_oracle_fields_are_the_descriptions_the_model_is_aligned_to(small_synthk
     written = {}
     for line in (small_synthkitchen / "descriptions_train.jsonl").read_text().splitlines():
         record = json.loads(line)
-        written[record["clip_id"]] = " ".join(record["fields"])
+        written[record["clip_id"]] = joined_description(record["fields"])
     for clip_id, text in list(written.items())[:5]:
         assert describe(resolve_clip(clip_id, small_synthkitchen / "videos")) == text
+        assert text.count("\n") == 6 and text.startswith("Step: ")
     tiny = ModelOptions(config="tiny", cache=False)
     scorer = build_scorer("socratic-oracle:fields", ScorerOptions(tiny, clips=small_synthkitchen))
     assert scorer.name == "socratic-oracle:fields" and scorer.describe.fields

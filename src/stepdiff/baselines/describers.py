@@ -69,8 +69,9 @@ class OracleDescriber:
         spec = self.clips[clip.clip_id]
         if self.fields:
             from stepdiff.synthkitchen.descriptions import description_fields
+            from stepdiff.train.describe import joined_description
 
-            return " ".join(description_fields(spec))
+            return joined_description(description_fields(spec))
         from stepdiff.synthkitchen.render import describe_spec
 
         return describe_spec(spec)

@@ -137,7 +137,13 @@ def _description_record(obj: dict[str, Any], where: str) -> TrainingRecord:
     descriptions.jsonl: one field)."""
     clip = _text(obj, "clip_id", where)
     if "fields" in obj:
-        return TrainingRecord("descriptions", (clip,), fields=_texts(obj, "fields", where))
+        fields = _texts(obj, "fields", where)
+        # A field that starts a new line keeps its newline: it says how the text joins.
+        fields = tuple(
+            "\n" + text if raw.lstrip(" \t").startswith("\n") else text
+            for raw, text in zip(obj["fields"], fields, strict=True)
+        )
+        return TrainingRecord("descriptions", (clip,), fields=fields)
     return TrainingRecord("descriptions", (clip,), fields=(_text(obj, "description", where),))
 
 

@@ -2,11 +2,12 @@
 
 Each description is a fixed sequence of fields (keystep, quantity, colour, ingredient,
 tool, ...). Field ``i`` always takes the same ``widths[i]`` video-token slots: its tokens
-(as the LLM tokenises the field after a space; the first field without one), then a
-space token as padding. So slot ``k`` of every clip holds the same kind of fact, and
-the words head learns, slot by slot, which of the frozen LLM's own word embeddings to
-emit: a cross-entropy per slot, with no LLM pass (the paper's answer loss needs a
-forward and backward through the LLM for every sample).
+(as the LLM tokenises the field where it stands in the joined text: after a space, except
+the first field and a field that starts a new line), then a space token as padding. So
+slot ``k`` of every clip holds the same kind of fact, and the words head learns, slot by
+slot, which of the frozen LLM's own word embeddings to emit: a cross-entropy per slot,
+with no LLM pass (the paper's answer loss needs a forward and backward through the LLM
+for every sample).
 
 Read with the space-padded slots, the LLM scores DiffMCQ as well as from the same
 descriptions written as plain text (docs/research.md, "Description alignment").
@@ -53,11 +54,22 @@ class SlotLayout:
         return torch.stack([part.all(1) for part in right.split(list(self.widths), dim=1)], 1)
 
 
+def separators(fields: Sequence[str]) -> list[str]:
+    """What goes before each field in the joined description: a space, except before the
+    first field and a field that starts a new line."""
+    return ["" if index == 0 or text.startswith("\n") else " " for index, text in enumerate(fields)]
+
+
+def joined_description(fields: Sequence[str]) -> str:
+    """A description's fields as the text they spell."""
+    return "".join(before + text for before, text in zip(separators(fields), fields, strict=True))
+
+
 def field_tokens(tokenizer, fields: Sequence[str]) -> list[list[int]]:
     """Each field's token ids, as it reads in the joined description."""
     return [
-        tokenizer(("" if index == 0 else " ") + text, add_special_tokens=False)["input_ids"]
-        for index, text in enumerate(fields)
+        tokenizer(before + text, add_special_tokens=False)["input_ids"]
+        for before, text in zip(separators(fields), fields, strict=True)
     ]
 
 
