@@ -11,6 +11,7 @@ import pytest
 import torch
 from test_words import WordTokenizer
 
+from stepdiff.data.descriptions import joined_description, separators
 from stepdiff.errors import ConfigError, DataFormatError
 from stepdiff.synthkitchen.builder import load_clips
 from stepdiff.synthkitchen.descriptions import description_fields
@@ -19,8 +20,6 @@ from stepdiff.train.data import TrainingRecord, read_training_records
 from stepdiff.train.describe import (
     check_slots,
     field_tokens,
-    joined_description,
-    separators,
     slot_layout,
     slot_vocabulary,
 )

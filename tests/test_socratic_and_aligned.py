@@ -11,12 +11,12 @@ import torch
 from stepdiff.baselines.describers import OracleDescriber
 from stepdiff.baselines.train_vlembed import train_aligned_space
 from stepdiff.baselines.vlembed import VLEmbedScorer, load_aligned_space
+from stepdiff.data.descriptions import joined_description
 from stepdiff.errors import ConfigError
 from stepdiff.eval.registry import ScorerOptions, build_scorer
 from stepdiff.eval.runner import run_predictions
 from stepdiff.model_options import ModelOptions
 from stepdiff.synthkitchen.builder import load_clips
-from stepdiff.train.describe import joined_description
 from stepdiff.video.clip import ClipRef, resolve_clip
 
 

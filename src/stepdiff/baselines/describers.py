@@ -68,8 +68,8 @@ class OracleDescriber:
             raise ConfigError(f"clip {clip}: no ground truth (is it a SynthKitchen clip id?)")
         spec = self.clips[clip.clip_id]
         if self.fields:
+            from stepdiff.data.descriptions import joined_description
             from stepdiff.synthkitchen.descriptions import description_fields
-            from stepdiff.train.describe import joined_description
 
             return joined_description(description_fields(spec))
         from stepdiff.synthkitchen.render import describe_spec

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
+from stepdiff.data.descriptions import separators
 from stepdiff.errors import ConfigError, DataFormatError
 from stepdiff.train.data import TrainingRecord
 
@@ -52,17 +53,6 @@ class SlotLayout:
         """Whether each field is spelled right, every slot of it: (B, N) ids -> (B, F)."""
         right = predicted == targets
         return torch.stack([part.all(1) for part in right.split(list(self.widths), dim=1)], 1)
-
-
-def separators(fields: Sequence[str]) -> list[str]:
-    """What goes before each field in the joined description: a space, except before the
-    first field and a field that starts a new line."""
-    return ["" if index == 0 or text.startswith("\n") else " " for index, text in enumerate(fields)]
-
-
-def joined_description(fields: Sequence[str]) -> str:
-    """A description's fields as the text they spell."""
-    return "".join(before + text for before, text in zip(separators(fields), fields, strict=True))
 
 
 def field_tokens(tokenizer, fields: Sequence[str]) -> list[list[int]]:
