@@ -11,6 +11,7 @@ import pytest
 import torch
 from test_words import WordTokenizer
 
+from stepdiff.data.categories import CATEGORIES
 from stepdiff.data.descriptions import joined_description, separators
 from stepdiff.errors import ConfigError, DataFormatError
 from stepdiff.synthkitchen.builder import load_clips
@@ -121,15 +122,7 @@ def test_synthkitchen_writes_each_training_clips_structured_description(small_sy
     assert rows[0]["fields"] == fields and len(fields) == 16
     assert fields[0] == f"Step: {spec.keystep}." and fields[5] == f"{spec.tool},"
     lines = joined_description(fields).split("\n")
-    assert [line.split(":")[0] for line in lines] == [
-        "Step",
-        "Ingredients",
-        "Tools/Equipment",
-        "Technique",
-        "Actions",
-        "Visuals",
-        "Serving / Presentation",
-    ]
+    assert [line.split(":")[0] for line in lines] == ["Step", *CATEGORIES]
     assert lines[2] == (
         f"Tools/Equipment: {spec.tool_color} {spec.tool}, {spec.vessel_material} {spec.vessel}."
     )

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from stepdiff.data.categories import CATEGORIES
 from stepdiff.synthkitchen.world import (
     MOTION_PHRASES,
     NUMBER_WORDS,
@@ -31,26 +32,30 @@ from stepdiff.synthkitchen.world import (
     final_state_phrase,
 )
 
+# Each line is labelled with its benchmark category, in the words DiffRank's question uses
+# ("Do these two videos show the same Tools/Equipment?").
+INGREDIENTS, TOOLS, TECHNIQUE, ACTIONS, VISUALS, SERVING = CATEGORIES
+
 
 def description_fields(spec: ClipSpec) -> list[str]:
     """The clip's facts as the 16 fields of its description."""
     garnish = "no garnish" if spec.garnish == "none" else spec.garnish
     return [
         f"Step: {spec.keystep}.",
-        f"\nIngredients: {NUMBER_WORDS[spec.quantity]}",
+        f"\n{INGREDIENTS}: {NUMBER_WORDS[spec.quantity]}",
         spec.ingredient_color,
         f"{spec.ingredient}.",
-        f"\nTools/Equipment: {spec.tool_color}",
+        f"\n{TOOLS}: {spec.tool_color}",
         f"{spec.tool},",
         spec.vessel_material,
         f"{spec.vessel}.",
-        f"\nTechnique: {MOTION_PHRASES[spec.motion]},",
+        f"\n{TECHNIQUE}: {MOTION_PHRASES[spec.motion]},",
         f"{SPEED_PHRASES[spec.speed]}.",
-        "\nActions: " + " then ".join(spec.actions) + ",",
+        f"\n{ACTIONS}: " + " then ".join(spec.actions) + ",",
         f"skips {spec.skipped}." if spec.skipped else "skips nothing.",
-        f"\nVisuals: {spec.doneness},",
+        f"\n{VISUALS}: {spec.doneness},",
         f"{final_state_phrase(spec.final_state)}.",
-        f"\nServing / Presentation: {spec.plate} with",
+        f"\n{SERVING}: {spec.plate} with",
         f"{garnish}.",
     ]
 
