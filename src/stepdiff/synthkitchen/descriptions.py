@@ -14,8 +14,8 @@ A line's label rides in its first field (``"\nIngredients: two"``), so the field
 hold one fact each. The description-alignment loss (stepdiff.train.describe) teaches the
 words head to spell each field in fixed video-token slots, so slot ``k`` of every clip
 holds the same kind of fact. The labelled lines are what the frozen LLM compares best:
-its text-only DiffRank ceiling rose from 0.13 with the bare fields on one line to 0.34
-(docs/research.md, "The description format").
+reading the true descriptions of 48 DiffRank training rows, its P(YES) ranked at 0.34
+against 0.13 for the same fields on one line (docs/research.md, "The description format").
 """
 
 from __future__ import annotations
